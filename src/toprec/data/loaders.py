@@ -1,0 +1,435 @@
+"""Loaders: every supported layout becomes the same :class:`Dataset`.
+
+Layouts (detected from what a folder holds, or forced with ``format=``):
+
+``competition``  ``train_ratings.csv`` (user,item,time) + optional ``titles.tsv``,
+                 ``years.tsv``, ``genres.tsv``, ``directors.tsv``, ``writers.tsv``
+``ml-100k``      ``u.data`` + ``u.item`` (+ ``u.genre``)
+``ml-1m``        ``ratings.dat`` + ``movies.dat`` (``::`` separated)
+``ml-csv``       ``ratings.csv`` + ``movies.csv`` (MovieLens 20M / 25M / latest)
+``recbole``      ``NAME.inter`` (+ ``NAME.item``) atomic files
+``table``        any CSV / TSV / Parquet file with named columns
+                 (``user_col``, ``item_col``, optional ``time_col``, ``rating_col``)
+
+Bad input raises :class:`ToprecError` with the file, row and problem.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from ..errors import ToprecError
+from .dataset import Dataset
+
+COMPETITION_SIDE = ("titles", "years", "genres", "directors", "writers")
+FORMATS = ("auto", "competition", "ml-100k", "ml-1m", "ml-csv", "recbole", "table")
+
+ML100K_GENRES = [
+    "unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary", "Drama",
+    "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller", "War", "Western",
+]  # fmt: skip
+
+
+# ---------------------------------------------------------------- reading
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        raise ToprecError(f"{path}: file not found")
+    if path.is_dir():
+        raise ToprecError(f"{path}: is a folder, expected a file")
+    if path.stat().st_size == 0:
+        raise ToprecError(f"{path}: file is empty")
+
+
+def _first_null(arr: pa.ChunkedArray | pa.Array) -> int | None:
+    mask = np.asarray(arr.is_null().to_numpy(zero_copy_only=False))
+    hits = np.flatnonzero(mask)
+    return int(hits[0]) if len(hits) else None
+
+
+def _read_csv_table(
+    path: Path,
+    sep: str = ",",
+    names: list[str] | None = None,
+    encoding: str = "utf8",
+    as_string: bool = False,
+) -> pa.Table:
+    """Read a delimited file with pyarrow (fast); multi-character separators supported."""
+    read_opts = pacsv.ReadOptions(column_names=names, encoding=encoding, block_size=1 << 24)
+    convert = pacsv.ConvertOptions(strings_can_be_null=True, quoted_strings_can_be_null=True)
+    if as_string:
+        # read every column as text; used to find the exact bad row after a failure
+        header = names
+        if header is None:
+            with open(path, encoding=encoding, errors="replace") as fh:
+                header = [c.strip().strip('"') for c in fh.readline().rstrip("\r\n").split(sep)]
+        convert = pacsv.ConvertOptions(
+            column_types={c: pa.string() for c in header}, strings_can_be_null=True, quoted_strings_can_be_null=True
+        )
+    if len(sep) == 1:
+        source: Any = str(path)
+        parse = pacsv.ParseOptions(delimiter=sep, quote_char='"' if sep == "," else False)
+    else:
+        raw = path.read_bytes().replace(sep.encode(), b"\x1f")
+        source = io.BytesIO(raw)
+        parse = pacsv.ParseOptions(delimiter="\x1f", quote_char=False)
+    try:
+        return pacsv.read_csv(source, read_options=read_opts, parse_options=parse, convert_options=convert)
+    except pa.ArrowInvalid as exc:
+        if not as_string:
+            raise
+        msg = str(exc).split("\n")[0]
+        m = re.search(r"[Rr]ow #(\d+)", str(exc))
+        where = f", row {m.group(1)}" if m else ""
+        raise ToprecError(f"{path}{where}: cannot parse: {msg}") from None
+
+
+def _read_table(path: Path, sep: str = ",", names: list[str] | None = None, encoding: str = "utf8") -> pa.Table:
+    _check_file(path)
+    if path.suffix.lower() in (".parquet", ".pq"):
+        import pyarrow.parquet as pq
+
+        try:
+            return pq.read_table(path)
+        except Exception as exc:  # noqa: BLE001 - any parquet failure is a bad file
+            raise ToprecError(f"{path}: cannot read parquet: {str(exc).splitlines()[0]}") from None
+    try:
+        return _read_csv_table(path, sep, names, encoding)
+    except pa.ArrowInvalid:
+        # a column changed type part-way (e.g. a text time): read as text, validate per column below
+        return _read_csv_table(path, sep, names, encoding, as_string=True)
+    except UnicodeDecodeError as exc:
+        raise ToprecError(f"{path}: not valid {encoding} text ({exc.reason})") from None
+
+
+def _column(table: pa.Table, path: Path, name: str, role: str) -> pa.ChunkedArray:
+    if name not in table.column_names:
+        found = ", ".join(table.column_names)
+        raise ToprecError(f"{path}: missing {role} column '{name}' (found: {found})")
+    col = table.column(name)
+    bad = _first_null(col)
+    if bad is not None:
+        raise ToprecError(f"{path}, row {bad + 2}: empty {role} value in column '{name}'")
+    return col
+
+
+def _ids(col: pa.ChunkedArray) -> np.ndarray:
+    if pa.types.is_integer(col.type):
+        return col.to_numpy().astype(np.int64, copy=False)
+    if pa.types.is_floating(col.type):
+        vals = col.to_numpy()
+        if np.all(vals == np.floor(vals)):
+            return vals.astype(np.int64)
+    return np.asarray(col.cast(pa.string()).to_numpy(zero_copy_only=False), dtype=object)
+
+
+def _numeric(col: pa.ChunkedArray, path: Path, name: str, role: str) -> np.ndarray:
+    if pa.types.is_integer(col.type) or pa.types.is_floating(col.type):
+        return col.to_numpy()
+    if pa.types.is_timestamp(col.type) or pa.types.is_date(col.type):
+        return col.cast(pa.timestamp("s")).cast(pa.int64()).to_numpy()
+    text = pd.Series(col.to_numpy(zero_copy_only=False), dtype=object)
+    vals = pd.to_numeric(text, errors="coerce")
+    bad = np.flatnonzero(vals.isna().to_numpy())
+    if len(bad):
+        r = int(bad[0])
+        raise ToprecError(f"{path}, row {r + 2}: {role} {text.iloc[r]!r} in column '{name}' is not a number")
+    return vals.to_numpy()
+
+
+def read_events(
+    path: Path,
+    user_col: str,
+    item_col: str,
+    time_col: str | None,
+    rating_col: str | None = None,
+    min_rating: float | None = None,
+    sep: str = ",",
+    names: list[str] | None = None,
+    encoding: str = "utf8",
+    row_offset: int = 2,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, dict]:
+    """Read (user, item, time) columns from one file, validated; optional rating filter."""
+    table = _read_table(path, sep, names, encoding)
+    if table.num_rows == 0:
+        raise ToprecError(f"{path}: no events (the file has a header but no rows)")
+    users = _ids(_column(table, path, user_col, "user"))
+    items = _ids(_column(table, path, item_col, "item"))
+    times = None
+    if time_col is not None:
+        times = _numeric(_column(table, path, time_col, "time"), path, time_col, "time")
+        if not np.all(np.isfinite(times)):
+            r = int(np.flatnonzero(~np.isfinite(times))[0])
+            raise ToprecError(f"{path}, row {r + row_offset}: time in column '{time_col}' is not a finite number")
+    summary: dict[str, Any] = {"source": str(path)}
+    if min_rating is not None:
+        if rating_col is None or rating_col not in table.column_names:
+            found = ", ".join(table.column_names)
+            raise ToprecError(f"{path}: --min-rating needs a rating column '{rating_col}' (found: {found})")
+        ratings = _numeric(_column(table, path, rating_col, "rating"), path, rating_col, "rating")
+        keep = ratings >= min_rating
+        summary["filtered_by_rating"] = int((~keep).sum())
+        users, items = users[keep], items[keep]
+        times = None if times is None else times[keep]
+        if len(users) == 0:
+            raise ToprecError(f"{path}: no events left with {rating_col} >= {min_rating}")
+    return users, items, times, summary
+
+
+def _side_file(path: Path) -> pd.DataFrame | None:
+    """A competition side file: header ``item<TAB>value``; one row per (item, value)."""
+    if not path.exists():
+        return None
+    table = _read_table(path, sep="\t")
+    if "item" not in table.column_names:
+        raise ToprecError(f"{path}: missing column 'item' (found: {', '.join(table.column_names)})")
+    if table.num_columns < 2:
+        raise ToprecError(f"{path}: expected two columns 'item' and a value")
+    value_col = [c for c in table.column_names if c != "item"][0]
+    frame = pd.DataFrame({"item": _ids(table.column("item")), "value": table.column(value_col).to_pandas()})
+    return frame.dropna()
+
+
+_YEAR = re.compile(r"\((\d{4})\)\s*$")
+
+
+def _years_from_titles(items: np.ndarray, titles: pd.Series) -> pd.DataFrame:
+    years = titles.astype(str).str.extract(_YEAR, expand=False)
+    frame = pd.DataFrame({"item": items, "value": years})
+    return frame.dropna()
+
+
+def _explode(items: np.ndarray, values: pd.Series, sep: str) -> pd.DataFrame:
+    frame = pd.DataFrame({"item": items, "value": values.fillna("").astype(str).str.split(sep)})
+    frame = frame.explode("value")
+    frame = frame[frame["value"].str.len() > 0]
+    return frame.reset_index(drop=True)
+
+
+# ---------------------------------------------------------------- layouts
+def load_competition(folder: Path, min_rating: float | None = None) -> Dataset:
+    path = folder / "train_ratings.csv"
+    users, items, times, summary = read_events(path, "user", "item", "time", "rating", min_rating)
+    features = {}
+    titles = None
+    for name in COMPETITION_SIDE:
+        frame = _side_file(folder / f"{name}.tsv")
+        if frame is None:
+            continue
+        if name == "titles":
+            titles = frame.rename(columns={"value": "title"})
+        else:
+            features[name] = frame
+    return Dataset.from_events(
+        users, items, times, features=features, titles=titles, name=folder.name, summary=summary | {"format": "competition"}
+    )
+
+
+def load_ml100k(folder: Path, min_rating: float | None = None) -> Dataset:
+    names = ["user", "item", "rating", "time"]
+    users, items, times, summary = read_events(
+        folder / "u.data", "user", "item", "time", "rating", min_rating, sep="\t", names=names, row_offset=1
+    )
+    features, titles = {}, None
+    item_path = folder / "u.item"
+    if item_path.exists():
+        genres = ML100K_GENRES
+        genre_path = folder / "u.genre"
+        if genre_path.exists():
+            lines = [ln.split("|")[0] for ln in genre_path.read_text(encoding="latin-1").splitlines() if "|" in ln]
+            if len(lines) == 19:
+                genres = lines
+        cols = ["item", "title", "release", "video", "url"] + [f"g{j}" for j in range(19)]
+        table = _read_table(item_path, sep="|", names=cols, encoding="latin1")
+        frame = table.to_pandas()
+        item_ids = _ids(table.column("item"))
+        titles = pd.DataFrame({"item": item_ids, "title": frame["title"]})
+        flags = frame[[f"g{j}" for j in range(19)]].fillna(0).to_numpy().astype(bool)
+        r, c = np.nonzero(flags)
+        features["genres"] = pd.DataFrame({"item": item_ids[r], "value": np.asarray(genres, dtype=object)[c]})
+        features["years"] = _years_from_titles(item_ids, frame["title"])
+    return Dataset.from_events(
+        users, items, times, features=features, titles=titles, name=folder.name, summary=summary | {"format": "ml-100k"}
+    )
+
+
+def load_ml1m(folder: Path, min_rating: float | None = None) -> Dataset:
+    names = ["user", "item", "rating", "time"]
+    users, items, times, summary = read_events(
+        folder / "ratings.dat", "user", "item", "time", "rating", min_rating, sep="::", names=names, row_offset=1
+    )
+    features, titles = {}, None
+    movies = folder / "movies.dat"
+    if movies.exists():
+        table = _read_table(movies, sep="::", names=["item", "title", "genres"], encoding="latin1")
+        frame = table.to_pandas()
+        item_ids = _ids(table.column("item"))
+        titles = pd.DataFrame({"item": item_ids, "title": frame["title"]})
+        features["genres"] = _explode(item_ids, frame["genres"], "|")
+        features["years"] = _years_from_titles(item_ids, frame["title"])
+    return Dataset.from_events(
+        users, items, times, features=features, titles=titles, name=folder.name, summary=summary | {"format": "ml-1m"}
+    )
+
+
+def load_ml_csv(folder: Path, min_rating: float | None = None) -> Dataset:
+    users, items, times, summary = read_events(
+        folder / "ratings.csv", "userId", "movieId", "timestamp", "rating", min_rating
+    )
+    features, titles = {}, None
+    movies = folder / "movies.csv"
+    if movies.exists():
+        table = _read_table(movies)
+        frame = table.to_pandas()
+        if "movieId" in frame and "title" in frame:
+            item_ids = _ids(table.column("movieId"))
+            titles = pd.DataFrame({"item": item_ids, "title": frame["title"]})
+            if "genres" in frame:
+                g = _explode(item_ids, frame["genres"], "|")
+                features["genres"] = g[g["value"] != "(no genres listed)"]
+            features["years"] = _years_from_titles(item_ids, frame["title"])
+    return Dataset.from_events(
+        users, items, times, features=features, titles=titles, name=folder.name, summary=summary | {"format": "ml-csv"}
+    )
+
+
+def _recbole_fields(table: pa.Table) -> dict[str, str]:
+    """Map bare field names (``user_id``) to the header's ``name:type`` columns."""
+    return {c.split(":")[0]: c for c in table.column_names}
+
+
+def load_recbole(path: Path, min_rating: float | None = None) -> Dataset:
+    if path.is_dir():
+        inters = sorted(path.glob("*.inter"))
+        if not inters:
+            raise ToprecError(f"{path}: no .inter file found")
+        inter = inters[0]
+    else:
+        inter = path
+    _check_file(inter)
+    table = _read_table(inter, sep="\t")
+    fields = _recbole_fields(table)
+    for need in ("user_id", "item_id"):
+        if need not in fields:
+            raise ToprecError(f"{inter}: missing column '{need}:token' (found: {', '.join(table.column_names)})")
+    users, items, times, summary = read_events(
+        inter,
+        fields["user_id"],
+        fields["item_id"],
+        fields.get("timestamp"),
+        fields.get("rating", "rating"),
+        min_rating,
+        sep="\t",
+    )
+    features, titles = {}, None
+    item_file = inter.with_suffix(".item")
+    if item_file.exists():
+        itable = _read_table(item_file, sep="\t")
+        ifields = _recbole_fields(itable)
+        if "item_id" not in ifields:
+            raise ToprecError(f"{item_file}: missing column 'item_id:token'")
+        item_ids = _ids(itable.column(ifields["item_id"]))
+        rename = {"class": "genres", "genre": "genres", "release_year": "years", "year": "years"}
+        for bare, full in ifields.items():
+            if bare == "item_id":
+                continue
+            kind = full.split(":")[1] if ":" in full else "token"
+            values = itable.column(full).to_pandas()
+            if bare in ("movie_title", "title"):
+                titles = pd.DataFrame({"item": item_ids, "title": values})
+            elif kind == "token_seq":
+                features[rename.get(bare, bare)] = _explode(item_ids, values, " ")
+            elif kind == "token":
+                frame = pd.DataFrame({"item": item_ids, "value": values}).dropna()
+                features[rename.get(bare, bare)] = frame
+    return Dataset.from_events(
+        users, items, times, features=features, titles=titles, name=inter.stem, summary=summary | {"format": "recbole"}
+    )
+
+
+def load_table(
+    path: Path,
+    user_col: str = "user",
+    item_col: str = "item",
+    time_col: str | None = "time",
+    rating_col: str | None = "rating",
+    min_rating: float | None = None,
+    sep: str | None = None,
+) -> Dataset:
+    _check_file(path)
+    if sep is None:
+        lower = path.name.lower()
+        sep = "\t" if lower.endswith((".tsv", ".tsv.gz", ".inter")) else ","
+    users, items, times, summary = read_events(path, user_col, item_col, time_col, rating_col, min_rating, sep=sep)
+    return Dataset.from_events(users, items, times, name=path.stem.split(".")[0], summary=summary | {"format": "table"})
+
+
+def detect_format(path: Path) -> str:
+    if path.is_file():
+        return "recbole" if path.suffix == ".inter" else "table"
+    if not path.exists():
+        raise ToprecError(f"{path}: no such file or folder")
+    if (path / "train_ratings.csv").exists():
+        return "competition"
+    if (path / "u.data").exists():
+        return "ml-100k"
+    if (path / "ratings.dat").exists():
+        return "ml-1m"
+    if (path / "ratings.csv").exists():
+        return "ml-csv"
+    if any(path.glob("*.inter")):
+        return "recbole"
+    raise ToprecError(
+        f"{path}: no known dataset layout (looked for train_ratings.csv, u.data, ratings.dat, ratings.csv, *.inter)"
+    )
+
+
+def load(
+    path: str | os.PathLike,
+    format: str = "auto",
+    user_col: str | None = None,
+    item_col: str | None = None,
+    time_col: str | None = None,
+    rating_col: str | None = None,
+    min_rating: float | None = None,
+    sep: str | None = None,
+) -> Dataset:
+    """Load a dataset folder or file; ``format='auto'`` detects the layout.
+
+    Naming ``user_col``/``item_col`` means a plain table file (CSV/TSV/Parquet).
+    """
+    path = Path(path)
+    if format not in FORMATS:
+        raise ToprecError(f"unknown data format '{format}' (choose from {', '.join(FORMATS)})")
+    if format == "auto":
+        format = "table" if (user_col or item_col) and path.is_file() else detect_format(path)
+    if format == "table":
+        if path.is_dir():
+            raise ToprecError(f"{path}: a table format needs a file, not a folder")
+        return load_table(
+            path,
+            user_col or "user",
+            item_col or "item",
+            time_col,
+            rating_col or "rating",
+            min_rating,
+            sep,
+        )
+    if not path.exists():
+        raise ToprecError(f"{path}: no such file or folder")
+    loaders = {
+        "competition": load_competition,
+        "ml-100k": load_ml100k,
+        "ml-1m": load_ml1m,
+        "ml-csv": load_ml_csv,
+        "recbole": load_recbole,
+    }
+    return loaders[format](path, min_rating=min_rating)

@@ -1,0 +1,245 @@
+"""The one model contract.
+
+A model declares its hyperparameters as a pydantic ``Params`` class (types,
+defaults, bounds: a wrong name or type is a one-line error), implements
+``_fit`` and ``_score``, and names the arrays it learns in ``_state``. The
+base class does everything else the same way for every model: recommending
+through the shared batched top-k with seen items masked, cold users (unknown
+or with an empty history) served by popularity, and save/load as
+``model.json`` + ``arrays.safetensors`` (never pickle).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import scipy.sparse as sp
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from .. import __version__
+from ..errors import ToprecError
+from ..io import atomic_dir
+from ..recommend import DEFAULT_MEMORY_BUDGET, Recommendations, topk
+
+
+class Params(BaseModel):
+    """Base for model hyperparameters: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+def _format_validation(model: str, exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"]) or "?"
+    if err["type"] == "extra_forbidden":
+        return f"model '{model}': unknown parameter '{loc}'"
+    value = err.get("input")
+    return f"model '{model}': parameter '{loc}'={value!r}: {err['msg']}"
+
+
+class Recommender:
+    """Base class of every model. Subclasses set ``name`` and ``Params``."""
+
+    name: ClassVar[str] = "base"
+    Params: ClassVar[type[Params]] = Params
+    #: model scores come only from the user's history (item-based): new users fold in
+    history_based: ClassVar[bool] = True
+
+    def __init__(self, **params: Any):
+        try:
+            self.params = self.Params(**params)
+        except ValidationError as exc:
+            raise ToprecError(_format_validation(self.name, exc)) from None
+        self.fitted = False
+
+    # ------------------------------------------------------------- contract
+    def fit(self, train, valid=None) -> "Recommender":
+        """Learn from a :class:`~toprec.Dataset` (``valid`` is for trained models)."""
+        X = train.matrix
+        self.n_users, self.n_items = X.shape
+        self.train_matrix = X
+        self.item_popularity = np.asarray(train.item_counts, dtype=np.float32)
+        self._fit(X, train)
+        self.fitted = True
+        return self
+
+    def _fit(self, X: sp.csr_matrix, train) -> None:
+        raise NotImplementedError
+
+    def _score(self, users: np.ndarray, history: sp.csr_matrix) -> np.ndarray:
+        """Scores (len(users), n_items) float32, writable. ``history`` rows align with users."""
+        raise NotImplementedError
+
+    def _state(self) -> dict[str, np.ndarray]:
+        """Arrays learned by ``_fit`` (saved with the model)."""
+        return {}
+
+    def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
+        pass
+
+    # ------------------------------------------------------------ shared
+    def _check_fitted(self) -> None:
+        if not self.fitted:
+            raise ToprecError(f"model '{self.name}' is not fitted")
+
+    def _history(self, users: np.ndarray, history: sp.csr_matrix | None) -> sp.csr_matrix:
+        if history is not None:
+            history = sp.csr_matrix(history, dtype=np.float32)
+            if history.shape != (len(users), self.n_items):
+                raise ValueError(f"history must be ({len(users)}, {self.n_items}), got {history.shape}")
+            return history
+        known = (users >= 0) & (users < self.n_users)
+        rows = self.train_matrix[np.where(known, users, 0)]
+        if not known.all():
+            rows = sp.diags(known.astype(np.float32)) @ rows
+            rows.eliminate_zeros()
+        return sp.csr_matrix(rows)
+
+    def _score_with_fallback(self, users: np.ndarray, history: sp.csr_matrix) -> np.ndarray:
+        scores = np.asarray(self._score(users, history), dtype=np.float32)
+        cold = np.diff(history.indptr) == 0
+        if not self.history_based:  # a known user's learned state serves them even without history
+            cold &= ~((users >= 0) & (users < self.n_users))
+        if cold.any():
+            scores[cold] = self.item_popularity
+        return scores
+
+    def score(self, users, history: sp.csr_matrix | None = None) -> np.ndarray:
+        """Dense scores for ``users`` (internal indices; -1 or out-of-range = unknown)."""
+        self._check_fitted()
+        users = np.atleast_1d(np.asarray(users, dtype=np.int64))
+        hist = self._history(users, history)
+        return self._score_with_fallback(users, hist)
+
+    def recommend(
+        self,
+        users=None,
+        k: int = 10,
+        exclude_seen: bool = True,
+        history: sp.csr_matrix | None = None,
+        batch_size: int | None = None,
+        memory_budget: int = DEFAULT_MEMORY_BUDGET,
+    ) -> Recommendations:
+        """Top-k items for ``users`` (default: all training users), best first.
+
+        Items in a user's history (training events, or ``history`` rows when
+        given) are never recommended when ``exclude_seen``. Unknown users and
+        users with an empty history get the most popular items.
+        """
+        self._check_fitted()
+        if k < 1:
+            raise ToprecError(f"k must be >= 1, got {k}")
+        users = np.arange(self.n_users) if users is None else np.atleast_1d(np.asarray(users, dtype=np.int64))
+        hist = self._history(users, history)
+        return topk(
+            self._score_with_fallback,
+            users,
+            self.n_items,
+            k,
+            hist,
+            hist if exclude_seen else None,
+            batch_size=batch_size,
+            memory_budget=memory_budget,
+            description=f"{self.name}: recommend",
+        )
+
+    # ------------------------------------------------------------- persist
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write ``model.json`` + ``arrays.safetensors`` into folder ``path`` (atomically)."""
+        from safetensors.numpy import save_file
+
+        self._check_fitted()
+        path = Path(path)
+        X = self.train_matrix
+        arrays = {
+            "train.indptr": np.asarray(X.indptr, dtype=np.int64),
+            "train.indices": np.asarray(X.indices, dtype=np.int32),
+            "item_popularity": self.item_popularity,
+        }
+        for key, value in self._state().items():
+            if sp.issparse(value):
+                value = sp.csr_matrix(value)
+                arrays[f"{key}.csr.data"] = np.ascontiguousarray(value.data)
+                arrays[f"{key}.csr.indices"] = np.asarray(value.indices, dtype=np.int32)
+                arrays[f"{key}.csr.indptr"] = np.asarray(value.indptr, dtype=np.int64)
+                arrays[f"{key}.csr.shape"] = np.asarray(value.shape, dtype=np.int64)
+            else:
+                arrays[f"state.{key}"] = np.ascontiguousarray(value)
+        meta = {
+            "toprec_version": __version__,
+            "model": self.name,
+            "params": self.params.model_dump(mode="json"),
+            "n_users": int(self.n_users),
+            "n_items": int(self.n_items),
+        }
+        with atomic_dir(path) as tmp:
+            save_file(arrays, str(tmp / "arrays.safetensors"))
+            (tmp / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "Recommender":
+        """Load a model saved by :meth:`save` (any registered model when called on the base)."""
+        from safetensors.numpy import load_file
+
+        from .registry import get_class
+
+        path = Path(path)
+        meta_path = path / "model.json"
+        if not meta_path.exists():
+            raise ToprecError(f"{path}: not a saved model (no model.json)")
+        try:
+            meta = json.loads(meta_path.read_text())
+        except json.JSONDecodeError as exc:
+            raise ToprecError(f"{meta_path}: invalid JSON ({exc.msg})") from None
+        klass = get_class(meta["model"]) if cls is Recommender else cls
+        if klass.name != meta["model"]:
+            raise ToprecError(f"{path}: holds a '{meta['model']}' model, not '{klass.name}'")
+        model = klass(**meta["params"])
+        arrays = load_file(str(path / "arrays.safetensors"))
+        model.n_users, model.n_items = int(meta["n_users"]), int(meta["n_items"])
+        indptr, indices = arrays.pop("train.indptr"), arrays.pop("train.indices")
+        model.train_matrix = sp.csr_matrix(
+            (np.ones(len(indices), dtype=np.float32), indices, indptr), shape=(model.n_users, model.n_items)
+        )
+        model.item_popularity = arrays.pop("item_popularity")
+        state: dict[str, Any] = {}
+        for key in list(arrays):
+            if key.startswith("state."):
+                state[key[len("state.") :]] = arrays[key]
+            elif key.endswith(".csr.data"):
+                name = key[: -len(".csr.data")]
+                shape = tuple(int(s) for s in arrays[f"{name}.csr.shape"])
+                state[name] = sp.csr_matrix(
+                    (arrays[key], arrays[f"{name}.csr.indices"], arrays[f"{name}.csr.indptr"]), shape=shape
+                )
+        model._set_state(state)
+        model.fitted = True
+        return model
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{k}={v!r}" for k, v in self.params.model_dump().items())
+        return f"{type(self).__name__}({params})"
+
+
+class ItemItemRecommender(Recommender):
+    """Scores = history @ similarity (items x items, dense or sparse)."""
+
+    similarity: np.ndarray | sp.csr_matrix
+
+    def _score(self, users: np.ndarray, history: sp.csr_matrix) -> np.ndarray:
+        S = self.similarity
+        out = history @ S
+        if sp.issparse(out):
+            out = out.toarray()
+        return np.asarray(out, dtype=np.float32)
+
+    def _state(self) -> dict[str, Any]:
+        return {"similarity": self.similarity}
+
+    def _set_state(self, arrays: dict[str, Any]) -> None:
+        self.similarity = arrays["similarity"]
