@@ -19,7 +19,7 @@ def set_quiet(quiet: bool) -> None:
 
 
 def is_quiet() -> bool:
-    return _state["quiet"] or not sys.stderr
+    return _state["quiet"] or sys.stderr is None
 
 
 class Task:
@@ -46,7 +46,8 @@ class Task:
 @contextlib.contextmanager
 def task(description: str, total: float | None = None) -> Iterator[Task]:
     """A progress bar (``total`` given) or spinner (``total=None``) on stderr."""
-    if is_quiet():
+    if is_quiet() or not console.is_terminal:
+        # no live bar when stderr is a file or pipe: it would only add blank lines
         yield Task(None, None)
         return
     columns = [SpinnerColumn(), TextColumn("{task.description}")]

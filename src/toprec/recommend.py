@@ -59,7 +59,9 @@ class Recommendations:
 
         table = pa.Table.from_pandas(frame, preserve_index=False)
         with atomic_path(path, suffix=".csv.tmp") as tmp:
-            pacsv.write_csv(table, tmp, write_options=pacsv.WriteOptions(quoting_style="needed"))
+            with open(tmp, "wb") as fh:
+                fh.write(b"user,item\n")
+                pacsv.write_csv(table, fh, write_options=pacsv.WriteOptions(include_header=False, quoting_style="needed"))
 
 
 def batch_size_for(n_items: int, memory_budget: int = DEFAULT_MEMORY_BUDGET, factor: int = 2) -> int:
