@@ -133,6 +133,14 @@ def _rank_in_group(group_sorted: np.ndarray) -> np.ndarray:
     return np.arange(n, dtype=np.int64) - first
 
 
+def _isin_sorted(sorted_codes: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """``codes`` found in the sorted array ``sorted_codes``."""
+    if len(sorted_codes) == 0:
+        return np.zeros(len(codes), dtype=bool)
+    pos = np.minimum(np.searchsorted(sorted_codes, codes), len(sorted_codes) - 1)
+    return sorted_codes[pos] == codes
+
+
 def _topk_gumbel(rng: np.random.Generator, logw: np.ndarray, k: np.ndarray) -> np.ndarray:
     """Per row, a weighted sample without replacement of up to ``k.max()`` columns.
 
@@ -377,9 +385,10 @@ def _sample_block(
     b, n = len(n_u), bt.shape[1]
     logits = a @ bt
     key = rng.random((b, n), dtype=np.float32)
-    np.log(key, out=key)
-    np.negative(key, out=key)
-    np.log(key, out=key)  # log of an Exp(1): minus a Gumbel
+    with np.errstate(divide="ignore"):  # u == 0 gives +inf: that item is just never drawn
+        np.log(key, out=key)
+        np.negative(key, out=key)
+        np.log(key, out=key)  # log of an Exp(1): minus a Gumbel
     key -= logits
     del logits
     if n_avail.min() < n:
@@ -498,9 +507,7 @@ def synthesize(
             sel = (items.fr_part[cur_i] == level) & (items.fr_next[cur_i] >= 0)
             pu, pi, pidx = cur_u[sel], items.fr_next[cur_i[sel]], cur[sel]
             code = pu * n_items + pi
-            pos = np.searchsorted(have, code)
-            exists = (pos < len(have)) & (have[np.minimum(pos, len(have) - 1)] == code)
-            go = ~exists & (rng.random(len(code)) < 0.45)
+            go = ~_isin_sorted(have, code) & (rng.random(len(code)) < 0.45)
             pu, pi, pidx = pu[go], pi[go], pidx[go]
             idx = base + np.arange(len(pu))
             base += len(pu)
@@ -515,15 +522,29 @@ def synthesize(
         planted = np.concatenate([planted, np.ones(len(add_u), dtype=bool)])
         parent = np.concatenate([parent, np.concatenate(new_parent)])
 
-        # keep each user's count: drop as many of their non-series events
-        drop_n = np.bincount(add_u, minlength=n_users)
-        protected = items.fr_id[it] >= 0
-        r = np.where(protected, 2.0, rng.random(len(u)))
-        o = np.lexsort((r, u))
-        rank = _rank_in_group(u[o])
-        drop = np.zeros(len(u), dtype=bool)
-        drop[o] = (rank < drop_n[u[o]]) & ~protected[o]
-        keep = ~drop
+        # keep each user's count: for each planted event drop one random non-series
+        # event of that user (sampled events are contiguous per user)
+        n0 = len(u) - len(add_u)
+        heads = np.flatnonzero(np.r_[True, u[1 : n0] != u[: n0 - 1]])
+        seg_start = np.zeros(n_users, dtype=np.int64)
+        seg_len = np.zeros(n_users, dtype=np.int64)
+        seg_start[u[heads]] = heads
+        seg_len[u[heads]] = np.diff(np.r_[heads, n0])
+        protected = items.fr_id[it[:n0]] >= 0
+        drop = np.zeros(n0, dtype=bool)
+        todo = add_u
+        for _ in range(6):  # a few rounds: a draw may hit a series event or a taken one
+            if len(todo) == 0:
+                break
+            pos = seg_start[todo] + (rng.random(len(todo)) * seg_len[todo]).astype(np.int64)
+            ok = np.flatnonzero(~protected[pos] & ~drop[pos])
+            _, first = np.unique(pos[ok], return_index=True)
+            done = ok[first]
+            drop[pos[done]] = True
+            left = np.ones(len(todo), dtype=bool)
+            left[done] = False
+            todo = todo[left]
+        keep = np.r_[~drop, np.ones(len(add_u), dtype=bool)]
         remap = np.cumsum(keep) - 1
         u, it, planted = u[keep], it[keep], planted[keep]
         parent = np.where(parent[keep] >= 0, remap[np.maximum(parent[keep], 0)], -1)
@@ -543,9 +564,7 @@ def synthesize(
         ok_ev = need[it] > 0
         have = np.sort(u[ok_ev] * n_items + it[ok_ev])
         code = np.unique(cand_u * n_items + cand_i)  # also dedupes
-        pos = np.searchsorted(have, code)
-        exists = (pos < len(have)) & (have[np.minimum(pos, len(have) - 1)] == code)
-        code = code[~exists]
+        code = code[~_isin_sorted(have, code)]
         ci, cu = code % n_items, code // n_items
         o = np.lexsort((rng.random(len(ci)), ci))
         ci, cu = ci[o], cu[o]
@@ -594,34 +613,34 @@ def synthesize(
             delay = np.where(rng.random(len(idx)) < 0.5, 0.0, rng.exponential(3 * _DAY, len(idx))).astype(np.int64)
             t = np.maximum(s_time_[sess[parent[idx]]] + delay, items.release[it[idx]])
             sess[idx] = session_at_or_after(u[idx], t)
-    # within a session: random order, 3 s + lognormal (median ~25 s) apart
-    o = np.lexsort((rng.random(n_ev), sess))
+    # order by (user, session, random): sessions are numbered in time order
+    o = np.argsort((sess << 31) | rng.integers(0, 1 << 31, n_ev), kind="stable")
+    u, it, sess = u[o], it[o], sess[o]
+    # within a session: 3 s + lognormal (median ~25 s) apart
     gap = 3 + np.exp(rng.normal(np.log(25.0), 0.8, n_ev)).astype(np.int64)
-    rank = _rank_in_group(sess[o])
+    heads = np.flatnonzero(np.r_[True, sess[1:] != sess[:-1]])
     cum = np.cumsum(gap)
-    within = cum - np.repeat(cum[np.flatnonzero(rank == 0)], np.diff(np.r_[np.flatnonzero(rank == 0), n_ev]))
-    t = np.empty(n_ev, dtype=np.int64)
-    t[o] = s_time_[sess[o]] + within
+    t = s_time_[sess] + cum - np.repeat(cum[heads], np.diff(np.r_[heads, n_ev]))
 
     # series parts in order for 95% of (user, series) pairs: permute their times
     fr = items.fr_id[it]
     fe = np.flatnonzero(fr >= 0)
     if len(fe):
-        g = u[fe] * max(items.n_franchises, 1) + fr[fe]
-        _, ginv = np.unique(g, return_inverse=True)
-        fixed = rng.random(int(ginv.max()) + 1) < 0.95
-        fe = fe[fixed[ginv]]
-        by_time = fe[np.lexsort((t[fe], fr[fe], u[fe]))]
-        by_part = fe[np.lexsort((items.fr_part[it[fe]], fr[fe], u[fe]))]
-        t[by_part] = t[by_time]
+        g = u[fe] * items.n_franchises + fr[fe]
+        by_time = fe[np.argsort((g << 30) | (t[fe] - _T_START), kind="stable")]
+        by_part = fe[np.argsort((g << 30) | items.fr_part[it[fe]], kind="stable")]
+        gs = u[by_time] * items.n_franchises + fr[by_time]
+        heads = np.flatnonzero(np.r_[True, gs[1:] != gs[:-1]])
+        fixed = np.repeat(rng.random(len(heads)) < 0.95, np.diff(np.r_[heads, len(gs)]))
+        t[by_part[fixed]] = t[by_time[fixed]]
 
-    # sort by (user, time) and make times strictly increasing per user
-    key = u * (1 << 32) + (t - _T_START)
+    # sort by (user, time) (nearly sorted already) and make times strictly increasing
+    key = (u << 32) | (t - _T_START)
     o = np.argsort(key, kind="stable")
     u, it, key = u[o], it[o], key[o]
     rank = _rank_in_group(u)
     key = np.maximum.accumulate(key - rank) + rank
-    t = key - u * (1 << 32) + _T_START
+    t = key - (u << 32) + _T_START
 
     # ---- frames with external ids
     report(0.95, "frames")

@@ -1,0 +1,130 @@
+"""The shared contract every registered model passes (new models join automatically)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from toprec import ToprecError, metrics, models, split
+from toprec.models import Recommender
+
+# small, fast parameters per model for the contract (defaults otherwise)
+FAST_PARAMS: dict[str, dict] = {"itemknn": {"k": 20}, "ease": {"l2": 50.0}}
+ALL = sorted(models.list())
+
+
+@pytest.fixture(params=ALL)
+def name(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+def fitted(name, dataset):
+    train, holdout = split.competition(dataset, last=1, random=4, seed=0)
+    model = models.get(name, **FAST_PARAMS.get(name, {})).fit(train)
+    return model, train, holdout
+
+
+def test_fit_and_score_shapes(fitted):
+    model, train, _ = fitted
+    assert model.fitted and isinstance(model, Recommender)
+    s = model.score(np.arange(5))
+    assert s.shape == (5, train.n_items) and s.dtype == np.float32 and np.isfinite(s).all()
+
+
+def test_recommend_masks_seen_items(fitted):
+    model, train, _ = fitted
+    k = 10
+    recs = model.recommend(k=k)
+    assert recs.items.shape == (train.n_users, k)
+    seen = train.matrix
+    hits = metrics.hit_matrix(recs.items, seen)
+    assert not hits.any(), "a training item was recommended"
+    assert np.all(np.diff(recs.scores, axis=1) <= 0), "not best first"
+    srt = np.sort(recs.items, axis=1)
+    assert not np.any(srt[:, 1:] == srt[:, :-1]), "duplicate items in a list"
+    unmasked = model.recommend(np.arange(10), k=k, exclude_seen=False)
+    assert unmasked.scores[:, 0].min() >= recs.scores[:10, 0].min() - 1e-6
+
+
+@pytest.mark.parametrize("batch_size", [1, 7, 50])
+def test_batch_size_invariance(fitted, batch_size):
+    model, train, _ = fitted
+    ref = model.recommend(k=10, batch_size=10_000)
+    got = model.recommend(k=10, batch_size=batch_size)
+    assert np.array_equal(ref.items, got.items)
+    assert np.array_equal(ref.scores, got.scores)
+
+
+def test_save_load_roundtrip(fitted, tmp_path):
+    model, train, _ = fitted
+    path = model.save(tmp_path / "m")
+    assert sorted(p.name for p in path.iterdir()) == ["arrays.safetensors", "model.json"]
+    meta = json.loads((path / "model.json").read_text())
+    assert meta["model"] == model.name and meta["n_items"] == train.n_items
+    for p in path.iterdir():  # no pickle protocol header anywhere
+        assert not p.read_bytes().startswith(b"\x80")
+    loaded = Recommender.load(path)
+    assert type(loaded) is type(model) and loaded.params == model.params
+    a, b = model.recommend(k=10), loaded.recommend(k=10)
+    assert np.array_equal(a.items, b.items) and np.allclose(a.scores, b.scores)
+
+
+def test_unknown_and_empty_history_users_get_popular_items(fitted):
+    model, train, _ = fitted
+    k = 5
+    top_pop = np.argsort(-train.item_counts, kind="stable")[:k]
+    recs = model.recommend(np.array([-1, train.n_users + 3]), k=k)
+    assert recs.items.shape == (2, k) and (recs.items >= 0).all()
+    assert set(recs.items[0]) == set(top_pop)
+    empty = sp.csr_matrix((1, train.n_items), dtype=np.float32)
+    r2 = model.recommend(np.array([0]), k=k, history=empty)
+    assert set(r2.items[0]) == set(top_pop)
+
+
+def test_fold_in_history_for_new_users(fitted):
+    model, train, _ = fitted
+    if not model.history_based:
+        pytest.skip("model needs training to know a user")
+    hist = train.matrix[:3]
+    new = model.recommend(np.array([-1, -1, -1]), k=10, history=hist)
+    old = model.recommend(np.arange(3), k=10)
+    assert np.array_equal(new.items, old.items)
+
+
+def test_deterministic_refit(name, dataset):
+    a = models.get(name, **FAST_PARAMS.get(name, {})).fit(dataset).recommend(k=10)
+    b = models.get(name, **FAST_PARAMS.get(name, {})).fit(dataset).recommend(k=10)
+    assert np.array_equal(a.items, b.items)
+
+
+def test_unknown_parameter_is_one_line_error(name):
+    with pytest.raises(ToprecError, match=f"model '{name}': unknown parameter 'no_such'"):
+        models.get(name, no_such=1)
+
+
+def test_not_fitted_error(name):
+    with pytest.raises(ToprecError, match="not fitted"):
+        models.get(name).recommend(k=3)
+
+
+def test_collaborative_models_beat_popularity(dataset):
+    train, holdout = split.competition(dataset, last=1, random=4, seed=0)
+    scores = {}
+    for n in ("popularity", "itemknn", "ease"):
+        recs = models.get(n, **FAST_PARAMS.get(n, {})).fit(train).recommend(holdout.users, k=10)
+        scores[n] = metrics.evaluate(recs, holdout, ["recall@10"])["recall@10"]
+    assert scores["ease"] > scores["popularity"] + 0.05
+    assert scores["itemknn"] > scores["popularity"] + 0.03
+
+
+def test_ill_typed_parameter():
+    with pytest.raises(ToprecError, match="parameter 'l2'='abc'"):
+        models.get("ease", l2="abc")
+    with pytest.raises(ToprecError, match="parameter 'l2'"):
+        models.get("ease", l2=-1)
+    with pytest.raises(ToprecError, match="unknown model 'nope'"):
+        models.get("nope")

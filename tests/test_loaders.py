@@ -1,0 +1,188 @@
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import FIXTURES
+from toprec import Dataset, ToprecError
+from toprec.data.loaders import detect_format
+
+
+def _pairs(ds: Dataset) -> set[tuple[str, str]]:
+    return {(str(ds.user_ids[u]), str(ds.item_ids[i])) for u, i in zip(ds.user, ds.item)}
+
+
+def test_competition_layout_with_side_info():
+    ds = Dataset.load(FIXTURES / "competition")
+    assert detect_format(FIXTURES / "competition") == "competition"
+    # 8 rows, one repeated (11,170): kept once at its earliest time
+    assert ds.n_events == 7
+    assert ds.summary["duplicates_dropped"] == 1
+    assert ds.summary["events_read"] == 8
+    assert (ds.n_users, ds.n_items) == (3, 4)
+    u11 = ds.user_index([11])[0]
+    events = ds.item_ids[ds.item[ds.user_ptr[u11] : ds.user_ptr[u11 + 1]]]
+    assert list(events) == [4643, 170, 531]  # time order; 170 at its first time
+    t = ds.time[ds.user_ptr[u11] : ds.user_ptr[u11 + 1]]
+    assert list(t) == [1230782529, 1230782534, 1230782539]
+    assert set(ds.features) == {"years", "genres", "directors", "writers"}
+    g = ds.features["genres"]
+    assert sorted(g.of(int(ds.item_index([2571])[0]))) == ["Action", "Sci-Fi", "Thriller"]
+    assert g.matrix.shape == (4, 5) and g.matrix.dtype == np.float32
+    # side rows for items without events are ignored and counted
+    assert ds.titles[ds.item_index([2571])[0]] == "Matrix, The (1999)"
+    m = ds.matrix
+    assert m.shape == (3, 4) and m.dtype == np.float32 and m.nnz == 7 and m.has_sorted_indices
+
+
+def test_ml100k():
+    ds = Dataset.load(FIXTURES / "ml-100k")
+    assert detect_format(FIXTURES / "ml-100k") == "ml-100k"
+    assert (ds.n_users, ds.n_items, ds.n_events) == (3, 3, 6)
+    toy = int(ds.item_index([10])[0])
+    assert sorted(ds.features["genres"].of(toy)) == ["Animation", "Children's", "Comedy"]
+    assert ds.features["years"].of(toy) == ["1995"]
+    assert ds.titles[toy] == "Toy Story (1995)"
+
+
+def test_ml100k_min_rating():
+    ds = Dataset.load(FIXTURES / "ml-100k", min_rating=4)
+    assert ds.n_events == 3
+    assert ds.summary["filtered_by_rating"] == 3
+    assert _pairs(ds) == {("1", "10"), ("2", "10"), ("3", "10")}
+
+
+def test_ml1m_latin1_and_double_colon():
+    ds = Dataset.load(FIXTURES / "ml-1m")
+    assert (ds.n_users, ds.n_items, ds.n_events) == (3, 3, 5)
+    peach = int(ds.item_index([661])[0])
+    assert sorted(ds.features["genres"].of(peach)) == ["Animation", "Children's", "Musical"]
+    assert ds.titles[int(ds.item_index([1193])[0])] == "One Flew Over the Cuckoo's Nest (1975)"
+
+
+def test_ml_csv():
+    ds = Dataset.load(FIXTURES / "ml-csv", min_rating=4.0)
+    assert _pairs(ds) == {("2", "31"), ("2", "10"), ("3", "1029")}
+    assert ds.features["years"].of(int(ds.item_index([1029])[0])) == ["1941"]
+
+
+def test_recbole_atomic_files():
+    ds = Dataset.load(FIXTURES / "recbole")
+    assert detect_format(FIXTURES / "recbole") == "recbole"
+    assert (ds.n_users, ds.n_items, ds.n_events) == (3, 3, 4)
+    lac = int(ds.item_index([302])[0])
+    assert sorted(ds.features["genres"].of(lac)) == ["Crime", "Film-Noir", "Mystery", "Thriller"]
+    assert ds.features["years"].of(lac) == ["1997"]
+    # the same file loads directly too
+    assert Dataset.load(FIXTURES / "recbole" / "tiny.inter").n_events == 4
+
+
+def test_table_csv_named_columns():
+    ds = Dataset.load(FIXTURES / "table.csv", user_col="uid", item_col="sid", time_col="when")
+    assert ds.n_events == 4 and ds.summary["duplicates_dropped"] == 1
+    u1 = int(ds.user_index(["u1"])[0])
+    assert list(ds.item_ids[ds.item[ds.user_ptr[u1] : ds.user_ptr[u1 + 1]]]) == ["b", "a"]  # by time
+    ds4 = Dataset.load(FIXTURES / "table.csv", user_col="uid", item_col="sid", time_col="when",
+                       rating_col="stars", min_rating=4)  # fmt: skip
+    assert _pairs(ds4) == {("u1", "a"), ("u2", "a"), ("u2", "c")}
+
+
+def test_table_parquet(tmp_path):
+    frame = pd.read_csv(FIXTURES / "table.csv")
+    path = tmp_path / "events.parquet"
+    frame.to_parquet(path)
+    ds = Dataset.load(path, user_col="uid", item_col="sid", time_col="when")
+    assert ds.n_events == 4
+    # without a time column the file order is the time order
+    ds2 = Dataset.load(path, user_col="uid", item_col="sid")
+    u1 = int(ds2.user_index(["u1"])[0])
+    assert list(ds2.item_ids[ds2.item[ds2.user_ptr[u1] : ds2.user_ptr[u1 + 1]]]) == ["a", "b"]
+
+
+def test_ids_are_opaque_strings(tmp_path):
+    folder = tmp_path / "d"
+    folder.mkdir()
+    (folder / "train_ratings.csv").write_text("user,item,time\nalice,tt01,5\nbob,tt01,3\nalice,x-9,7\n")
+    ds = Dataset.load(folder)
+    assert set(ds.user_ids) == {"alice", "bob"} and set(ds.item_ids) == {"tt01", "x-9"}
+
+
+def test_filter_keeps_index_space(dataset):
+    half = dataset.filter(dataset.time % 2 == 0)
+    assert half.n_users == dataset.n_users and half.n_items == dataset.n_items
+    assert half.n_events < dataset.n_events
+    assert half.matrix.shape == dataset.matrix.shape
+
+
+def test_stats(dataset):
+    s = dataset.stats()
+    assert s["users"] == 120 and s["events"] == 120 * 20
+    assert s["per_user"]["q50"] == 20.0
+    assert abs(s["density"] - 2400 / (120 * s["items"])) < 1e-12
+
+
+def test_dataset_is_immutable(dataset):
+    with pytest.raises(ValueError):
+        dataset.user[0] = 5
+    with pytest.raises(ValueError):
+        dataset.matrix.data[0] = 3
+
+
+# ----------------------------------------------------------- bad input
+def _comp(tmp_path, text: str):
+    folder = tmp_path / "bad"
+    folder.mkdir(exist_ok=True)
+    (folder / "train_ratings.csv").write_text(text)
+    return folder
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("", "file is empty"),
+        ("user,item,time\n", "no events"),
+        ("user,item,timestamp\n1,2,3\n", "missing time column 'time' (found: user, item, timestamp)"),
+        ("usr,item,time\n1,2,3\n", "missing user column 'user'"),
+        ("user,item,time\n1,2,3\n1,3,yesterday\n", "row 3: time 'yesterday' in column 'time' is not a number"),
+        ("user,item,time\n1,2,3\n,3,4\n", "row 3: empty user value"),
+        ("user,item,time\n1,2,3\n2,,4\n", "row 3: empty item value"),
+    ],
+)
+def test_bad_competition_files(tmp_path, text, expected):
+    folder = _comp(tmp_path, text)
+    with pytest.raises(ToprecError) as exc:
+        Dataset.load(folder)
+    msg = str(exc.value)
+    assert expected in msg and "train_ratings.csv" in msg and "\n" not in msg
+
+
+def test_bad_time_late_in_a_big_file(tmp_path):
+    rows = "".join(f"{u},{u % 7},{u}\n" for u in range(200_000))
+    folder = _comp(tmp_path, "user,item,time\n" + rows + "5,5,soon\n")
+    with pytest.raises(ToprecError, match=r"row 200002: time 'soon'"):
+        Dataset.load(folder)
+
+
+def test_missing_folder_and_unknown_layout(tmp_path):
+    with pytest.raises(ToprecError, match="no such file or folder"):
+        Dataset.load(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ToprecError, match="no known dataset layout"):
+        Dataset.load(tmp_path / "empty")
+
+
+def test_min_rating_needs_rating_column(tmp_path):
+    folder = _comp(tmp_path, "user,item,time\n1,2,3\n")
+    with pytest.raises(ToprecError, match="needs a rating column"):
+        Dataset.load(folder, min_rating=4)
+
+
+def test_bad_side_file(tmp_path):
+    folder = tmp_path / "side"
+    shutil.copytree(FIXTURES / "competition", folder)
+    (folder / "genres.tsv").write_text("movie\tgenre\n1\tDrama\n")
+    with pytest.raises(ToprecError, match=r"genres.tsv: missing column 'item'"):
+        Dataset.load(folder)

@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+from toprec.recommend import batch_size_for, mask_rows, topk, topk_rows
+
+
+def test_topk_rows_ties_go_to_lower_index():
+    scores = np.array([[1.0, 3.0, 3.0, 3.0, 0.0], [5.0, 5.0, 5.0, 5.0, 5.0]], dtype=np.float32)
+    items = np.empty((2, 2), np.int32)
+    vals = np.empty((2, 2), np.float32)
+    topk_rows(scores, 2, items, vals)
+    assert items.tolist() == [[1, 2], [0, 1]]
+    assert vals.tolist() == [[3.0, 3.0], [5.0, 5.0]]
+
+
+def test_topk_rows_pads_when_not_enough_items():
+    scores = np.array([[0.5, -np.inf, 0.1]], dtype=np.float32)
+    items = np.empty((1, 4), np.int32)
+    vals = np.empty((1, 4), np.float32)
+    topk_rows(scores, 4, items, vals)
+    assert items.tolist() == [[0, 2, -1, -1]]
+
+
+def test_mask_rows():
+    s = np.zeros((2, 4), np.float32)
+    ex = sp.csr_matrix(np.array([[1, 0, 0, 1], [0, 1, 0, 0]], dtype=np.float32))
+    mask_rows(s, ex)
+    assert np.isneginf(s).tolist() == [[True, False, False, True], [False, True, False, False]]
+
+
+def test_topk_batch_invariance_with_random_scores_and_masks():
+    rng = np.random.default_rng(0)
+    n, m, k = 103, 57, 7
+    base = rng.integers(0, 5, size=(n, m)).astype(np.float32)  # many ties on purpose
+    hist = sp.random(n, m, density=0.3, random_state=1, format="csr", dtype=np.float32)
+
+    def score(users, h):
+        return base[users].copy()
+
+    ref = topk(score, np.arange(n), m, k, hist, hist, batch_size=n)
+    for bs in (1, 2, 10, 64):
+        got = topk(score, np.arange(n), m, k, hist, hist, batch_size=bs)
+        assert np.array_equal(ref.items, got.items) and np.array_equal(ref.scores, got.scores)
+    # brute force: stable sort by (-score, index) after masking
+    masked = base.copy()
+    mask_rows(masked, hist)
+    expect = np.argsort(-masked, axis=1, kind="stable")[:, :k]
+    assert np.array_equal(ref.items, expect)
+
+
+def test_batch_size_for_budget():
+    assert batch_size_for(1000, memory_budget=8_000_000, factor=2) == 1000
+    assert batch_size_for(10**9, memory_budget=10) == 1
