@@ -125,13 +125,15 @@ class Dataset:
             times = times.astype(np.int64, copy=False)
         u, user_ids = _factorize(users)
         i, item_ids = _factorize(items)
-        order = np.lexsort((i, times, u))
-        u, i, times = u[order], i[order], times[order]
+        order = _event_order(u, times, i)
+        if order is not None:
+            u, i, times = u[order], i[order], times[order]
         # keep the first (earliest) occurrence of each (user, item) pair
         key = u.astype(np.int64) * len(item_ids) + i
-        _, first = np.unique(key, return_index=True)
-        n_dup = n_raw - len(first)
-        if n_dup:
+        n_dup = 0
+        if len(key) > 1 and (np.diff(np.sort(key)) == 0).any():
+            _, first = np.unique(key, return_index=True)  # stable: first = earliest
+            n_dup = n_raw - len(first)
             keep = np.sort(first)
             u, i, times = u[keep], i[keep], times[keep]
         summary = dict(summary or {})
@@ -270,6 +272,33 @@ class Dataset:
             f"Dataset({self.name!r}, users={self.n_users:,}, items={self.n_items:,}, "
             f"events={self.n_events:,}, features={sorted(self.features)})"
         )
+
+
+def _event_order(u: np.ndarray, t: np.ndarray, i: np.ndarray) -> np.ndarray | None:
+    """Permutation sorting events by (user, time, item); None if already sorted.
+
+    Files are usually written in that order already, so the O(n) check saves
+    the sort; otherwise one argsort of a packed int64 key when the ranges fit,
+    else a lexsort.
+    """
+    n = len(u)
+    if n < 2:
+        return None
+    du = np.diff(u)
+    if not (du < 0).any():
+        same = du == 0
+        dt = np.diff(t)
+        if not (dt[same] < 0).any():
+            tie = same & (dt == 0)
+            if not (np.diff(i)[tie] < 0).any():
+                return None
+    t0 = t - t.min()
+    n_t = int(t0.max()) + 1
+    n_i = int(i.max()) + 1
+    if (int(u.max()) + 1) * n_t * n_i < 2**62:
+        key = (u.astype(np.int64) * n_t + t0) * n_i + i
+        return np.argsort(key, kind="stable")
+    return np.lexsort((i, t, u))
 
 
 def _build_feature(item_ids: np.ndarray, frame: pd.DataFrame) -> tuple[ItemFeature | None, int]:

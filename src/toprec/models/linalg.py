@@ -1,41 +1,70 @@
-"""Linear algebra shared by the item-item models."""
+"""Linear algebra shared by the item-item models (float32, in place, BLAS/LAPACK)."""
 
 from __future__ import annotations
 
 import numpy as np
 import scipy.linalg
 import scipy.sparse as sp
+from scipy.linalg.blas import get_blas_funcs
 
 from ..errors import ToprecError
 
+#: users with more than this share of the catalogue go through dense BLAS syrk
+DENSE_USER_SHARE = 0.05
 
-def gram(X: sp.csr_matrix) -> np.ndarray:
-    """Dense item-item co-occurrence ``X^T X`` as float32 (sparse product, no dense X)."""
+
+def mirror_upper(A: np.ndarray, block: int = 1024) -> np.ndarray:
+    """Copy the upper triangle of square ``A`` onto its lower one, in place, in blocks."""
+    n = A.shape[0]
+    for s in range(0, n, block):
+        e = min(n, s + block)
+        upper = A[s:e, s:]  # rows s..e, columns >= s
+        below = np.arange(s, n)[:, None] > np.arange(s, e)[None, :]
+        A[s:, s:e] = np.where(below, upper.T, A[s:, s:e])
+    return A
+
+
+def gram(X: sp.csr_matrix, dense_share: float = DENSE_USER_SHARE, chunk: int = 1024) -> np.ndarray:
+    """Dense, symmetric item-item co-occurrence ``X^T X`` as float32 (C order).
+
+    Light users go through a sparse product; heavy users (more than
+    ``dense_share`` of the items) are densified in chunks and added with BLAS
+    ``syrk``, which is faster for them than the sparse product (their cost
+    there grows with the square of their history). No dense users x items
+    matrix is ever built.
+    """
     X = sp.csr_matrix(X, dtype=np.float32)
-    G = (X.T.tocsr() @ X).toarray()
-    return np.asarray(G, dtype=np.float32)
+    n_items = X.shape[1]
+    counts = np.diff(X.indptr)
+    heavy = np.flatnonzero(counts > dense_share * n_items)
+    if len(heavy) == 0:
+        G = (X.T.tocsr() @ X).toarray()
+        return np.asarray(G, dtype=np.float32)
+    light = np.flatnonzero(counts <= dense_share * n_items)
+    XL = X[light]
+    G = np.asfortranarray((XL.T.tocsr() @ XL).toarray(), dtype=np.float32)
+    syrk = get_blas_funcs("syrk", (G,))
+    for s in range(0, len(heavy), chunk):
+        XH = X[heavy[s : s + chunk]].toarray()
+        # G (upper) += XH^T XH ; G is Fortran-ordered so BLAS updates it in place
+        G = syrk(1.0, XH, beta=1.0, c=G, trans=1, lower=0, overwrite_c=1)
+    mirror_upper(G)
+    return G.T  # symmetric: the transpose is the same matrix, C-contiguous
 
 
-def spd_inverse(A: np.ndarray, overwrite: bool = True) -> np.ndarray:
+def spd_inverse(A: np.ndarray) -> np.ndarray:
     """Inverse of a symmetric positive definite matrix by Cholesky (LAPACK potrf + potri).
 
-    Works in the dtype of ``A`` (float32 halves memory and time); both
-    triangles of the result are filled.
+    Works in place in the dtype of ``A`` (float32 halves memory and time) and
+    returns a C-contiguous symmetric matrix that shares ``A``'s memory.
     """
-    potrf, potri = scipy.linalg.lapack.get_lapack_funcs(("potrf", "potri"), (A,))
-    c, info = potrf(A, lower=False, overwrite_a=overwrite, clean=False)
+    F = A.T if A.flags.c_contiguous else np.asfortranarray(A)  # same values: A is symmetric
+    potrf, potri = scipy.linalg.lapack.get_lapack_funcs(("potrf", "potri"), (F,))
+    c, info = potrf(F, lower=False, overwrite_a=True, clean=False)
     if info != 0:
         raise ToprecError(f"matrix is not positive definite (LAPACK potrf info={info}); increase the regularisation")
     inv, info = potri(c, lower=False, overwrite_c=True)
     if info != 0:
         raise ToprecError(f"Cholesky inverse failed (LAPACK potri info={info})")
-    # potri fills the upper triangle; mirror it into the lower one in place, in blocks
-    n = inv.shape[0]
-    step = 1024
-    for s in range(0, n, step):
-        e = min(n, s + step)
-        block = inv[s:e, s:]  # rows s..e, columns >= s: upper part is valid
-        inv[s:, s:e] = np.where(
-            np.arange(s, n)[:, None] > np.arange(s, e)[None, :], block.T, inv[s:, s:e]
-        )
-    return inv
+    mirror_upper(inv)
+    return inv.T

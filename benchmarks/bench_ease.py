@@ -1,0 +1,177 @@
+#!/usr/bin/env python
+"""EASE end to end at competition scale: load, fit, top-10 for every user, write CSV.
+
+    python benchmarks/bench_ease.py                 # toprec, 3 runs, medians
+    python benchmarks/bench_ease.py --baseline      # also the plain numpy/scipy version
+    python benchmarks/bench_ease.py --data DIR      # any competition-layout folder
+
+Data: by default ``toprec data synth`` output with the competition's
+statistics (31,360 users x 6,807 items, ~5.15M events), generated once into
+``benchmarks/data/synth`` (seed 0). Every run is a fresh process, so the peak
+RSS reported is that run's own. Prints a table of median stage times.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_DATA = HERE / "data" / "synth"
+
+
+def _peak_rss_gb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # kB -> GB
+
+
+def worker_toprec(data: Path, out: Path, l2: float) -> dict:
+    t = {}
+    t0 = time.perf_counter()
+    from toprec import Dataset, models
+
+    t["import"] = time.perf_counter() - t0
+    s = time.perf_counter()
+    ds = Dataset.load(data)
+    t["load"] = time.perf_counter() - s
+    s = time.perf_counter()
+    model = models.get("ease", l2=l2).fit(ds)
+    t["fit"] = time.perf_counter() - s
+    s = time.perf_counter()
+    recs = model.recommend(ds.users, k=10)
+    t["recommend"] = time.perf_counter() - s
+    s = time.perf_counter()
+    recs.write_csv(out, ds)
+    t["write"] = time.perf_counter() - s
+    t["total"] = t["load"] + t["fit"] + t["recommend"] + t["write"]
+    t["peak_rss_gb"] = _peak_rss_gb()
+    t["events"] = ds.n_events
+    return t
+
+
+def worker_numpy(data: Path, out: Path, l2: float) -> dict:
+    """The straightforward version: pandas CSV, float64 inverse, sparse x dense per batch."""
+    import numpy as np
+    import pandas as pd
+    import scipy.sparse as sp
+
+    t = {"import": 0.0}
+    s = time.perf_counter()
+    df = pd.read_csv(data / "train_ratings.csv")
+    u, user_ids = pd.factorize(df["user"])
+    i, item_ids = pd.factorize(df["item"])
+    X = sp.csr_matrix((np.ones(len(df)), (u, i)), shape=(len(user_ids), len(item_ids)))
+    t["load"] = time.perf_counter() - s
+    s = time.perf_counter()
+    G = (X.T @ X).toarray()
+    G[np.diag_indices_from(G)] += l2
+    P = np.linalg.inv(G)
+    B = P / (-np.diag(P))
+    B[np.diag_indices_from(B)] = 0.0
+    t["fit"] = time.perf_counter() - s
+    s = time.perf_counter()
+    n = X.shape[0]
+    top = np.empty((n, 10), dtype=np.int64)
+    for start in range(0, n, 1000):
+        xb = X[start : start + 1000]
+        scores = np.asarray(xb @ B)
+        scores[xb.nonzero()] = -np.inf
+        part = np.argpartition(-scores, 10, axis=1)[:, :10]
+        order = np.argsort(-np.take_along_axis(scores, part, axis=1), axis=1)
+        top[start : start + 1000] = np.take_along_axis(part, order, axis=1)
+    t["recommend"] = time.perf_counter() - s
+    s = time.perf_counter()
+    pd.DataFrame({"user": np.repeat(user_ids, 10), "item": item_ids[top.ravel()]}).to_csv(out, index=False)
+    t["write"] = time.perf_counter() - s
+    t["total"] = t["load"] + t["fit"] + t["recommend"] + t["write"]
+    t["peak_rss_gb"] = _peak_rss_gb()
+    t["events"] = int(X.nnz)
+    return t
+
+
+def run_once(kind: str, data: Path, l2: float) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "submission.csv"
+        start = time.perf_counter()
+        proc = subprocess.run(
+            [sys.executable, __file__, "--worker", kind, "--data", str(data), "--out", str(out), "--l2", str(l2)],
+            capture_output=True,
+            text=True,
+        )
+        wall = time.perf_counter() - start
+        if proc.returncode != 0:
+            raise SystemExit(f"{kind} run failed:\n{proc.stderr}")
+        res = json.loads(proc.stdout.strip().splitlines()[-1])
+        res["process_wall"] = wall
+        res["rows"] = sum(1 for _ in open(out)) - 1
+        return res
+
+
+def machine() -> str:
+    cpu = platform.processor() or "cpu"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1024**3
+    return f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB RAM, Python {platform.python_version()}"
+
+
+def ensure_data(path: Path) -> Path:
+    if (path / "train_ratings.csv").exists():
+        return path
+    print(f"generating competition-scale synthetic data into {path} ...", file=sys.stderr)
+    subprocess.run([sys.executable, "-m", "toprec", "data", "synth", "--out", str(path), "--seed", "0", "-q"], check=True)
+    return path
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", type=Path, default=None)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--l2", type=float, default=500.0)
+    ap.add_argument("--baseline", action="store_true", help="also time the plain numpy/scipy version (1 run)")
+    ap.add_argument("--json", type=Path, default=None, help="write all runs as JSON")
+    ap.add_argument("--worker", choices=["toprec", "numpy"], help=argparse.SUPPRESS)
+    ap.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker:
+        fn = worker_toprec if args.worker == "toprec" else worker_numpy
+        print(json.dumps(fn(args.data, args.out, args.l2)))
+        return
+    data = ensure_data(args.data or DEFAULT_DATA)
+    results = {"toprec": [run_once("toprec", data, args.l2) for _ in range(args.runs)]}
+    if args.baseline:
+        results["numpy baseline"] = [run_once("numpy", data, args.l2)]
+    keys = ["load", "fit", "recommend", "write", "total", "process_wall", "peak_rss_gb"]
+    print(f"\nEASE end to end on {data} ({results['toprec'][0]['events']:,} events), l2={args.l2}")
+    print(f"machine: {machine()}")
+    header = f"{'version':<16} {'runs':>4} " + " ".join(f"{k:>12}" for k in keys)
+    print(header)
+    print("-" * len(header))
+    med = {}
+    for name, runs in results.items():
+        med[name] = {k: statistics.median(r[k] for r in runs) for k in keys}
+        cells = " ".join(f"{med[name][k]:>12.2f}" for k in keys)
+        print(f"{name:<16} {len(runs):>4} {cells}")
+    print("(seconds, medians; total = load+fit+recommend+write in-process; process_wall adds Python start-up and imports; peak RSS in GB)")
+    if "numpy baseline" in med:
+        ratio = med["numpy baseline"]["total"] / med["toprec"]["total"]
+        print(f"toprec is {ratio:.1f}x faster than the plain numpy/scipy version end to end")
+    if args.json:
+        args.json.write_text(json.dumps({"machine": machine(), "data": str(data), "runs": results}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
