@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import scipy.sparse as sp
 
 from toprec.recommend import batch_size_for, mask_rows, topk, topk_rows
@@ -53,3 +54,19 @@ def test_topk_batch_invariance_with_random_scores_and_masks():
 def test_batch_size_for_budget():
     assert batch_size_for(1000, memory_budget=8_000_000, factor=2) == 1000
     assert batch_size_for(10**9, memory_budget=10) == 1
+
+
+@pytest.mark.parametrize("m, k", [(300, 10), (1000, 10), (1001, 3), (5000, 50), (257, 1)])
+def test_topk_rows_grouped_path_matches_full_sort(m, k):
+    rng = np.random.default_rng(m + k)
+    n = 64
+    scores = rng.standard_normal((n, m)).astype(np.float32)
+    scores[:8] = np.round(scores[:8])  # heavy ties in some rows
+    scores[8:12, : m - 2] = -np.inf  # rows with only 2 available items
+    items = np.empty((n, k), np.int32)
+    vals = np.empty((n, k), np.float32)
+    topk_rows(scores, k, items, vals)
+    expect = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    exp_vals = np.take_along_axis(scores, expect, axis=1)
+    expect = np.where(np.isneginf(exp_vals), -1, expect)
+    assert np.array_equal(items, expect)
