@@ -11,9 +11,9 @@ import scipy.sparse as sp
 from toprec import ToprecError, metrics, models, split
 from toprec.models import Recommender
 
-# small, fast parameters per model for the contract (defaults otherwise)
-FAST_PARAMS: dict[str, dict] = {"itemknn": {"k": 20}, "ease": {"l2": 50.0}}
 ALL = sorted(models.list())
+# small, fast parameters per model for the contract (each model declares its own)
+FAST_PARAMS: dict[str, dict] = {n: dict(models.get_class(n).contract_params) for n in ALL}
 
 
 @pytest.fixture(params=ALL)
@@ -128,3 +128,10 @@ def test_ill_typed_parameter():
         models.get("ease", l2=-1)
     with pytest.raises(ToprecError, match="unknown model 'nope'"):
         models.get("nope")
+
+
+def test_search_space_names_real_parameters(name):
+    cls = models.get_class(name)
+    for pname, spec in cls.search_space.items():
+        assert pname in cls.Params.model_fields, f"{name}: search space names unknown parameter {pname}"
+        assert spec[0] in ("float", "log_float", "int", "log_int", "categorical")

@@ -25,6 +25,8 @@ class EASE(ItemItemRecommender):
 
     name = "ease"
     Params = EASEParams
+    contract_params = {"l2": 50.0}
+    search_space = {"l2": ("log_float", 1.0, 1e5)}
 
     def _fit(self, X, train) -> None:
         G = gram(X)

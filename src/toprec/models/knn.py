@@ -59,6 +59,8 @@ class ItemKNN(ItemItemRecommender):
 
     name = "itemknn"
     Params = ItemKNNParams
+    contract_params = {"k": 20}
+    search_space = {"k": ("log_int", 10, 1000), "shrink": ("float", 0.0, 200.0)}
 
     def _fit(self, X, train) -> None:
         p = self.params

@@ -15,15 +15,30 @@ def register(cls):
     return cls
 
 
+_NOT_MODELS = {"base", "registry", "linalg"}
+
+
 def _ensure_loaded() -> None:
-    from . import ease, knn, popular  # noqa: F401  (registration side effects)
+    """Import every module of this package once; models register themselves on import."""
+    if _REGISTRY.get("__loaded__"):
+        return
+    import importlib
+    import pkgutil
+
+    from .. import models as pkg
+
+    for info in pkgutil.iter_modules(pkg.__path__):
+        if info.name not in _NOT_MODELS and not info.name.startswith("_"):
+            importlib.import_module(f"{pkg.__name__}.{info.name}")
+    _REGISTRY["__loaded__"] = True  # type: ignore[assignment]
 
 
 def get_class(name: str) -> type:
     _ensure_loaded()
     key = name.strip().lower()
-    if key not in _REGISTRY:
-        raise ToprecError(f"unknown model '{name}' (choose from {', '.join(sorted(_REGISTRY))})")
+    if key not in _REGISTRY or key == "__loaded__":
+        known = sorted(n for n in _REGISTRY if n != "__loaded__")
+        raise ToprecError(f"unknown model '{name}' (choose from {', '.join(known)})")
     return _REGISTRY[key]
 
 
@@ -36,7 +51,7 @@ def list() -> dict[str, dict[str, Any]]:  # noqa: A001 - mirrors the design's mo
     """Every registered model with its parameters: {name: {param: (type, default, doc)}}."""
     _ensure_loaded()
     out = {}
-    for name in sorted(_REGISTRY):
+    for name in sorted(n for n in _REGISTRY if n != "__loaded__"):
         cls = _REGISTRY[name]
         fields = {}
         for pname, f in cls.Params.model_fields.items():
