@@ -36,10 +36,11 @@ TimeCol = Annotated[Optional[str], typer.Option("--time-col", help="Time column 
 RatingCol = Annotated[Optional[str], typer.Option("--rating-col", help="Rating column for --min-rating.")]
 MinRating = Annotated[Optional[float], typer.Option("--min-rating", help="Keep events with rating >= this.")]
 Model = Annotated[str, typer.Option("--model", "-m", help="Model name (see `toprec models`); evaluate takes a,b,c.")]
+NoCache = Annotated[bool, typer.Option("--no-cache", help="Parse the source files even if a cached copy exists.")]
 Param = Annotated[Optional[list[str]], typer.Option("--param", "-p", help="Model parameter key=value (repeatable).")]
 
 
-def _load(data: Path, fmt: str, user_col, item_col, time_col, rating_col, min_rating):
+def _load(data: Path, fmt: str, user_col, item_col, time_col, rating_col, min_rating, cache: bool = True):
     from .data.dataset import Dataset
 
     with progress.task(f"load {data}"):
@@ -51,6 +52,7 @@ def _load(data: Path, fmt: str, user_col, item_col, time_col, rating_col, min_ra
             time_col=time_col,
             rating_col=rating_col,
             min_rating=min_rating,
+            cache=cache,
         )
     s = ds.summary
     progress.log(
@@ -58,6 +60,7 @@ def _load(data: Path, fmt: str, user_col, item_col, time_col, rating_col, min_ra
         f" ({s.get('duplicates_dropped', 0):,} repeated user-item events dropped"
         + (f", {s['filtered_by_rating']:,} below --min-rating" if "filtered_by_rating" in s else "")
         + ")"
+        + (" [from cache]" if s.get("cache") == "hit" else "")
     )
     if ds.n_events == 0:
         raise ToprecError(f"{data}: no events")
@@ -161,11 +164,12 @@ def data_stats(
     rating_col: RatingCol = None,
     min_rating: MinRating = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    no_cache: NoCache = False,
     quiet: Quiet = False,
 ) -> None:
     """Users, items, events, density and per-user / per-item quantiles."""
     progress.set_quiet(quiet)
-    ds = _load(data, fmt, user_col, item_col, time_col, rating_col, min_rating)
+    ds = _load(data, fmt, user_col, item_col, time_col, rating_col, min_rating, not no_cache)
     stats = ds.stats()
     if as_json:
         out.print_json(json.dumps(stats, default=_json_default))
@@ -206,6 +210,7 @@ def evaluate(
     time_col: TimeCol = None,
     rating_col: RatingCol = None,
     min_rating: MinRating = None,
+    no_cache: NoCache = False,
     quiet: Quiet = False,
 ) -> None:
     """Cut a holdout like the hidden test, fit on the rest, print the metrics.
@@ -217,7 +222,7 @@ def evaluate(
 
     progress.set_quiet(quiet)
     recs_models = _models(model, param)  # parameter errors before any work
-    ds = _load(data, fmt, user_col, item_col, time_col, rating_col, min_rating)
+    ds = _load(data, fmt, user_col, item_col, time_col, rating_col, min_rating, not no_cache)
     with progress.task(f"split: {protocol}"):
         train, holdout = split.by_name(ds, protocol, last=last, random=random, seed=seed, cutoff=cutoff)
     users = holdout.users
@@ -312,6 +317,7 @@ def submit(
     time_col: TimeCol = None,
     rating_col: RatingCol = None,
     min_rating: MinRating = None,
+    no_cache: NoCache = False,
     quiet: Quiet = False,
 ) -> None:
     """Fit on everything and write k unseen items per user, best first (atomically)."""
@@ -320,7 +326,7 @@ def submit(
     if len(rec) != 1:
         raise ToprecError("submit: name exactly one --model")
     rec = rec[0]
-    ds = _load(data, fmt, user_col, item_col, time_col, rating_col, min_rating)
+    ds = _load(data, fmt, user_col, item_col, time_col, rating_col, min_rating, not no_cache)
     if output.exists() and output.is_dir():
         raise ToprecError(f"{output}: is a folder, expected a file path")
     t0 = time.perf_counter()

@@ -401,12 +401,23 @@ def load(
     rating_col: str | None = None,
     min_rating: float | None = None,
     sep: str | None = None,
+    cache: bool = False,
 ) -> Dataset:
     """Load a dataset folder or file; ``format='auto'`` detects the layout.
 
     Naming ``user_col``/``item_col`` means a plain table file (CSV/TSV/Parquet).
+    ``cache=True`` keeps a binary copy of the parsed result (see
+    :mod:`toprec.data.cache`) and reuses it while the source files are unchanged.
     """
     path = Path(path)
+    if cache:
+        from . import cache as _cache
+
+        if not path.exists():
+            raise ToprecError(f"{path}: no such file or folder")
+        options = dict(format=format, user_col=user_col, item_col=item_col, time_col=time_col,
+                       rating_col=rating_col, min_rating=min_rating, sep=sep)  # fmt: skip
+        return _cache.cached(path, options, lambda: load(path, cache=False, **options))
     if format not in FORMATS:
         raise ToprecError(f"unknown data format '{format}' (choose from {', '.join(FORMATS)})")
     if format == "auto":
