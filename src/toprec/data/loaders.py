@@ -355,6 +355,25 @@ def load_recbole(path: Path, min_rating: float | None = None) -> Dataset:
     )
 
 
+def _sniff_sep(path: Path) -> str:
+    """Tab, semicolon or comma, from the header line (plain or gzip text)."""
+    if path.suffix.lower() in (".parquet", ".pq"):
+        return ","
+    import gzip
+
+    opener = gzip.open if path.suffix.lower() == ".gz" else open
+    try:
+        with opener(path, "rt", encoding="utf8", errors="replace") as fh:
+            line = fh.readline()
+    except OSError:
+        return ","
+    if "\t" in line:
+        return "\t"
+    if ";" in line and "," not in line:
+        return ";"
+    return ","
+
+
 def load_table(
     path: Path,
     user_col: str = "user",
@@ -366,8 +385,7 @@ def load_table(
 ) -> Dataset:
     _check_file(path)
     if sep is None:
-        lower = path.name.lower()
-        sep = "\t" if lower.endswith((".tsv", ".tsv.gz", ".inter")) else ","
+        sep = _sniff_sep(path)
     users, items, times, summary = read_events(path, user_col, item_col, time_col, rating_col, min_rating, sep=sep)
     return Dataset.from_events(users, items, times, name=path.stem.split(".")[0], summary=summary | {"format": "table"})
 

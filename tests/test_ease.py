@@ -1,0 +1,72 @@
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+from toprec import Dataset, models
+from toprec.models import Recommender
+from toprec.models.linalg import gram, spd_inverse
+
+
+def _wide(seed=0, n_users=40, n_items=150):
+    rng = np.random.default_rng(seed)
+    X = (rng.random((n_users, n_items)) < 0.12).astype(np.float32)
+    X[:, :5] = 1.0  # a few popular items
+    u, i = np.nonzero(X)
+    return Dataset.from_events(u, i, np.arange(len(u)))
+
+
+def test_reference_formula():
+    ds = _wide(n_users=60, n_items=30)
+    X = ds.matrix.toarray().astype(np.float64)
+    l2 = 7.0
+    P = np.linalg.inv(X.T @ X + l2 * np.eye(X.shape[1]))
+    B = -P / np.diag(P)[None, :]
+    np.fill_diagonal(B, 0.0)
+    m = models.get("ease", l2=l2).fit(ds)
+    assert m.form_ == "items"
+    np.testing.assert_allclose(m.similarity, B, rtol=2e-3, atol=2e-5)
+
+
+def test_user_space_form_equals_item_space():
+    ds = _wide()
+    a = models.get("ease", l2=5.0, form="items").fit(ds)
+    b = models.get("ease", l2=5.0).fit(ds)
+    assert b.form_ == "users"  # 40 users < 150 items
+    users = np.arange(ds.n_users)
+    np.testing.assert_allclose(a.score(users), b.score(users), rtol=1e-3, atol=1e-4)
+    ra, rb = a.recommend(k=10), b.recommend(k=10)
+    assert (ra.items == rb.items).mean() > 0.97  # float32 rounding may swap near-ties
+
+
+def test_user_space_fold_in_and_roundtrip(tmp_path):
+    ds = _wide()
+    m = models.get("ease", l2=5.0).fit(ds)
+    hist = ds.matrix[:4]
+    new = m.recommend(np.array([-1] * 4), k=10, history=hist)
+    old = m.recommend(np.arange(4), k=10)
+    assert np.array_equal(new.items, old.items)
+    loaded = Recommender.load(m.save(tmp_path / "m"))
+    assert loaded.form_ == "users"
+    assert np.array_equal(loaded.recommend(k=10).items, m.recommend(k=10).items)
+
+
+def test_gram_heavy_user_path_is_exact():
+    rng = np.random.default_rng(1)
+    X = sp.random(300, 200, density=0.03, random_state=2, format="lil", dtype=np.float32)
+    X[:15, :] = (rng.random((15, 200)) < 0.5).astype(np.float32)  # heavy users -> syrk path
+    X = sp.csr_matrix(X)
+    X.data[:] = 1.0
+    G = gram(X)
+    np.testing.assert_array_equal(G, (X.T @ X).toarray())
+    assert G.flags.c_contiguous
+
+
+def test_spd_inverse_in_place():
+    rng = np.random.default_rng(0)
+    A = rng.random((50, 20)).astype(np.float32)
+    A = A @ A.T + 3 * np.eye(50, dtype=np.float32)
+    ref = np.linalg.inv(A.astype(np.float64))
+    P = spd_inverse(A.copy())
+    np.testing.assert_allclose(P, ref, rtol=1e-3, atol=1e-5)
+    np.testing.assert_array_equal(P, P.T)
