@@ -33,14 +33,14 @@ def _peak_rss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # kB -> GB
 
 
-def worker_toprec(data: Path, out: Path, l2: float) -> dict:
+def worker_toprec(data: Path, out: Path, l2: float, load_args: dict) -> dict:
     t = {}
     t0 = time.perf_counter()
     from toprec import Dataset, models
 
     t["import"] = time.perf_counter() - t0
     s = time.perf_counter()
-    ds = Dataset.load(data)
+    ds = Dataset.load(data, **load_args)
     t["load"] = time.perf_counter() - s
     s = time.perf_counter()
     model = models.get("ease", l2=l2).fit(ds)
@@ -57,7 +57,7 @@ def worker_toprec(data: Path, out: Path, l2: float) -> dict:
     return t
 
 
-def worker_numpy(data: Path, out: Path, l2: float) -> dict:
+def worker_numpy(data: Path, out: Path, l2: float, load_args: dict) -> dict:
     """The straightforward version: pandas CSV, float64 inverse, sparse x dense per batch."""
     import numpy as np
     import pandas as pd
@@ -97,12 +97,13 @@ def worker_numpy(data: Path, out: Path, l2: float) -> dict:
     return t
 
 
-def run_once(kind: str, data: Path, l2: float) -> dict:
+def run_once(kind: str, data: Path, l2: float, load_args: dict) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "submission.csv"
         start = time.perf_counter()
         proc = subprocess.run(
-            [sys.executable, __file__, "--worker", kind, "--data", str(data), "--out", str(out), "--l2", str(l2)],
+            [sys.executable, __file__, "--worker", kind, "--data", str(data), "--out", str(out), "--l2", str(l2),
+             "--load-args", json.dumps(load_args)],  # fmt: skip
             capture_output=True,
             text=True,
         )
@@ -143,17 +144,31 @@ def main() -> None:
     ap.add_argument("--l2", type=float, default=500.0)
     ap.add_argument("--baseline", action="store_true", help="also time the plain numpy/scipy version (1 run)")
     ap.add_argument("--json", type=Path, default=None, help="write all runs as JSON")
+    ap.add_argument("--cache", action="store_true", help="also time toprec with the parsed dataset cached")
+    ap.add_argument("--user-col", default=None, help="table data: user column")
+    ap.add_argument("--item-col", default=None, help="table data: item column")
+    ap.add_argument("--load-args", default="{}", help=argparse.SUPPRESS)
     ap.add_argument("--worker", choices=["toprec", "numpy"], help=argparse.SUPPRESS)
     ap.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
         fn = worker_toprec if args.worker == "toprec" else worker_numpy
-        print(json.dumps(fn(args.data, args.out, args.l2)))
+        print(json.dumps(fn(args.data, args.out, args.l2, json.loads(args.load_args))))
         return
-    data = ensure_data(args.data or DEFAULT_DATA)
-    results = {"toprec": [run_once("toprec", data, args.l2) for _ in range(args.runs)]}
+    data = args.data or DEFAULT_DATA
+    load_args = {}
+    if args.user_col or args.item_col:
+        load_args = {"user_col": args.user_col, "item_col": args.item_col}
+    else:
+        data = ensure_data(data)
+    results = {"toprec": [run_once("toprec", data, args.l2, load_args) for _ in range(args.runs)]}
+    if args.cache:
+        run_once("toprec", data, args.l2, {**load_args, "cache": True})  # warm the cache
+        results["toprec, cached"] = [run_once("toprec", data, args.l2, {**load_args, "cache": True}) for _ in range(args.runs)]
     if args.baseline:
-        results["numpy baseline"] = [run_once("numpy", data, args.l2)]
+        if load_args:
+            raise SystemExit("--baseline reads competition-layout folders only")
+        results["numpy baseline"] = [run_once("numpy", data, args.l2, {})]
     keys = ["load", "fit", "recommend", "write", "total", "process_wall", "peak_rss_gb"]
     print(f"\nEASE end to end on {data} ({results['toprec'][0]['events']:,} events), l2={args.l2}")
     print(f"machine: {machine()}")

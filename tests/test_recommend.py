@@ -70,3 +70,28 @@ def test_topk_rows_grouped_path_matches_full_sort(m, k):
     exp_vals = np.take_along_axis(scores, expect, axis=1)
     expect = np.where(np.isneginf(exp_vals), -1, expect)
     assert np.array_equal(items, expect)
+
+
+def test_forked_workers_give_identical_results(monkeypatch):
+    rng = np.random.default_rng(3)
+    n, m, k = 5000, 300, 10
+    base = rng.standard_normal((n, m)).astype(np.float32)
+    hist = sp.random(n, m, density=0.05, random_state=4, format="csr", dtype=np.float32)
+
+    def score(users, h):
+        return base[users].copy()
+
+    monkeypatch.setenv("TOPREC_WORKERS", "1")
+    one = topk(score, np.arange(n), m, k, hist, hist, batch_size=700)
+    monkeypatch.setenv("TOPREC_WORKERS", "3")
+    three = topk(score, np.arange(n), m, k, hist, hist, batch_size=700)
+    assert np.array_equal(one.items, three.items) and np.array_equal(one.scores, three.scores)
+
+
+def test_split_rows_cover_everything():
+    from toprec.parallel import split_rows
+
+    for n, parts in [(10, 3), (5000, 2), (1, 4), (7, 7)]:
+        r = split_rows(n, parts)
+        assert r[0][0] == 0 and r[-1][1] == n
+        assert all(a[1] == b[0] for a, b in zip(r, r[1:]))

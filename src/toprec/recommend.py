@@ -18,10 +18,11 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from . import progress
+from . import parallel, progress
 from .io import atomic_path
 
 DEFAULT_MEMORY_BUDGET = 512 * 2**20  # bytes of score matrix per batch
+PARALLEL_MIN_USERS = 2048  # fewer users than this are scored in-process
 
 
 @dataclass(frozen=True)
@@ -176,15 +177,28 @@ def topk(
     users = np.asarray(users, dtype=np.int64)
     n = len(users)
     bs = batch_size or batch_size_for(n_items, memory_budget)
-    out_items = np.empty((n, k), dtype=np.int32)
-    out_scores = np.empty((n, k), dtype=np.float32)
+    n_workers = parallel.workers() if n >= 2 * min(bs, PARALLEL_MIN_USERS) and n >= PARALLEL_MIN_USERS else 1
+    if n_workers > 1:
+        bs = min(bs, -(-n // n_workers))
+        out_items = parallel.shared_empty((n, k), np.int32)
+        out_scores = parallel.shared_empty((n, k), np.float32)
+    else:
+        out_items = np.empty((n, k), dtype=np.int32)
+        out_scores = np.empty((n, k), dtype=np.float32)
+
     with progress.task(description, total=n) as bar:
-        for start in range(0, n, bs):
-            stop = min(n, start + bs)
-            scores = score_fn(users[start:stop], history[start:stop])
-            scores = np.asarray(scores, dtype=np.float32)
-            if exclude is not None:
-                mask_rows(scores, exclude[start:stop])
-            topk_rows(scores, k, out_items[start:stop], out_scores[start:stop])
-            bar.advance(stop - start)
+
+        def job(lo: int, hi: int) -> None:
+            for start in range(lo, hi, bs):
+                stop = min(hi, start + bs)
+                scores = score_fn(users[start:stop], history[start:stop])
+                scores = np.asarray(scores, dtype=np.float32)
+                if exclude is not None:
+                    mask_rows(scores, exclude[start:stop])
+                topk_rows(scores, k, out_items[start:stop], out_scores[start:stop])
+                bar.advance((stop - start) * n_workers)
+
+        parallel.run_rows(n, job, n_workers)
+    if n_workers > 1:  # copy out of shared memory
+        out_items, out_scores = np.array(out_items), np.array(out_scores)
     return Recommendations(users, out_items, out_scores)
