@@ -70,3 +70,13 @@ def test_spd_inverse_in_place():
     P = spd_inverse(A.copy())
     np.testing.assert_allclose(P, ref, rtol=1e-3, atol=1e-5)
     np.testing.assert_array_equal(P, P.T)
+
+
+def test_gram_forked_workers_are_exact(monkeypatch):
+    import toprec.models.linalg as la
+
+    X = sp.random(500, 120, density=0.1, random_state=5, format="csr", dtype=np.float32)
+    X.data[:] = 1.0
+    monkeypatch.setattr(la, "PARALLEL_MIN_NNZ", 0)
+    monkeypatch.setenv("TOPREC_WORKERS", "3")
+    np.testing.assert_array_equal(la.gram(X, dense_share=1.0), (X.T @ X).toarray())

@@ -7,10 +7,13 @@ import scipy.linalg
 import scipy.sparse as sp
 from scipy.linalg.blas import get_blas_funcs
 
+from .. import parallel
 from ..errors import ToprecError
 
 #: users with more than this share of the catalogue go through dense BLAS syrk
 DENSE_USER_SHARE = 0.05
+#: sparse Gram products smaller than this stay in one process
+PARALLEL_MIN_NNZ = 2_000_000
 
 
 def mirror_upper(A: np.ndarray, block: int = 1024) -> np.ndarray:
@@ -37,12 +40,10 @@ def gram(X: sp.csr_matrix, dense_share: float = DENSE_USER_SHARE, chunk: int = 1
     n_items = X.shape[1]
     counts = np.diff(X.indptr)
     heavy = np.flatnonzero(counts > dense_share * n_items)
-    if len(heavy) == 0:
-        G = (X.T.tocsr() @ X).toarray()
-        return np.asarray(G, dtype=np.float32)
     light = np.flatnonzero(counts <= dense_share * n_items)
-    XL = X[light]
-    G = np.asfortranarray((XL.T.tocsr() @ XL).toarray(), dtype=np.float32)
+    G = np.asfortranarray(_sparse_gram(X[light] if len(heavy) else X))
+    if len(heavy) == 0:
+        return G.T
     syrk = get_blas_funcs("syrk", (G,))
     for s in range(0, len(heavy), chunk):
         XH = X[heavy[s : s + chunk]].toarray()
@@ -50,6 +51,26 @@ def gram(X: sp.csr_matrix, dense_share: float = DENSE_USER_SHARE, chunk: int = 1
         G = syrk(1.0, XH, beta=1.0, c=G, trans=1, lower=0, overwrite_c=1)
     mirror_upper(G)
     return G.T  # symmetric: the transpose is the same matrix, C-contiguous
+
+
+def _sparse_gram(X: sp.csr_matrix) -> np.ndarray:
+    """``X^T X`` dense float32 by sparse products, users split over forked workers."""
+    n = X.shape[1]
+    n_workers = parallel.workers() if X.nnz > PARALLEL_MIN_NNZ else 1
+    ranges = parallel.split_rows(X.shape[0], n_workers)
+    if len(ranges) <= 1:
+        return np.asarray((X.T.tocsr() @ X).toarray(), dtype=np.float32)
+    bufs = {lo: parallel.shared_empty((n, n), np.float32) for lo, _ in ranges}
+
+    def job(lo: int, hi: int) -> None:
+        part = X[lo:hi]
+        bufs[lo][...] = (part.T.tocsr() @ part).toarray()
+
+    parallel.run_rows(X.shape[0], job, n_workers)
+    out = np.array(bufs.pop(ranges[0][0]))
+    for buf in bufs.values():
+        out += buf
+    return out
 
 
 def spd_inverse(A: np.ndarray) -> np.ndarray:
