@@ -80,3 +80,29 @@ def test_gram_forked_workers_are_exact(monkeypatch):
     monkeypatch.setattr(la, "PARALLEL_MIN_NNZ", 0)
     monkeypatch.setenv("TOPREC_WORKERS", "3")
     np.testing.assert_array_equal(la.gram(X, dense_share=1.0), (X.T @ X).toarray())
+
+
+def test_torch_item_space_matches_lapack():
+    torch = __import__("pytest").importorskip("torch")
+    from toprec.models.ease import ease_item_space, ease_item_space_torch
+
+    ds = _wide(n_users=200, n_items=60)
+    B_np = ease_item_space(ds.matrix, 10.0)
+    B_t = ease_item_space_torch(ds.matrix, 10.0, "cpu", chunk_bytes=4 * 60 * 17)  # several chunks
+    np.testing.assert_allclose(B_t.numpy(), B_np, rtol=2e-3, atol=2e-5)
+    assert isinstance(B_t, torch.Tensor)
+
+
+def test_cuda_request_without_gpu_is_a_clear_error():
+    from toprec import ToprecError
+    from toprec.models.ease import cuda_available
+
+    if cuda_available():
+        return
+    ds = _wide(n_users=60, n_items=30)
+    try:
+        models.get("ease", device="cuda").fit(ds)
+    except ToprecError as exc:
+        assert "device 'cuda'" in str(exc)
+    else:
+        raise AssertionError("expected a ToprecError")

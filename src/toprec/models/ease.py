@@ -22,6 +22,7 @@ import numpy as np
 import scipy.sparse as sp
 from pydantic import Field
 
+from ..errors import ToprecError
 from .base import ItemItemRecommender, Params
 from .linalg import gram, spd_inverse
 from .registry import register
@@ -31,6 +32,9 @@ class EASEParams(Params):
     l2: float = Field(500.0, gt=0, description="L2 regularisation added to the Gram diagonal")
     form: Literal["auto", "items", "users"] = Field(
         "auto", description="solve in item space, user space (Woodbury), or pick the smaller (auto)"
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="cuda: fit and score with torch on the GPU (item-space form); auto: cuda when available"
     )
 
 
@@ -59,6 +63,37 @@ def ease_user_space(X: sp.csr_matrix, l2: float) -> tuple[np.ndarray, np.ndarray
     return M, d
 
 
+def cuda_available() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
+
+
+def ease_item_space_torch(X: sp.csr_matrix, l2: float, device: str, chunk_bytes: int = 1 << 30):
+    """Item-space EASE with torch on ``device``: dense Gram in row chunks, Cholesky inverse.
+
+    Returns B as a torch tensor on ``device`` (float32, zero diagonal).
+    """
+    import torch
+
+    n_users, n_items = X.shape
+    G = torch.zeros((n_items, n_items), dtype=torch.float32, device=device)
+    rows = max(1, chunk_bytes // max(1, 4 * n_items))
+    for s in range(0, n_users, rows):
+        Xd = torch.from_numpy(X[s : s + rows].toarray()).to(device)
+        G.addmm_(Xd.T, Xd)
+    G.diagonal().add_(float(l2))
+    L = torch.linalg.cholesky(G)
+    del G
+    P = torch.cholesky_inverse(L)
+    del L
+    B = P / (-P.diagonal())[None, :]
+    B.fill_diagonal_(0.0)
+    return B
+
+
 @register
 class EASE(ItemItemRecommender):
     """EASE: closed-form item-item model, the competition's strongest single model."""
@@ -74,13 +109,28 @@ class EASE(ItemItemRecommender):
         if form == "auto":
             form = "items" if X.shape[1] <= X.shape[0] else "users"
         self.form_ = form
-        if form == "items":
+        device = p.device
+        if device == "auto":
+            device = "cuda" if form == "items" and cuda_available() else "cpu"
+        elif device == "cuda" and not cuda_available():
+            raise ToprecError("model 'ease': device 'cuda' needs torch with a CUDA GPU, and none is available")
+        self.device_ = device
+        self._B_dev = None
+        if form == "items" and device == "cuda":
+            self._B_dev = ease_item_space_torch(X, p.l2, device)
+            self.similarity = self._B_dev.cpu().numpy()
+        elif form == "items":
             self.similarity = ease_item_space(X, p.l2)
         else:
             self.similarity = None
             self.user_basis, self.diag_p = ease_user_space(X, p.l2)
 
     def _score(self, users: np.ndarray, history: sp.csr_matrix) -> np.ndarray:
+        if self.form_ == "items" and getattr(self, "_B_dev", None) is not None:
+            import torch
+
+            H = torch.from_numpy(sp.csr_matrix(history, dtype=np.float32).toarray()).to(self._B_dev.device)
+            return (H @ self._B_dev).cpu().numpy()
         if self.form_ == "items":
             return super()._score(users, history)
         H = sp.csr_matrix(history, dtype=np.float32)
