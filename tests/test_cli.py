@@ -161,3 +161,12 @@ def test_existing_submission_untouched_on_failure(competition_dir, tmp_path):
     proc = run("submit", "--data", competition_dir, "--output", sub, "--param", "l2=-5", "-q")
     assert proc.returncode == 2
     assert sub.read_text() == "old\n"
+
+
+def test_device_option(competition_dir, tmp_path):
+    proc = run("evaluate", "--data", competition_dir, "--model", "popularity", "--device", "cpu", "-q")
+    assert_one_line_error(proc, "--device", "GPU")
+    proc = run("evaluate", "--data", competition_dir, "--model", "ease", "--device", "tpu", "-q")
+    assert_one_line_error(proc, "--device 'tpu'")
+    proc = run("evaluate", "--data", competition_dir, "--model", "ease", "--device", "cpu", "--random", "4", "-q")
+    assert proc.returncode == 0, proc.stderr

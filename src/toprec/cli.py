@@ -38,6 +38,7 @@ MinRating = Annotated[Optional[float], typer.Option("--min-rating", help="Keep e
 Model = Annotated[str, typer.Option("--model", "-m", help="Model name (see `toprec models`); evaluate takes a,b,c.")]
 NoCache = Annotated[bool, typer.Option("--no-cache", help="Parse the source files even if a cached copy exists.")]
 Param = Annotated[Optional[list[str]], typer.Option("--param", "-p", help="Model parameter key=value (repeatable).")]
+Device = Annotated[Optional[str], typer.Option("--device", help="auto | cpu | cuda, for models that can use a GPU.")]
 
 
 def _load(data: Path, fmt: str, user_col, item_col, time_col, rating_col, min_rating, cache: bool = True):
@@ -211,6 +212,7 @@ def evaluate(
     rating_col: RatingCol = None,
     min_rating: MinRating = None,
     no_cache: NoCache = False,
+    device: Device = None,
     quiet: Quiet = False,
 ) -> None:
     """Cut a holdout like the hidden test, fit on the rest, print the metrics.
@@ -221,7 +223,7 @@ def evaluate(
     from . import metrics, split
 
     progress.set_quiet(quiet)
-    recs_models = _models(model, param)  # parameter errors before any work
+    recs_models = _models(model, param, device)  # parameter errors before any work
     ds = _load(data, fmt, user_col, item_col, time_col, rating_col, min_rating, not no_cache)
     with progress.task(f"split: {protocol}"):
         train, holdout = split.by_name(ds, protocol, last=last, random=random, seed=seed, cutoff=cutoff)
@@ -264,7 +266,7 @@ def evaluate(
         )
 
 
-def _models(spec: str, params: list[str] | None) -> list:
+def _models(spec: str, params: list[str] | None, device: str | None = None) -> list:
     from . import models
 
     names = [n.strip() for n in spec.split(",") if n.strip()]
@@ -285,6 +287,15 @@ def _models(spec: str, params: list[str] | None) -> list:
             per[classes[0].name].append(pair)
         else:
             raise ToprecError(f"--param '{pair}': with several models write model.key=value")
+    if device is not None:
+        if device not in ("auto", "cpu", "cuda"):
+            raise ToprecError(f"--device '{device}': choose auto, cpu or cuda")
+        takers = [c for c in classes if "device" in c.Params.model_fields]
+        if not takers:
+            raise ToprecError(f"--device: none of {spec} runs on a GPU")
+        for c in takers:
+            if not any(p.split("=", 1)[0].strip() == "device" for p in per[c.name]):
+                per[c.name].append(f"device={device}")
     return [c(**models.parse_params(c.name, per[c.name])) for c in classes]
 
 
@@ -318,11 +329,12 @@ def submit(
     rating_col: RatingCol = None,
     min_rating: MinRating = None,
     no_cache: NoCache = False,
+    device: Device = None,
     quiet: Quiet = False,
 ) -> None:
     """Fit on everything and write k unseen items per user, best first (atomically)."""
     progress.set_quiet(quiet)
-    rec = _models(model, param)
+    rec = _models(model, param, device)
     if len(rec) != 1:
         raise ToprecError("submit: name exactly one --model")
     rec = rec[0]
