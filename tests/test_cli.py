@@ -68,10 +68,10 @@ def test_models_and_stats(competition_dir):
 
 def test_other_layouts_and_table_options(tmp_path):
     proc = run("data", "stats", FIXTURES / "table.csv", "--user-col", "uid", "--item-col", "sid",
-               "--time-col", "when", "--json")  # fmt: skip
+               "--time-col", "when", "--json", "--no-cache")  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["duplicates_dropped"] == 1
-    proc = run("data", "stats", FIXTURES / "ml-1m", "--min-rating", "4", "--json")
+    proc = run("data", "stats", FIXTURES / "ml-1m", "--min-rating", "4", "--json", "--no-cache")
     assert json.loads(proc.stdout)["events"] == 3
 
 

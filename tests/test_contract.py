@@ -65,8 +65,11 @@ def test_save_load_roundtrip(fitted, tmp_path):
     assert sorted(p.name for p in path.iterdir()) == ["arrays.safetensors", "model.json"]
     meta = json.loads((path / "model.json").read_text())
     assert meta["model"] == model.name and meta["n_items"] == train.n_items
-    for p in path.iterdir():  # no pickle protocol header anywhere
-        assert not p.read_bytes().startswith(b"\x80")
+    from safetensors import safe_open
+
+    with safe_open(str(path / "arrays.safetensors"), framework="numpy") as fh:  # a real safetensors file
+        assert len(list(fh.keys())) > 0
+    assert b"pickle" not in (path / "model.json").read_bytes()
     loaded = Recommender.load(path)
     assert type(loaded) is type(model) and loaded.params == model.params
     a, b = model.recommend(k=10), loaded.recommend(k=10)

@@ -106,9 +106,7 @@ class Recommender:
 
     def _score_with_fallback(self, users: np.ndarray, history: sp.csr_matrix) -> np.ndarray:
         scores = np.asarray(self._score(users, history), dtype=np.float32)
-        cold = np.diff(history.indptr) == 0
-        if not self.history_based:  # a known user's learned state serves them even without history
-            cold &= ~((users >= 0) & (users < self.n_users))
+        cold = np.diff(history.indptr) == 0  # unknown, or no events: popularity, for every model
         if cold.any():
             scores[cold] = self.item_popularity
         return scores
