@@ -170,3 +170,13 @@ def test_device_option(competition_dir, tmp_path):
     assert_one_line_error(proc, "--device 'tpu'")
     proc = run("evaluate", "--data", competition_dir, "--model", "ease", "--device", "cpu", "--random", "4", "-q")
     assert proc.returncode == 0, proc.stderr
+
+
+def test_evaluate_folds(competition_dir, tmp_path):
+    out = tmp_path / "f.json"
+    proc = run("evaluate", "--data", competition_dir, "--model", "ease", "--random", "4", "--folds", "3",
+               "--json", out, "-q")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "recall@10_std" in proc.stdout
+    res = json.loads(out.read_text())
+    assert res["folds"] == 3 and res["results"][0]["model"] == "ease"

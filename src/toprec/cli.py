@@ -213,6 +213,7 @@ def evaluate(
     min_rating: MinRating = None,
     no_cache: NoCache = False,
     device: Device = None,
+    folds: Annotated[int, typer.Option("--folds", min=1, help="K holdouts with seeds seed..seed+K-1: mean and std.")] = 1,
     quiet: Quiet = False,
 ) -> None:
     """Cut a holdout like the hidden test, fit on the rest, print the metrics.
@@ -225,6 +226,27 @@ def evaluate(
     progress.set_quiet(quiet)
     recs_models = _models(model, param, device)  # parameter errors before any work
     ds = _load(data, fmt, user_col, item_col, time_col, rating_col, min_rating, not no_cache)
+    if folds > 1:
+        from .ensemble import evaluate_folds, summarize_folds
+
+        fold_results, per_model = {}, {}
+        for rec in recs_models:
+            res = evaluate_folds(
+                ds, lambda rec=rec: type(rec)(**rec.params.model_dump()), k=k, folds=folds, seed=seed, last=last,
+                random=random, protocol=protocol,
+                metric_names=[f"map@{k}", f"precision@{k}", f"hit@{k}", f"mrr@{k}", f"coverage@{k}"],
+            )  # fmt: skip
+            fold_results[rec.name], per_model[rec.name] = summarize_folds(res), res
+        _print_results(f"{data.name}: {folds} folds (seeds {seed}..{seed + folds - 1}): mean and _std",
+                       fold_results, f"{protocol} x {folds}")  # fmt: skip
+        if json_out is not None:
+            _write_json(json_out, {
+                "data": str(data), "protocol": protocol, "folds": folds,
+                "results": [{"model": r.name, "params": r.params.model_dump(mode="json"), "folds": per_model[r.name]}
+                            for r in recs_models],
+                "toprec_version": __version__,
+            })  # fmt: skip
+        return
     with progress.task(f"split: {protocol}"):
         train, holdout = split.by_name(ds, protocol, last=last, random=random, seed=seed, cutoff=cutoff)
     users = holdout.users
@@ -364,6 +386,11 @@ def submit(
         f"wrote {output}: {len(recs) * k:,} rows ({len(recs):,} users x {k}); "
         f"fit {fit_s:.2f}s, recommend {rec_s:.2f}s, write {write_s:.2f}s"
     )
+
+
+from . import cli_ensemble  # noqa: E402
+
+cli_ensemble.register(app)  # adds `ensemble` and `align`
 
 
 def main() -> None:

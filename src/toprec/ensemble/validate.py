@@ -1,0 +1,524 @@
+"""Honest validation for ensembles: search on one fold, confirm on another.
+
+Why: in the competition the last points came from ensembles whose weights and
+members were searched on a validation holdout, and top teams lost 0.01-0.02
+between the public and the private leaderboard — their searches fitted the
+noise of the users they searched on. So a search here is judged on users it
+never saw.
+
+The protocol (``scheme="users"``, the default)
+----------------------------------------------
+1. Cut the hidden-test structure once from the full data D with
+   :func:`toprec.split.competition` (each user's ``last`` latest events plus
+   ``random`` random earlier ones; seed ``s``): ``D = T + H``.
+2. Split the users that have a holdout into two halves, A and B, at random —
+   stratified by activity (users sorted by their number of training events,
+   each consecutive pair split between A and B by a coin flip), so the halves
+   are equally hard and the A/B difference is mostly the search's own noise.
+   This mirrors the competition itself, whose hidden test was split 50:50
+   into public and private parts.
+3. Every member is fitted once on T (no holdout event of anyone).
+4. The search (weights, subset) sees only fold A: the members' lists for A's
+   users and A's truth (:mod:`toprec.ensemble.search` never receives
+   anything else).
+5. The chosen weights are then applied, unchanged, to fold B's users, and
+   members and ensemble are reported on both folds. If the ensemble does not
+   beat the best single member *on fold B* (the best in hindsight, the
+   strictest comparison), the gain did not hold: a warning is printed and
+   recorded, and ``toprec ensemble`` falls back to the best fold-A member
+   unless told ``--force``.
+6. Only then are the members refitted on all of D and fused with the chosen
+   weights for the submission.
+
+Both folds share one split, so "the last event" is each user's real last
+event in both — the two folds are independent because their *users* are
+disjoint, not their events.
+
+``scheme="nested"`` is the local-validation-versus-leaderboard view instead:
+fold B = ``competition(D, seed=s)`` stands in for the hidden test (members
+fitted on ``T1 = D - B``), and fold A = ``competition(T1, seed=s+1)`` is the
+validation cut from the training data exactly like the hidden test was cut
+from D (members fitted on ``T2 = T1 - A``). The search sees only A (fits on
+T2); B's numbers come from refits on T1 — like a team validating locally and
+then submitting. Its gaps include the systematic shift between a user's
+second-to-last and last events, not only sampling noise.
+
+:func:`evaluate_folds` (``toprec evaluate --folds K``) is the plain
+repeated-holdout estimate: K competition cuts with seeds ``seed..seed+K-1``,
+one fit each, mean and standard deviation. The ``last`` part is the same
+events in every cut (only the random part and hence the training data
+change), so its spread understates the true uncertainty of recall_last.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import scipy.sparse as sp
+
+from .. import metrics, progress, split
+from ..errors import ToprecError
+from ..recommend import Recommendations
+from .fusion import build_pool, check_method, fuse
+from .members import Member, parse_members
+from .search import SEARCHES, run_search
+
+SCHEMES = ("users", "nested")
+
+
+@dataclass
+class Fold:
+    """Evaluated users and their held-out truth (CSR over all users x items; other rows empty)."""
+
+    users: np.ndarray
+    truth: sp.csr_matrix
+    parts: dict[str, sp.csr_matrix] = field(default_factory=dict)
+
+    @property
+    def holdout(self) -> split.Holdout:
+        return split.Holdout(self.truth, self.parts)
+
+    @property
+    def n_events(self) -> int:
+        return int(self.truth.nnz)
+
+
+@dataclass
+class Folds:
+    scheme: str
+    search_train: Any  # Dataset the members are fitted on for the search (fold A)
+    confirm_train: Any  # Dataset the members are fitted on for the confirmation (fold B)
+    fold_a: Fold
+    fold_b: Fold
+    description: str
+
+
+def _rows(m: sp.csr_matrix, mask: np.ndarray) -> sp.csr_matrix:
+    out = sp.csr_matrix(sp.diags(mask.astype(np.float32)) @ m)
+    out.eliminate_zeros()
+    out.sort_indices()
+    return out
+
+
+def _fold(holdout: split.Holdout, users: np.ndarray) -> Fold:
+    mask = np.zeros(holdout.matrix.shape[0], dtype=bool)
+    mask[users] = True
+    parts = {k: _rows(v, mask) for k, v in holdout.parts.items()}
+    return Fold(np.sort(users).astype(np.int64), _rows(holdout.matrix, mask), parts)
+
+
+def halves(users: np.ndarray, activity: np.ndarray, seed: int, stratify: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Split ``users`` into two random halves, balanced on ``activity`` when ``stratify``."""
+    rng = np.random.default_rng([seed, 0xA11C])
+    n = len(users)
+    if stratify:
+        order = np.lexsort((rng.random(n), activity))
+    else:
+        order = rng.permutation(n)
+    n_pairs = (n + 1) // 2
+    coin = rng.integers(0, 2, size=n_pairs)
+    pos = 2 * np.arange(n_pairs) + coin
+    in_a = np.zeros(n, dtype=bool)
+    in_a[order[pos[pos < n]]] = True
+    return np.sort(users[in_a]), np.sort(users[~in_a])
+
+
+def make_folds(
+    data, scheme: str = "users", seed: int = 0, last: int = 1, random: int = 9, stratify: bool = True
+) -> Folds:
+    """Cut the search fold A and the confirmation fold B (see the module docstring)."""
+    if scheme not in SCHEMES:
+        raise ToprecError(f"unknown validation scheme '{scheme}' (choose from {', '.join(SCHEMES)})")
+    if scheme == "users":
+        train, hold = split.competition(data, last=last, random=random, seed=seed)
+        users = hold.users
+        if len(users) < 2:
+            raise ToprecError("validation: fewer than 2 users have enough events for the competition holdout")
+        a, b = halves(users, np.asarray(train.user_counts)[users], seed, stratify)
+        desc = (
+            f"users: competition(last={last}, random={random}, seed={seed}); users split in halves "
+            f"({'stratified by activity' if stratify else 'at random'}): A {len(a):,} search, B {len(b):,} confirm"
+        )
+        return Folds(scheme, train, train, _fold(hold, a), _fold(hold, b), desc)
+    t1, hold_b = split.competition(data, last=last, random=random, seed=seed)
+    t2, hold_a = split.competition(t1, last=last, random=random, seed=seed + 1)
+    if len(hold_a.users) == 0 or len(hold_b.users) == 0:
+        raise ToprecError("validation: no user has enough events for a nested competition holdout")
+    desc = (
+        f"nested: B = competition(D, seed={seed}) (fits on D - B), A = competition(D - B, seed={seed + 1})"
+        f" (fits on D - B - A); last={last}, random={random}"
+    )
+    return Folds(scheme, t2, t1, _fold(hold_a, hold_a.users), _fold(hold_b, hold_b.users), desc)
+
+
+def _metrics(recs: Recommendations, fold: Fold, k: int) -> dict[str, float]:
+    top = Recommendations(recs.users, recs.items[:, :k], recs.scores[:, :k])
+    names = [f"recall@{k}", f"ndcg@{k}"]
+    out = metrics.evaluate(top, fold.holdout, names)
+    for part in fold.parts:
+        out[f"recall_{part}@{k}"] = metrics.evaluate(top, fold.holdout, [f"recall@{k}"], part=part)[f"recall@{k}"]
+    return out
+
+
+def _per_user_recall(recs: Recommendations, fold: Fold, k: int) -> np.ndarray:
+    """recall@k of each of the fold's users (rows of ``recs`` are the fold's users, in order)."""
+    assert np.array_equal(recs.users, fold.users)
+    return metrics.per_user(f"recall@{k}", recs.items[:, :k], fold.truth[fold.users])
+
+
+def _bind(members: Sequence[Member], data, k: int, n: int) -> None:
+    for m in members:
+        m.bind(data, k, n)
+
+
+# ------------------------------------------------------------- the ensemble
+class Ensemble:
+    """Members + fusion method + weights; validated honestly, then fitted on all data.
+
+    >>> ens = Ensemble("ease,rp3beta,ials", method="rank")
+    >>> report = ens.validate(data, search="both")      # search on fold A, confirm on fold B
+    >>> recs = ens.fit(data).recommend(data.users, k=10)
+    """
+
+    def __init__(self, members, method: str = "rank", weights: Sequence[float] | None = None, candidates: int = 100):
+        self.members: list[Member] = parse_members(members)
+        self.method = check_method(method)
+        if candidates < 1:
+            raise ToprecError(f"candidates must be >= 1, got {candidates}")
+        self.candidates = int(candidates)
+        if weights is not None:
+            w = np.asarray(list(weights), dtype=np.float64)
+            if w.shape != (len(self.members),):
+                raise ToprecError(f"--weights: {len(w)} weights for {len(self.members)} members")
+            if not np.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
+                raise ToprecError("--weights: weights must be >= 0 and not all 0")
+            self.weights = w / w.sum()
+        else:
+            self.weights = np.full(len(self.members), 1.0 / len(self.members))
+        self.report: dict[str, Any] | None = None
+        self.data = None
+
+    @property
+    def labels(self) -> list[str]:
+        return [m.label for m in self.members]
+
+    # ------------------------------------------------------------- validate
+    def validate(
+        self,
+        data,
+        search: str = "both",
+        k: int = 10,
+        scheme: str = "users",
+        seed: int = 0,
+        last: int = 1,
+        random: int = 9,
+        min_gain: float = 1e-4,
+        restarts: int = 0,
+        stratify: bool = True,
+        folds: Folds | None = None,
+    ) -> dict[str, Any]:
+        """Search on fold A, confirm on fold B; sets ``self.weights`` to the chosen ones.
+
+        Returns a report dict (members' and ensemble's metrics on both folds,
+        weights, gains, ``holds`` and ``warning``).
+        """
+        if search not in SEARCHES:
+            raise ToprecError(f"unknown search '{search}' (choose from {', '.join(SEARCHES)})")
+        if k > self.candidates:
+            raise ToprecError(f"k={k} is larger than the {self.candidates} candidates per member")
+        t_start = time.perf_counter()
+        _bind(self.members, data, k, self.candidates)
+        folds = folds or make_folds(data, scheme, seed, last, random, stratify)
+        progress.log(f"validation: {folds.description}")
+        same_fit = folds.search_train is folds.confirm_train
+        timings: dict[str, float] = {}
+        # ---- fold A lists (and, when the fit is shared, fold B lists sealed away for later)
+        lists_a, sealed_b = [], []
+        t0 = time.perf_counter()
+        for m in self.members:
+            lists_a.append(m.lists(folds.search_train, folds.fold_a.users, self.candidates, "search"))
+            if same_fit:
+                sealed_b.append(m.lists(folds.confirm_train, folds.fold_b.users, self.candidates, "search"))
+            m.release()
+        timings["members_fold_a_s"] = time.perf_counter() - t0
+        # ---- the search: fold A only
+        t0 = time.perf_counter()
+        with progress.task(f"search ({search}) on fold A: {len(folds.fold_a.users):,} users"):
+            pool = build_pool(lists_a, self.method, folds.fold_a.users)
+            truth_a = folds.fold_a.truth[folds.fold_a.users]
+            result = run_search(
+                pool, truth_a, k, search, start=self.weights, min_gain=min_gain, restarts=restarts, seed=seed
+            )
+            ens_a = pool.recommend(result.weights, k)
+            del pool
+        timings["search_s"] = time.perf_counter() - t0
+        weights = result.weights
+        # ---- confirmation: fold B, weights frozen
+        t0 = time.perf_counter()
+        if same_fit:
+            lists_b = sealed_b
+        else:
+            lists_b = []
+            for m in self.members:
+                lists_b.append(m.lists(folds.confirm_train, folds.fold_b.users, self.candidates, "search"))
+                m.release()
+        keep = np.flatnonzero(weights > 0)
+        ens_b = fuse([lists_b[i] for i in keep], weights[keep], self.method, k, users=folds.fold_b.users)
+        timings["confirm_s"] = time.perf_counter() - t0
+        report = self._report(folds, lists_a, lists_b, ens_a, ens_b, weights, result, search, k, min_gain, seed)
+        timings["total_s"] = time.perf_counter() - t_start
+        report["timings"] = {key: round(v, 3) for key, v in timings.items()}
+        self.weights = weights
+        self.report = report
+        return report
+
+    def _report(self, folds, lists_a, lists_b, ens_a, ens_b, weights, result, search, k, min_gain, seed):
+        r = f"recall@{k}"
+        members = []
+        for m, la, lb, w in zip(self.members, lists_a, lists_b, weights):
+            members.append(
+                {
+                    "label": m.label,
+                    "weight": float(w),
+                    "fold_a": _metrics(la, folds.fold_a, k),
+                    "fold_b": _metrics(lb, folds.fold_b, k),
+                    "member": m.describe(),
+                }
+            )
+        ea, eb = _metrics(ens_a, folds.fold_a, k), _metrics(ens_b, folds.fold_b, k)
+        best_a = max(members, key=lambda x: x["fold_a"][r])
+        best_b = max(members, key=lambda x: x["fold_b"][r])
+        gain_a = ea[r] - best_a["fold_a"][r]
+        gain_b = eb[r] - best_b["fold_b"][r]
+        # paired standard error of the fold-B gain (same users, ensemble vs that member)
+        ib = [mm["label"] for mm in members].index(best_b["label"])
+        diff = _per_user_recall(ens_b, folds.fold_b, k) - _per_user_recall(lists_b[ib], folds.fold_b, k)
+        se_b = float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else float("nan")
+        n_used = int((weights > 0).sum())
+        holds = bool(gain_b > 0 and n_used > 1)
+        warnings = []
+        if not holds:
+            if n_used == 1:
+                single = self.members[int(np.argmax(weights))].label
+                warnings.append(f"the search kept a single member ({single}): no ensemble gain on fold A")
+            else:
+                warnings.append(
+                    f"the ensemble's gain over the best single member does not hold on fold B: "
+                    f"{eb[r]:.4f} vs {best_b['label']} {best_b['fold_b'][r]:.4f} ({gain_b:+.4f}); "
+                    + (
+                        f"on fold A it was {gain_a:+.4f}: the search overfitted fold A"
+                        if gain_a > 0
+                        else f"it had no gain on fold A either ({gain_a:+.4f})"
+                    )
+                )
+        for mem in members:
+            if mem["member"].get("kind") == "file" and mem["fold_a"][r] == 0 and best_a["fold_a"][r] > 0:
+                warnings.append(
+                    f"member '{mem['label']}' has recall 0 on fold A: its file looks fitted on data that includes the "
+                    "holdout (held-out items are seen there); give VALID.csv:FINAL.csv"
+                )
+        return {
+            "scheme": folds.scheme,
+            "protocol": folds.description,
+            "method": self.method,
+            "search": search,
+            "k": k,
+            "candidates": self.candidates,
+            "seed": seed,
+            "min_gain": min_gain,
+            "fold_a": {"users": int(len(folds.fold_a.users)), "events": folds.fold_a.n_events},
+            "fold_b": {"users": int(len(folds.fold_b.users)), "events": folds.fold_b.n_events},
+            "members": members,
+            "weights": {m.label: float(w) for m, w in zip(self.members, weights)},
+            "ensemble": {"fold_a": ea, "fold_b": eb},
+            "best_member_fold_a": best_a["label"],
+            "best_member_fold_b": best_b["label"],
+            "gain_fold_a": gain_a,
+            "gain_fold_b": gain_b,
+            "gain_fold_b_se": se_b,
+            "gain_fold_b_z": gain_b / se_b if se_b > 0 else float("nan"),
+            "relative_gain_fold_a": gain_a / best_a["fold_a"][r] if best_a["fold_a"][r] > 0 else float("nan"),
+            "relative_gain_fold_b": gain_b / best_b["fold_b"][r] if best_b["fold_b"][r] > 0 else float("nan"),
+            "holds": holds,
+            "warning": "; ".join(warnings) or None,
+            "search_trials": result.trials,
+            "search_steps": [
+                {**s, "member": self.members[s["member"]].label} if "member" in s else s for s in result.steps
+            ],
+        }
+
+    # ------------------------------------------------------------- final
+    def fit(self, data, k: int = 1) -> "Ensemble":
+        """Use ``data`` (all of it) as the members' training data for :meth:`recommend`.
+
+        Models are fitted lazily, one at a time, by :meth:`recommend` (memory);
+        file members are read here (each user needs at least ``k`` rows).
+        """
+        _bind(self.members, data, k, self.candidates)
+        self.data = data
+        return self
+
+    def recommend(self, users=None, k: int = 10, stage: str = "final") -> Recommendations:
+        """Fuse the weighted members' top-N for ``users`` (default all); seen items never appear."""
+        if self.data is None:
+            raise ToprecError("ensemble: call fit(data) before recommend")
+        if k > self.candidates:
+            raise ToprecError(f"k={k} is larger than the {self.candidates} candidates per member")
+        data = self.data
+        _bind(self.members, data, k, self.candidates)
+        users = data.users if users is None else np.atleast_1d(np.asarray(users, dtype=np.int64))
+        keep = np.flatnonzero(self.weights > 0)
+        lists = [self.members[i].lists(data, users, self.candidates, stage) for i in keep]
+        known = (users >= 0) & (users < data.n_users)
+        seen = data.matrix[np.where(known, users, 0)]
+        if not known.all():
+            seen = sp.csr_matrix(sp.diags(known.astype(np.float32)) @ seen)
+        return fuse(lists, self.weights[keep], self.method, k, users=users, exclude=seen)
+
+    def release(self) -> None:
+        """Drop the members' fitted models (memory)."""
+        for m in self.members:
+            m.release()
+
+
+# ------------------------------------------------------------------ align
+def align(
+    data,
+    members,
+    k: int = 10,
+    scheme: str = "users",
+    seed: int = 0,
+    last: int = 1,
+    random: int = 9,
+    stratify: bool = True,
+    folds: Folds | None = None,
+) -> dict[str, Any]:
+    """For each model: fold-A (validation) vs fold-B (leaderboard stand-in) recall@k.
+
+    Returns per-model rows (``fold_a``, ``fold_b``, ``gap = fold_b - fold_a``)
+    and, across models, the mean and max absolute gap and the Spearman rank
+    correlation of the two columns (does validation order models like the
+    leaderboard does?).
+    """
+    from scipy.stats import spearmanr
+
+    members = parse_members(members)
+    for m in members:
+        if not m.refittable:
+            raise ToprecError(f"align: member '{m.label}' is a file; align needs models it can fit on each fold")
+    folds = folds or make_folds(data, scheme, seed, last, random, stratify)
+    progress.log(f"validation: {folds.description}")
+    same_fit = folds.search_train is folds.confirm_train
+    r = f"recall@{k}"
+    rows = []
+    for m in members:
+        t0 = time.perf_counter()
+        la = m.lists(folds.search_train, folds.fold_a.users, k, "search")
+        if not same_fit:
+            m.release()
+        lb = m.lists(folds.confirm_train, folds.fold_b.users, k, "search")
+        m.release()
+        a, b = _metrics(la, folds.fold_a, k), _metrics(lb, folds.fold_b, k)
+        seconds = round(time.perf_counter() - t0, 2)
+        rows.append({"label": m.label, "fold_a": a, "fold_b": b, "gap": b[r] - a[r], "seconds": seconds})
+    va = np.array([x["fold_a"][r] for x in rows])
+    vb = np.array([x["fold_b"][r] for x in rows])
+    gaps = vb - va
+    rho = float(spearmanr(va, vb).statistic) if len(rows) >= 3 and va.std() > 0 and vb.std() > 0 else float("nan")
+    return {
+        "scheme": folds.scheme,
+        "protocol": folds.description,
+        "k": k,
+        "seed": seed,
+        "fold_a": {"users": int(len(folds.fold_a.users)), "events": folds.fold_a.n_events},
+        "fold_b": {"users": int(len(folds.fold_b.users)), "events": folds.fold_b.n_events},
+        "models": rows,
+        "mean_abs_gap": float(np.abs(gaps).mean()),
+        "max_abs_gap": float(np.abs(gaps).max()),
+        "mean_gap": float(gaps.mean()),
+        "spearman": rho,
+        "best_fold_a": rows[int(np.argmax(va))]["label"],
+        "best_fold_b": rows[int(np.argmax(vb))]["label"],
+    }
+
+
+# ------------------------------------------------------- evaluate --folds K
+RANDOMISED_PROTOCOLS = ("competition", "random_k", "strong")
+
+
+def evaluate_folds(
+    data,
+    model_factory: Callable[[], Any] | str,
+    k: int = 10,
+    folds: int = 5,
+    seed: int = 0,
+    last: int = 1,
+    random: int = 9,
+    metric_names: Sequence[str] | None = None,
+    protocol: str = "competition",
+) -> dict[str, Any]:
+    """K holdouts cut with seeds ``seed .. seed+K-1``, one fresh model fitted on each.
+
+    ``model_factory()`` returns a new unfitted model (a model name also
+    works). Returns ``{"folds", "seeds", "k", "protocol", "per_fold": [{metric:
+    value, "fit_s", "recommend_s"}], "mean": {...}, "std": {...}}`` for
+    recall@k, ndcg@k and, for the competition protocol, recall_last@k and
+    recall_random@k (plus ``metric_names``); std is the sample standard
+    deviation (ddof=1; 0 for one fold). The protocol must be randomised
+    (competition, random_k, strong): the others cut the same holdout for
+    every seed.
+    """
+    from .. import models
+
+    if folds < 1:
+        raise ToprecError(f"--folds must be >= 1, got {folds}")
+    if protocol not in RANDOMISED_PROTOCOLS:
+        raise ToprecError(
+            f"--folds needs a randomised protocol ({', '.join(RANDOMISED_PROTOCOLS)}); '{protocol}' cuts the same "
+            "holdout for every seed"
+        )
+    factory = (lambda: models.get(model_factory)) if isinstance(model_factory, str) else model_factory
+    names = list(dict.fromkeys([f"recall@{k}", f"ndcg@{k}", *(metric_names or [])]))
+    per_fold = []
+    seeds = [seed + f for f in range(folds)]
+    for s in seeds:
+        train, hold = split.by_name(data, protocol, last=last, random=random, seed=s)
+        users = hold.users
+        if len(users) == 0:
+            raise ToprecError(f"evaluate: no user has enough events for the {protocol} protocol")
+        model = factory()
+        t0 = time.perf_counter()
+        with progress.task(f"{model.name}: fit (fold seed {s})"):
+            model.fit(train)
+        fit_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        history = None if hold.history is None else hold.history[users]
+        recs = model.recommend(users, k=k, history=history)
+        rec_s = time.perf_counter() - t0
+        res: dict[str, float] = dict(metrics.evaluate(recs, hold, names))
+        if len(hold.parts) > 1:
+            for part in hold.parts:
+                res[f"recall_{part}@{k}"] = metrics.evaluate(recs, hold, [f"recall@{k}"], part=part)[f"recall@{k}"]
+        res["fit_s"] = round(fit_s, 3)
+        res["recommend_s"] = round(rec_s, 3)
+        per_fold.append(res)
+        del model
+    keys = [key for key in per_fold[0] if not key.endswith("_s")]
+    mean = {key: float(np.mean([f[key] for f in per_fold])) for key in keys}
+    std = {key: float(np.std([f[key] for f in per_fold], ddof=1)) if folds > 1 else 0.0 for key in keys}
+    return {"folds": folds, "seeds": seeds, "k": k, "protocol": protocol, "last": last, "random": random,
+            "per_fold": per_fold, "mean": mean, "std": std}  # fmt: skip
+
+
+def summarize_folds(result: dict[str, Any]) -> dict[str, float]:
+    """One flat row for a results table: ``metric`` = mean, ``metric_std`` = std, plus mean fit/recommend seconds."""
+    row: dict[str, float] = {}
+    for key, value in result["mean"].items():
+        row[key] = value
+        row[f"{key}_std"] = result["std"][key]
+    for t in ("fit_s", "recommend_s"):
+        row[t] = round(float(np.mean([f[t] for f in result["per_fold"]])), 3)
+    return row

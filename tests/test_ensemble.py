@@ -1,0 +1,475 @@
+"""Ensembles: exact fusion on hand-made lists, the search/confirm protocol, members, CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+from toprec import ToprecError, metrics, models
+from toprec.ensemble import (
+    Ensemble,
+    align,
+    build_pool,
+    evaluate_folds,
+    fuse,
+    make_folds,
+    parse_members,
+    read_member_file,
+    summarize_folds,
+)
+from toprec.ensemble import validate as validate_mod
+from toprec.ensemble.fusion import contributions, topk_columns
+from toprec.ensemble.search import Objective, run_search
+from toprec.ensemble.validate import halves
+from toprec.recommend import Recommendations, topk_rows
+
+
+
+def rec(items, scores=None):
+    items = np.asarray(items, dtype=np.int32)
+    if scores is None:
+        scores = -np.arange(items.shape[1], dtype=np.float32)[None, :].repeat(items.shape[0], 0)
+    return Recommendations(np.arange(items.shape[0]), items, np.asarray(scores, dtype=np.float32))
+
+
+# ----------------------------------------------------------- exact fusion
+def test_rank_fusion_soft_vote_exact():
+    a, b = rec([[1, 2, 3]]), rec([[2, 4, 1]])
+    out = fuse([a, b], method="rank", k=4)
+    expect = {1: 1 + 1 / np.log2(4), 2: 1 / np.log2(3) + 1, 3: 1 / np.log2(4), 4: 1 / np.log2(3)}
+    assert out.items.tolist() == [[2, 1, 4, 3]]
+    np.testing.assert_allclose(out.scores[0], [expect[i] for i in (2, 1, 4, 3)], rtol=1e-6)
+
+
+def test_weighted_rank_fusion_exact():
+    a, b = rec([[1, 2, 3]]), rec([[2, 4, 1]])
+    out = fuse([a, b], weights=[3.0, 1.0], method="rank", k=4)
+    expect = {1: 3 + 1 / np.log2(4), 2: 3 / np.log2(3) + 1, 3: 3 / np.log2(4), 4: 1 / np.log2(3)}
+    order = sorted(expect, key=lambda i: -expect[i])
+    assert out.items[0].tolist() == order
+    np.testing.assert_allclose(out.scores[0], [expect[i] for i in order], rtol=1e-6)
+
+
+def test_rrf_uses_constant_60():
+    a, b = rec([[1, 2, 3]]), rec([[2, 4, 1]])
+    out = fuse([a, b], method="rrf", k=4)
+    expect = {1: 1 / 61 + 1 / 63, 2: 1 / 62 + 1 / 61, 3: 1 / 63, 4: 1 / 62}
+    order = sorted(expect, key=lambda i: -expect[i])
+    assert out.items[0].tolist() == order
+    np.testing.assert_allclose(out.scores[0], [expect[i] for i in order], rtol=1e-6)
+
+
+def test_borda_points_scaled_by_list_length():
+    a, b = rec([[1, 2, 3]]), rec([[2, 4, 1]])
+    out = fuse([a, b], method="borda", k=4)
+    expect = {1: 1 + 1 / 3, 2: 2 / 3 + 1, 3: 1 / 3, 4: 2 / 3}
+    assert out.items[0].tolist() == [2, 1, 4, 3]
+    np.testing.assert_allclose(out.scores[0], [expect[i] for i in (2, 1, 4, 3)], rtol=1e-6)
+
+
+def test_score_fusion_standardises_per_user_and_floors_missing_items():
+    a = rec([[1, 2, 3]], [[3.0, 2.0, 1.0]])  # z = +1.2247, 0, -1.2247
+    b = rec([[2, 4, 1]], [[10.0, 10.0, 4.0]])  # mean 8, std sqrt(8): z = .7071, .7071, -1.4142
+    out = fuse([a, b], method="score", k=4)
+    za = {1: np.sqrt(1.5), 2: 0.0, 3: -np.sqrt(1.5)}
+    zb = {2: 2 / np.sqrt(8), 4: 2 / np.sqrt(8), 1: -4 / np.sqrt(8)}
+    fa, fb = min(za.values()), min(zb.values())
+    expect = {i: za.get(i, fa) + zb.get(i, fb) for i in (1, 2, 3, 4)}
+    order = sorted(expect, key=lambda i: (-round(expect[i], 6), i))
+    assert out.items[0].tolist() == order
+    np.testing.assert_allclose(out.scores[0], [expect[i] for i in order], rtol=1e-5, atol=1e-6)
+
+
+def test_product_is_weighted_product_of_sigmoids():
+    a = rec([[1, 2, 3]], [[3.0, 2.0, 1.0]])
+    b = rec([[2, 4, 1]], [[10.0, 10.0, 4.0]])
+    out = fuse([a, b], weights=[1.0, 2.0], method="product", k=4)
+    sig = lambda x: 1 / (1 + np.exp(-x))  # noqa: E731
+    za = {1: np.sqrt(1.5), 2: 0.0, 3: -np.sqrt(1.5)}
+    zb = {2: 2 / np.sqrt(8), 4: 2 / np.sqrt(8), 1: -4 / np.sqrt(8)}
+    fa, fb = min(za.values()), min(zb.values())
+    expect = {i: sig(za.get(i, fa)) * sig(zb.get(i, fb)) ** 2 for i in (1, 2, 3, 4)}
+    order = sorted(expect, key=lambda i: -expect[i])
+    assert out.items[0].tolist() == order
+    np.testing.assert_allclose(out.scores[0], [expect[i] for i in order], rtol=1e-5)
+
+
+def test_contributions_of_ranks_only_member():
+    v, floor = contributions("rank", np.array([[5, 7, -1]]), None)
+    np.testing.assert_allclose(v, [[1.0, 1 / np.log2(3), 0.0]])
+    assert floor.tolist() == [0.0]
+
+
+def test_zero_weight_drops_member_and_its_candidates():
+    a, b, c = rec([[1, 2]]), rec([[2, 3]]), rec([[9, 8]])
+    out = fuse([a, b, c], weights=[1, 1, 0], method="rank", k=5)
+    assert set(out.items[0][out.items[0] >= 0].tolist()) == {1, 2, 3}
+    assert out.items[0].tolist()[3:] == [-1, -1]
+    same = fuse([a, b], method="rank", k=5)
+    assert np.array_equal(out.items, same.items) and np.allclose(out.scores, same.scores)
+    pool = build_pool([a, b, c], "score")
+    cols, _ = pool.top_columns(np.array([1.0, 1.0, 0.0]), 5)
+    assert 9 not in pool.items[0][cols[0][cols[0] >= 0]]
+    with pytest.raises(ToprecError, match="every weight is 0"):
+        fuse([a, b], weights=[0, 0])
+
+
+def test_union_of_candidates_per_user():
+    a = rec([[5, 1, 3], [0, 1, 2]])
+    b = rec([[3, 7, -1], [2, 1, 0]])
+    pool = build_pool([a, b], "rank")
+    assert pool.items[0][pool.items[0] >= 0].tolist() == [1, 3, 5, 7]
+    assert pool.items[1][pool.items[1] >= 0].tolist() == [0, 1, 2]
+    assert pool.present.sum() == 6 + 5
+    out = fuse([a, b], k=6)
+    assert (out.items[1][3:] == -1).all()
+
+
+def test_ties_go_to_lower_item_and_match_topk_rows():
+    rng = np.random.default_rng(3)
+    scores = rng.integers(0, 4, size=(50, 40)).astype(np.float32)  # many ties
+    scores[rng.random(scores.shape) < 0.2] = -np.inf
+    cols, top = topk_columns(scores, 7)
+    items = np.empty((50, 7), np.int32)
+    vals = np.empty((50, 7), np.float32)
+    topk_rows(scores, 7, items, vals)
+    assert np.array_equal(cols, items)
+    a, b = rec([[4, 2]]), rec([[2, 4]])  # 2 and 4 tie exactly
+    assert fuse([a, b], k=2).items.tolist() == [[2, 4]]
+
+
+def test_exclude_removes_seen_items():
+    a, b = rec([[1, 2, 3, 4]]), rec([[2, 5, 6, 1]])
+    seen = sp.csr_matrix(np.array([[0, 0, 1, 0, 0, 1, 0]], dtype=np.float32))
+    out = fuse([a, b], k=4, exclude=seen)
+    assert 2 not in out.items[0] and 5 not in out.items[0]
+
+
+def test_fuse_is_deterministic_and_equals_the_pool():
+    rng = np.random.default_rng(0)
+    lists = []
+    for _ in range(3):
+        items = np.stack([rng.choice(200, 30, replace=False) for _ in range(40)]).astype(np.int32)
+        lists.append(rec(items, rng.normal(size=(40, 30)).astype(np.float32)))
+    w = np.array([0.5, 0.3, 0.2])
+    for method in ("rank", "rrf", "borda", "score", "product"):
+        one = fuse(lists, w, method, k=10)
+        two = fuse(lists, w, method, k=10)
+        assert np.array_equal(one.items, two.items)
+        pooled = build_pool(lists, method).recommend(w, 10)
+        assert np.array_equal(one.items, pooled.items), method
+        np.testing.assert_allclose(one.scores, pooled.scores, rtol=1e-5)
+
+
+def test_bad_fusion_inputs():
+    with pytest.raises(ToprecError, match="unknown fusion method"):
+        fuse([rec([[1]])], method="nope")
+    with pytest.raises(ToprecError, match="weights"):
+        fuse([rec([[1]])], weights=[1, 2])
+    with pytest.raises(ToprecError, match="weights must be"):
+        fuse([rec([[1]])], weights=[-1])
+
+
+# ------------------------------------------------------------ the search
+def test_objective_equals_metrics_evaluate():
+    rng = np.random.default_rng(1)
+    lists = [rec(np.stack([rng.choice(50, 20, replace=False) for _ in range(30)])) for _ in range(2)]
+    truth = sp.csr_matrix((rng.random((30, 50)) < 0.1).astype(np.float32))
+    pool = build_pool(lists, "rank")
+    f = Objective(pool, truth, 10)
+    w = np.array([0.7, 0.3])
+    recs = pool.recommend(w, 10)
+    holdout = type("H", (), {"matrix": truth, "parts": {}})()
+    users = np.flatnonzero(np.diff(truth.indptr) > 0)
+    assert f.per_user(w)[users].mean() == pytest.approx(metrics.evaluate(recs, holdout, ["recall@10"])["recall@10"])
+
+
+def test_search_finds_the_useful_member_and_is_deterministic():
+    n, items = 60, 100  # truth among items 0..99; the noise members list items 100..199 only
+    rng = np.random.default_rng(0)
+    truth_items = np.stack([rng.choice(items, 5, replace=False) for _ in range(n)])
+    rows = np.repeat(np.arange(n), 5)
+    truth = sp.csr_matrix((np.ones(n * 5, np.float32), (rows, truth_items.ravel())), shape=(n, 2 * items))
+    good = np.concatenate([truth_items[:, :3], np.stack([rng.choice(items, 17) for _ in range(n)])], axis=1)
+    good = np.stack([pd.unique(r)[:15] for r in good])
+    noise1 = np.stack([items + rng.choice(items, 15, replace=False) for _ in range(n)])
+    noise2 = np.stack([items + rng.choice(items, 15, replace=False) for _ in range(n)])
+    pool = build_pool([rec(noise1), rec(good), rec(noise2)], "rank")
+    for search in ("weights", "subset", "both"):
+        r1 = run_search(pool, truth, 10, search)
+        r2 = run_search(pool, truth, 10, search)
+        assert np.array_equal(r1.weights, r2.weights)
+        assert r1.weights.argmax() == 1
+    assert run_search(pool, truth, 10, "subset").weights.tolist() == [0.0, 1.0, 0.0]
+
+
+@pytest.fixture
+def members3():
+    return ["popularity", "itemknn", "ease:l2=20"]
+
+
+def test_halves_are_disjoint_balanced_and_seeded():
+    users = np.arange(101)
+    activity = np.arange(101) % 7
+    a, b = halves(users, activity, seed=0)
+    assert len(np.intersect1d(a, b)) == 0 and len(a) + len(b) == 101 and abs(len(a) - len(b)) <= 1
+    a2, _ = halves(users, activity, seed=0)
+    assert np.array_equal(a, a2)
+    a3, _ = halves(users, activity, seed=1)
+    assert not np.array_equal(a, a3)
+    assert abs(activity[a].mean() - activity[np.setdiff1d(users, a)].mean()) < 0.2
+
+
+def test_folds_never_leak(dataset):
+    f = make_folds(dataset, "users", seed=0, random=4)
+    assert f.search_train is f.confirm_train
+    assert len(np.intersect1d(f.fold_a.users, f.fold_b.users)) == 0
+    for fold in (f.fold_a, f.fold_b):
+        assert f.search_train.matrix.multiply(fold.truth).nnz == 0
+    n = make_folds(dataset, "nested", seed=0, random=4)
+    assert n.search_train.matrix.multiply(n.fold_a.truth).nnz == 0
+    assert n.search_train.matrix.multiply(n.fold_b.truth).nnz == 0
+    assert n.confirm_train.matrix.multiply(n.fold_b.truth).nnz == 0
+    assert n.fold_a.truth.multiply(n.fold_b.truth).nnz == 0
+    with pytest.raises(ToprecError, match="unknown validation scheme"):
+        make_folds(dataset, "nope")
+
+
+@pytest.mark.parametrize("scheme", ["users", "nested"])
+def test_search_never_sees_fold_b(dataset, members3, monkeypatch, scheme):
+    folds = make_folds(dataset, scheme, seed=0, random=4)
+    seen = []
+    real = validate_mod.run_search
+
+    def spy(pool, truth, *args, **kwargs):
+        seen.append((pool.users.copy(), truth.copy()))
+        return real(pool, truth, *args, **kwargs)
+
+    monkeypatch.setattr(validate_mod, "run_search", spy)
+    ens = Ensemble(members3, candidates=30)
+    report = ens.validate(dataset, search="both", folds=folds)
+    assert len(seen) == 1
+    users, truth = seen[0]
+    assert np.array_equal(users, folds.fold_a.users)
+    assert len(np.intersect1d(users, folds.fold_b.users)) == 0 or scheme == "nested"
+    assert (truth != folds.fold_a.truth[folds.fold_a.users]).nnz == 0
+    # and changing fold B's truth cannot change what the search chose
+    monkeypatch.setattr(validate_mod, "run_search", real)
+    rng = np.random.default_rng(5)
+    fake = sp.csr_matrix((rng.random(folds.fold_b.truth.shape) < 0.2).astype(np.float32))
+    fake = sp.csr_matrix(sp.diags((np.diff(folds.fold_b.truth.indptr) > 0).astype(np.float32)) @ fake)
+    other = replace(folds, fold_b=replace(folds.fold_b, truth=fake, parts={}))
+    ens2 = Ensemble(members3, candidates=30)
+    report2 = ens2.validate(dataset, search="both", folds=other)
+    assert report2["weights"] == report["weights"]
+    assert report2["ensemble"]["fold_a"] == report["ensemble"]["fold_a"]
+
+
+def test_validate_report_and_final_recommendations(dataset, members3):
+    ens = Ensemble(members3, method="rank", candidates=30)
+    rep = ens.validate(dataset, search="weights", random=4)
+    for key in ("fold_a", "fold_b", "members", "ensemble", "weights", "gain_fold_b", "holds", "warning"):
+        assert key in rep
+    assert rep["fold_a"]["users"] + rep["fold_b"]["users"] == 120
+    assert abs(sum(rep["weights"].values()) - 1) < 1e-9
+    assert isinstance(rep["holds"], bool)
+    if not rep["holds"]:
+        assert rep["warning"]
+    recs = ens.fit(dataset).recommend(k=10)
+    assert recs.items.shape == (120, 10) and (recs.items >= 0).all()
+    assert dataset.matrix[np.repeat(np.arange(120), 10), recs.items.ravel()].sum() == 0
+
+
+def test_failed_gain_warns(dataset):
+    """popularity twice-over: nothing to gain, so the fold-B check must not claim one."""
+    ens = Ensemble(["popularity", "popularity:"], candidates=20)  # same model, two labels
+    rep = ens.validate(dataset, search="none", random=4)
+    assert rep["holds"] is False and "does not hold" in rep["warning"]
+
+
+# ------------------------------------------------------- align, folds
+def test_align_reports_gap_and_spearman(dataset):
+    rep = align(dataset, ["popularity", "itemknn", "ease:l2=20", "rp3beta"], random=4)
+    assert len(rep["models"]) == 4
+    for row in rep["models"]:
+        assert row["gap"] == pytest.approx(row["fold_b"]["recall@10"] - row["fold_a"]["recall@10"])
+    assert -1 <= rep["spearman"] <= 1
+    assert rep["mean_abs_gap"] >= 0
+
+
+def test_evaluate_folds(dataset):
+    res = evaluate_folds(dataset, lambda: models.get("ease", l2=20), k=10, folds=3, seed=0, random=4)
+    assert res["folds"] == 3 and res["seeds"] == [0, 1, 2] and len(res["per_fold"]) == 3
+    for key in ("recall@10", "ndcg@10", "recall_last@10", "recall_random@10"):
+        vals = [f[key] for f in res["per_fold"]]
+        assert res["mean"][key] == pytest.approx(np.mean(vals))
+        assert res["std"][key] == pytest.approx(np.std(vals, ddof=1))
+    one = evaluate_folds(dataset, "popularity", folds=1, random=4)
+    assert one["std"]["recall@10"] == 0.0
+    row = summarize_folds(res)
+    assert row["recall@10"] == res["mean"]["recall@10"] and row["recall@10_std"] == res["std"]["recall@10"]
+    assert "fit_s" in row
+    with pytest.raises(ToprecError, match="randomised protocol"):
+        evaluate_folds(dataset, "popularity", folds=2, protocol="leave_last")
+    again = evaluate_folds(dataset, lambda: models.get("ease", l2=20), k=10, folds=3, seed=0, random=4)
+    assert again["mean"] == res["mean"]
+
+
+# --------------------------------------------------------------- members
+def test_parse_members_specs_and_errors(tmp_path):
+    ms = parse_members("ease:l2=20,itemknn:k=5")
+    assert [m.label for m in ms] == ["ease:l2=20", "itemknn:k=5"]
+    assert ms[0].new_model().params.l2 == 20.0
+    with pytest.raises(ToprecError, match="member 'nope'.*unknown model"):
+        parse_members("ease,nope")
+    with pytest.raises(ToprecError, match="unknown parameter"):
+        parse_members("ease:zzz=1")
+    with pytest.raises(ToprecError, match="named twice"):
+        parse_members("ease,ease")
+    with pytest.raises(ToprecError, match="no such file"):
+        parse_members(str(tmp_path / "missing.csv"))
+
+
+def _write_lists(path, dataset, recs, with_scores=True):
+    frame = recs.to_frame(dataset)
+    if with_scores:
+        frame["score"] = recs.scores[recs.items >= 0]
+    frame.to_csv(path, index=False)
+    return path
+
+
+def test_file_member_equals_the_model_it_came_from(dataset, tmp_path):
+    folds = make_folds(dataset, "users", seed=0, random=4)
+    model = models.get("ease", l2=20).fit(folds.search_train)
+    recs = model.recommend(dataset.users, k=30)
+    path = _write_lists(tmp_path / "ease.csv", dataset, recs)
+    ens_file = Ensemble([str(path), "itemknn"], candidates=30, weights=[1, 1])
+    ens_model = Ensemble(["ease:l2=20", "itemknn"], candidates=30, weights=[1, 1])
+    r1 = ens_file.validate(dataset, search="none", folds=folds)
+    r2 = ens_model.validate(dataset, search="none", folds=folds)
+    assert r1["ensemble"] == r2["ensemble"]
+    assert r1["members"][0]["fold_b"] == r2["members"][0]["fold_b"]
+
+
+def test_file_member_masks_seen_items_at_the_final_fusion(dataset, tmp_path):
+    model = models.get("itemknn").fit(make_folds(dataset, "users", random=4).search_train)
+    path = _write_lists(tmp_path / "knn.csv", dataset, model.recommend(dataset.users, k=30), with_scores=False)
+    ens = Ensemble([str(path)], candidates=30).fit(dataset, k=10)
+    recs = ens.recommend(k=10)
+    valid = recs.items >= 0
+    assert valid.sum() > 0.9 * recs.items.size  # 30 candidates, about 8 of them seen: plenty left
+    rows = np.repeat(np.arange(120), 10)[valid.ravel()]
+    assert np.asarray(dataset.matrix[rows, recs.items[valid]]).sum() == 0
+
+
+@pytest.mark.parametrize(
+    "text, needle",
+    [
+        ("", "file is empty"),
+        ("user,thing\nu0,1000\n", "missing column 'item'"),
+        ("user,item\n", "no rows"),
+        ("user,item\nu0,1000\nu0,99999\n", "row 3: item '99999' is not in the dataset"),
+        ("user,item\nnobody,1000\n", "row 2: user 'nobody' is not in the dataset"),
+        ("user,item,score\nu0,1000,1\nu0,1001,x\n", "row 3: score 'x'"),
+        ("user,item\nu0,1000\nu0,1001\nu0,1000\n", "row 4: user 'u0' lists item '1000' twice"),
+        ("user,item\nu0,1000\n", "has 1 rows; every user needs at least k=2"),
+    ],
+)
+def test_malformed_member_files(dataset, tmp_path, text, needle):
+    path = tmp_path / "m.csv"
+    path.write_text(text)
+    with pytest.raises(ToprecError) as exc:
+        read_member_file(path, dataset, k=2, n=10)
+    assert needle in str(exc.value)
+    assert "\n" not in str(exc.value)
+
+
+def test_saved_model_reused_where_trained_on_the_same_data(dataset, tmp_path, monkeypatch):
+    models.get("ease", l2=20).fit(dataset).save(tmp_path / "ease")
+    (m,) = parse_members(str(tmp_path / "ease"))
+    fits = []
+    klass = models.get_class("ease")
+    real_fit = klass.fit
+    monkeypatch.setattr(klass, "fit", lambda self, *a, **kw: (fits.append(1), real_fit(self, *a, **kw))[1])
+    ens = Ensemble([m], candidates=20)
+    ens.fit(dataset).recommend(k=10)
+    assert fits == []  # the saved model was trained on exactly this data
+    folds = make_folds(dataset, "users", random=4)
+    m.lists(folds.search_train, folds.fold_a.users, 20)
+    assert fits == [1]  # a different training set: refitted with the saved parameters
+
+
+# -------------------------------------------------------------------- CLI
+CLI = (
+    "import sys; from toprec import cli, cli_ensemble; cli_ensemble.register(cli.app); "
+    "sys.argv = ['toprec', *sys.argv[1:]]; cli.main()"
+)
+
+
+def run(*args):
+    return subprocess.run([sys.executable, "-c", CLI, *map(str, args)], capture_output=True, text=True)
+
+
+def assert_one_line_error(proc, *needles):
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = [ln for ln in proc.stderr.strip().splitlines() if ln.startswith("toprec: error:")]
+    assert len(lines) == 1, proc.stderr
+    for n in needles:
+        assert n in lines[0], lines[0]
+
+
+def test_cli_ensemble_end_to_end(competition_dir, tmp_path, events):
+    sub, rep = tmp_path / "sub.csv", tmp_path / "r.json"
+    proc = run("ensemble", "--data", competition_dir, "--members", "popularity,itemknn,ease:l2=20,rp3beta",
+               "--random", "4", "-n", "30", "-k", "7", "--output", sub, "--json", rep, "-q")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "fold A" in proc.stdout and "ensemble" in proc.stdout and "wrote" in proc.stdout
+    frame = pd.read_csv(sub)
+    assert len(frame) == 120 * 7 and frame.groupby("user").size().eq(7).all()
+    seen = set(zip(events["user"], events["item"]))
+    assert not any((u, i) in seen for u, i in zip(frame["user"], frame["item"]))
+    res = json.loads(rep.read_text())
+    assert res["validation"]["fold_a"]["users"] + res["validation"]["fold_b"]["users"] == 120
+    assert res["chosen"] == "ensemble" or res["chosen"].startswith("member:")
+    if not res["validation"]["holds"]:
+        assert "toprec: warning:" in proc.stderr
+
+
+def test_cli_ensemble_fixed_weights_without_validation(competition_dir, tmp_path):
+    sub = tmp_path / "sub.csv"
+    proc = run("ensemble", "--data", competition_dir, "--members", "itemknn,rp3beta", "--search", "none",
+               "--weights", "2,1", "--no-validate", "--method", "rrf", "-n", "20", "--output", sub, "-q")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert len(pd.read_csv(sub)) == 1200
+
+
+def test_cli_align_prints_gap_and_spearman(competition_dir, tmp_path):
+    proc = run("align", "--data", competition_dir, "--models", "popularity,itemknn,ease:l2=20,rp3beta",
+               "--random", "4", "--json", tmp_path / "a.json", "-q")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "gap" in proc.stdout and "Spearman" in proc.stdout
+    assert len(json.loads((tmp_path / "a.json").read_text())["models"]) == 4
+
+
+def test_cli_bad_inputs(competition_dir, tmp_path):
+    out = tmp_path / "x.csv"
+    assert_one_line_error(run("ensemble", "--data", competition_dir, "--members", "ease,nope", "--output", out),
+                          "member 'nope'", "unknown model")  # fmt: skip
+    bad = tmp_path / "bad.csv"
+    bad.write_text("user,item\nu0,1000\nu0,424242\n")
+    assert_one_line_error(run("ensemble", "--data", competition_dir, "--members", f"ease,{bad}", "--output", out),
+                          "bad.csv, row 3", "424242")  # fmt: skip
+    assert_one_line_error(run("ensemble", "--data", competition_dir, "--members", "ease,itemknn", "--weights", "1",
+                              "--output", out), "1 weights for 2 members")  # fmt: skip
+    assert_one_line_error(run("ensemble", "--data", competition_dir, "--members", "ease", "--method", "median",
+                              "--output", out), "unknown fusion method")  # fmt: skip
+    assert_one_line_error(run("align", "--data", competition_dir, "--models", "ease,itemknn:k=-3"), "itemknn")
+    assert not out.exists()
