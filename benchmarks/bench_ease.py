@@ -33,6 +33,11 @@ def _peak_rss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # kB -> GB
 
 
+def _peak_rss_children_gb() -> float:
+    """Largest forked worker (its RSS counts pages shared copy-on-write with the parent)."""
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024**2
+
+
 def worker_toprec(data: Path, out: Path, l2: float, load_args: dict) -> dict:
     t = {}
     t0 = time.perf_counter()
@@ -53,6 +58,7 @@ def worker_toprec(data: Path, out: Path, l2: float, load_args: dict) -> dict:
     t["write"] = time.perf_counter() - s
     t["total"] = t["load"] + t["fit"] + t["recommend"] + t["write"]
     t["peak_rss_gb"] = _peak_rss_gb()
+    t["worker_rss_gb"] = _peak_rss_children_gb()
     t["events"] = ds.n_events
     return t
 
@@ -93,6 +99,7 @@ def worker_numpy(data: Path, out: Path, l2: float, load_args: dict) -> dict:
     t["write"] = time.perf_counter() - s
     t["total"] = t["load"] + t["fit"] + t["recommend"] + t["write"]
     t["peak_rss_gb"] = _peak_rss_gb()
+    t["worker_rss_gb"] = 0.0
     t["events"] = int(X.nnz)
     return t
 
@@ -169,7 +176,7 @@ def main() -> None:
         if load_args:
             raise SystemExit("--baseline reads competition-layout folders only")
         results["numpy baseline"] = [run_once("numpy", data, args.l2, {})]
-    keys = ["load", "fit", "recommend", "write", "total", "process_wall", "peak_rss_gb"]
+    keys = ["load", "fit", "recommend", "write", "total", "process_wall", "peak_rss_gb", "worker_rss_gb"]
     print(f"\nEASE end to end on {data} ({results['toprec'][0]['events']:,} events), l2={args.l2}")
     print(f"machine: {machine()}")
     header = f"{'version':<16} {'runs':>4} " + " ".join(f"{k:>12}" for k in keys)
@@ -180,7 +187,8 @@ def main() -> None:
         med[name] = {k: statistics.median(r[k] for r in runs) for k in keys}
         cells = " ".join(f"{med[name][k]:>12.2f}" for k in keys)
         print(f"{name:<16} {len(runs):>4} {cells}")
-    print("(seconds, medians; total = load+fit+recommend+write in-process; process_wall adds Python start-up and imports; peak RSS in GB)")
+    print("(seconds, medians; total = load+fit+recommend+write in-process; process_wall adds Python start-up and imports; peak RSS in GB; "
+          "worker_rss_gb: the largest forked worker, whose RSS includes pages shared copy-on-write with the parent)")
     if "numpy baseline" in med:
         ratio = med["numpy baseline"]["total"] / med["toprec"]["total"]
         print(f"toprec is {ratio:.1f}x faster than the plain numpy/scipy version end to end")
