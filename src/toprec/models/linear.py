@@ -49,11 +49,10 @@ import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 from pydantic import Field
-from scipy.linalg.blas import get_blas_funcs
 
 from ..errors import ToprecError
 from .base import ItemItemRecommender, Params
-from .linalg import DENSE_USER_SHARE, gram, mirror_upper, spd_inverse
+from .linalg import gram, gram_blocked, spd_inverse
 from .registry import register
 
 # --------------------------------------------------------------------- helpers
@@ -79,39 +78,6 @@ def _ensure_pd(model: str, fn, *args):
         return fn(*args)
     except ToprecError as exc:
         raise ToprecError(f"model '{model}': {exc}") from None
-
-
-def gram_blocked(
-    A: sp.csr_matrix, dense_share: float = DENSE_USER_SHARE, block: int = 2048, chunk: int = 1024
-) -> np.ndarray:
-    """``A^T A`` dense float32 like :func:`linalg.gram`, but the sparse part in column blocks.
-
-    ``gram`` builds the light users' product as one sparse matrix, whose
-    memory (12 bytes a nonzero) is 3x the dense result when it fills in, as
-    it does for pair features. Here every block of ``block`` columns is
-    densified as soon as it is computed; heavy users go through BLAS ``syrk``.
-    """
-    A = sp.csr_matrix(A, dtype=np.float32)
-    n = A.shape[1]
-    counts = np.diff(A.indptr)
-    heavy = np.flatnonzero(counts > dense_share * n)
-    light = np.flatnonzero(counts <= dense_share * n)
-    H = np.zeros((n, n), dtype=np.float32, order="F")
-    AL = A[light] if len(heavy) else A
-    if AL.nnz:
-        Lt = AL.T.tocsr()
-        Lc = AL.tocsc()
-        for s in range(0, n, block):
-            e = min(n, s + block)
-            H[:, s:e] = (Lt @ Lc[:, s:e]).toarray()
-    if len(heavy):
-        syrk = get_blas_funcs("syrk", (H,))
-        for s in range(0, len(heavy), chunk):
-            AH = A[heavy[s : s + chunk]].toarray()
-            H = syrk(1.0, AH, beta=1.0, c=H, trans=1, lower=0, overwrite_c=1)
-        mirror_upper(H)
-    return H.T  # symmetric; C-contiguous view
-
 
 # ======================================================================= EDLAE
 
