@@ -26,6 +26,7 @@ A member spec (one item of ``--members a,b,c``) is, in this order of lookup:
 
 from __future__ import annotations
 
+import abc
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +47,7 @@ def _same_matrix(a, b) -> bool:
     )
 
 
-class Member:
+class Member(abc.ABC):
     """A source of top-N lists for given users of a stage's training data."""
 
     label: str = ""
@@ -55,8 +56,9 @@ class Member:
     def bind(self, data, k: int, n: int) -> None:
         """Attach the full dataset (file members map their ids onto it); a no-op for models."""
 
+    @abc.abstractmethod
     def lists(self, train, users: np.ndarray, n: int, stage: str = "search") -> Recommendations:
-        raise NotImplementedError
+        """Top-``n`` lists (best first) for ``users`` of the stage's ``train`` data."""
 
     def release(self) -> None:
         """Forget fitted state (memory) between stages."""

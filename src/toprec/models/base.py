@@ -11,6 +11,7 @@ or with an empty history) served by popularity, and save/load as
 
 from __future__ import annotations
 
+import abc
 import json
 import os
 from pathlib import Path
@@ -41,7 +42,7 @@ def _format_validation(model: str, exc: ValidationError) -> str:
     return f"model '{model}': parameter '{loc}'={value!r}: {err['msg']}"
 
 
-class Recommender:
+class Recommender(abc.ABC):
     """Base class of every model. Subclasses set ``name`` and ``Params``."""
 
     name: ClassVar[str] = "base"
@@ -72,12 +73,13 @@ class Recommender:
         self.fitted = True
         return self
 
+    @abc.abstractmethod
     def _fit(self, X: sp.csr_matrix, train) -> None:
-        raise NotImplementedError
+        """Learn from the training matrix (users x items CSR) and the dataset."""
 
+    @abc.abstractmethod
     def _score(self, users: np.ndarray, history: sp.csr_matrix) -> np.ndarray:
         """Scores (len(users), n_items) float32, writable. ``history`` rows align with users."""
-        raise NotImplementedError
 
     def _state(self) -> dict[str, np.ndarray]:
         """Arrays learned by ``_fit`` (saved with the model)."""

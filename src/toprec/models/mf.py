@@ -34,6 +34,7 @@ goes through :meth:`MatrixFactorization._estimator` so a ``device`` parameter
 
 from __future__ import annotations
 
+import abc
 import warnings
 from typing import Any, ClassVar, Optional
 
@@ -104,9 +105,9 @@ class MatrixFactorization(Recommender):
     item_factors: np.ndarray
 
     # ----------------------------------------------------------- implicit
+    @abc.abstractmethod
     def _estimator(self):
         """A new, unfitted ``implicit`` CPU estimator with this model's parameters."""
-        raise NotImplementedError
 
     def _fit(self, X, train) -> None:
         self._trained = None  # a refit may bring other users
@@ -158,9 +159,9 @@ class MatrixFactorization(Recommender):
             self._trained = trained = np.diff(self.train_matrix.indptr) > 0
         return trained
 
+    @abc.abstractmethod
     def _fold_in(self, history: sp.csr_matrix) -> np.ndarray:
         """User factors (len(history), d) for users known only by a (non-empty) history."""
-        raise NotImplementedError
 
     def _score(self, users: np.ndarray, history: sp.csr_matrix) -> np.ndarray:
         known = (users >= 0) & (users < self.n_users)
