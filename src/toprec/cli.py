@@ -255,20 +255,7 @@ def evaluate(
     names = [f"recall@{k}", f"ndcg@{k}", f"map@{k}", f"precision@{k}", f"hit@{k}", f"mrr@{k}", f"coverage@{k}"]
     results: dict[str, dict[str, Any]] = {}
     for rec in recs_models:
-        t0 = time.perf_counter()
-        with progress.task(f"{rec.name}: fit"):
-            rec.fit(train)
-        fit_s = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        recs = rec.recommend(users, k=k, history=None if holdout.history is None else holdout.history[users])
-        rec_s = time.perf_counter() - t0
-        result: dict[str, Any] = dict(metrics.evaluate(recs, holdout, names))
-        if len(holdout.parts) > 1:
-            for part in holdout.parts:
-                result[f"recall_{part}@{k}"] = metrics.evaluate(recs, holdout, [f"recall@{k}"], part=part)[f"recall@{k}"]
-        result["fit_s"] = round(fit_s, 3)
-        result["recommend_s"] = round(rec_s, 3)
-        results[rec.name] = result
+        results[rec.name] = metrics.fit_and_evaluate(rec, train, holdout, k, names)
     _print_results(f"{data.name}: {len(users):,} users, {holdout.n_events:,} held-out events", results, holdout.protocol)
     if json_out is not None:
         _write_json(

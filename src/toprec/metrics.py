@@ -19,11 +19,13 @@ Definitions (``hits[r]`` = the item at rank r+1 is held out, ``T`` = |truth|):
 from __future__ import annotations
 
 import re
+import time
 from typing import Callable, Iterable
 
 import numpy as np
 import scipy.sparse as sp
 
+from . import progress
 from .errors import ToprecError
 
 PER_USER = ("recall", "precision", "hit", "ndcg", "map", "mrr")
@@ -160,4 +162,32 @@ def evaluate(recs, holdout, metrics: Iterable[str] = ("recall@10", "ndcg@10"), p
         if k not in cache:
             cache[k] = hit_matrix(items[:, :k], truth)
         out[name] = float(_FUNCS[metric](cache[k], n_truth, k).mean())
+    return out
+
+
+def fit_and_evaluate(model, train, holdout, k: int = 10, names: Iterable[str] | None = None,
+                     label: str = "") -> dict[str, float]:  # fmt: skip
+    """Fit ``model`` on ``train``, recommend ``k`` items to the holdout's users, score them.
+
+    Returns the metrics in ``names`` (default recall@k, ndcg@k), recall on each
+    part of the holdout when it has several (``recall_last@k``...), and the
+    fit and recommend seconds. Strong-generalization holdouts pass their
+    fold-in history to ``recommend``.
+    """
+    names = list(names or [f"recall@{k}", f"ndcg@{k}"])
+    users = holdout.users
+    t0 = time.perf_counter()
+    with progress.task(f"{model.name}: fit{label}"):
+        model.fit(train)
+    fit_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    history = None if holdout.history is None else holdout.history[users]
+    recs = model.recommend(users, k=k, history=history)
+    rec_s = time.perf_counter() - t0
+    out: dict[str, float] = dict(evaluate(recs, holdout, names))
+    if len(holdout.parts) > 1:
+        for part in holdout.parts:
+            out[f"recall_{part}@{k}"] = evaluate(recs, holdout, [f"recall@{k}"], part=part)[f"recall@{k}"]
+    out["fit_s"] = round(fit_s, 3)
+    out["recommend_s"] = round(rec_s, 3)
     return out

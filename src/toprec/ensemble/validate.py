@@ -490,21 +490,7 @@ def evaluate_folds(
         if len(users) == 0:
             raise ToprecError(f"evaluate: no user has enough events for the {protocol} protocol")
         model = factory()
-        t0 = time.perf_counter()
-        with progress.task(f"{model.name}: fit (fold seed {s})"):
-            model.fit(train)
-        fit_s = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        history = None if hold.history is None else hold.history[users]
-        recs = model.recommend(users, k=k, history=history)
-        rec_s = time.perf_counter() - t0
-        res: dict[str, float] = dict(metrics.evaluate(recs, hold, names))
-        if len(hold.parts) > 1:
-            for part in hold.parts:
-                res[f"recall_{part}@{k}"] = metrics.evaluate(recs, hold, [f"recall@{k}"], part=part)[f"recall@{k}"]
-        res["fit_s"] = round(fit_s, 3)
-        res["recommend_s"] = round(rec_s, 3)
-        per_fold.append(res)
+        per_fold.append(metrics.fit_and_evaluate(model, train, hold, k, names, label=f" (fold seed {s})"))
         del model
     keys = [key for key in per_fold[0] if not key.endswith("_s")]
     mean = {key: float(np.mean([f[key] for f in per_fold])) for key in keys}
