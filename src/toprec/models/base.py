@@ -63,13 +63,26 @@ class Recommender(abc.ABC):
         self.fitted = False
 
     # ------------------------------------------------------------- contract
-    def fit(self, train, valid=None) -> "Recommender":
-        """Learn from a :class:`~toprec.Dataset` (``valid`` is for trained models)."""
+    def fit(self, train, valid=None, callback=None) -> "Recommender":
+        """Learn from a :class:`~toprec.Dataset`.
+
+        ``valid`` (a holdout) and ``callback`` are for epoch-trained models:
+        ``callback(epoch, logs)`` is called after every epoch with a dict of
+        floats (``loss``, ``recall@10`` on validation, ``seconds``); an exception
+        raised by it stops training and propagates (Optuna pruning works so).
+        ``self.history`` is the list of those dicts (empty for closed forms).
+        """
+        self.history: list[dict[str, float]] = []
+        self.valid = valid
+        self.callback = callback
         X = train.matrix
         self.n_users, self.n_items = X.shape
         self.train_matrix = X
         self.item_popularity = np.asarray(train.item_counts, dtype=np.float32)
-        self._fit(X, train)
+        try:
+            self._fit(X, train)
+        finally:
+            self.valid = self.callback = None  # only for the duration of the fit
         self.fitted = True
         return self
 
