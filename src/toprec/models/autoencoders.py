@@ -1,0 +1,428 @@
+"""Autoencoder recommenders on the shared torch trainer: Multi-DAE, Multi-VAE, RecVAE, CDAE, AutoRec.
+
+Each user is a row of the binary users x items matrix; a model encodes the
+row and decodes scores for every item. Training batches are built on the
+device from a CSR copy there (``toprec.train.base.RowMatrix``), losses are
+list-wise over the whole row (no sampling), and the epoch loop, validation,
+early stopping, checkpoints and scoring are the shared ones
+(``toprec.train``).
+
+- ``multidae`` (Liang et al. 2018): [items -> latent -> items], tanh, L2-normalised
+  input with dropout, multinomial log-likelihood.
+- ``multivae`` (Liang et al. 2018): [items -> hidden -> 2 x latent] encoder,
+  [latent -> hidden -> items] decoder, tanh; KL weight annealed linearly from 0
+  to ``anneal_cap`` over ``anneal_steps`` updates.
+- ``recvae`` (Shenbin et al. 2020): the Multi-VAE likelihood with a deeper
+  encoder (5 dense layers, swish, residual sums, layer norm), a composite
+  prior (mixture of N(0, 1), the posterior of the encoder as it was after the
+  previous encoder phase, and a wide N(0, e^10)), a KL weight per user of
+  ``gamma`` x the user's number of events, and alternating updates: each epoch
+  runs ``enc_epochs`` passes updating the encoder (input dropout) and then
+  ``dec_epochs`` passes updating the decoder (no dropout; the encoder is not
+  back-propagated then, it does not change).
+- ``cdae`` (Wu et al. 2016): one hidden layer (sigmoid) fed by the corrupted row
+  plus a learned per-user vector; binary cross-entropy over all items (the
+  dense full loss instead of the paper's sampled negatives). Users without a
+  learned vector (unknown, or folded in through ``history``) use a zero user
+  vector, i.e. the item part of the network only. Known users keep their
+  vector, so the model is not purely history-based.
+- ``autorec``: U-AutoRec (Sedhain et al. 2015) adapted to implicit data: each
+  user's 0/1 row is reconstructed (sigmoid hidden layer, identity output) with
+  squared error over *all* entries (the explicit-rating form's "observed only"
+  loss is degenerate when every observed value is 1). U- rather than I-AutoRec
+  because a user's scores then come from the history alone, so new users fold
+  in without retraining.
+
+torch is imported lazily: this module registers its models without torch;
+constructing one without torch is a one-line error ("pip install torch").
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import Any, ClassVar
+
+from pydantic import Field
+
+from ..train import TorchParams, TorchRecommender
+from .registry import register
+
+
+@functools.cache
+def _nets():
+    """The torch modules (defined on first use so that importing toprec does not import torch)."""
+    import torch
+    from torch import nn
+
+    F = nn.functional
+
+    def normalise(x):
+        return x / x.norm(dim=1, keepdim=True).clamp_min(1e-12)
+
+    class MultVAENet(nn.Module):
+        """Encoder dims [n_items, *hidden, latent] (x2 when variational), decoder mirrored; tanh."""
+
+        def __init__(self, n_items: int, hidden: list[int], latent: int, variational: bool):
+            super().__init__()
+            self.variational = variational
+            self.latent = latent
+            enc = [n_items, *hidden]
+            self.encoder = nn.ModuleList(nn.Linear(a, b) for a, b in zip(enc[:-1], enc[1:]))
+            self.to_latent = nn.Linear(enc[-1], latent * (2 if variational else 1))
+            dec = [latent, *reversed(hidden), n_items]
+            self.decoder = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dec[:-1], dec[1:]))
+            for layer in [*self.encoder, self.to_latent, *self.decoder]:
+                nn.init.xavier_uniform_(layer.weight)
+                nn.init.normal_(layer.bias, std=0.001)
+
+        def encode(self, x, dropout: float):
+            h = F.dropout(normalise(x), p=dropout, training=self.training)
+            for layer in self.encoder:
+                h = torch.tanh(layer(h))
+            h = self.to_latent(h)
+            if not self.variational:
+                return torch.tanh(h), None  # the DAE's code is an ordinary tanh layer
+            return h[:, : self.latent], h[:, self.latent :]
+
+        def decode(self, z):
+            h = z
+            for i, layer in enumerate(self.decoder):
+                h = layer(h)
+                if i < len(self.decoder) - 1:
+                    h = torch.tanh(h)
+            return h
+
+        def forward(self, x, dropout: float = 0.0):
+            mu, logvar = self.encode(x, dropout)
+            if self.variational and self.training:
+                z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+            else:
+                z = mu
+            return self.decode(z), mu, logvar
+
+    def swish(x):
+        return x * torch.sigmoid(x)
+
+    class RecVAEEncoder(nn.Module):
+        def __init__(self, n_items: int, hidden: int, latent: int, depth: int = 5, eps: float = 0.1):
+            super().__init__()
+            self.fc = nn.ModuleList([nn.Linear(n_items, hidden)] + [nn.Linear(hidden, hidden) for _ in range(depth - 1)])
+            self.ln = nn.ModuleList(nn.LayerNorm(hidden, eps=eps) for _ in range(depth))
+            self.mu = nn.Linear(hidden, latent)
+            self.logvar = nn.Linear(hidden, latent)
+
+        def forward(self, x, dropout: float):
+            h = F.dropout(normalise(x), p=dropout, training=self.training)
+            acc = None  # running sum of the previous layers' outputs (dense residuals)
+            for fc, ln in zip(self.fc, self.ln):
+                pre = fc(h) if acc is None else fc(h) + acc
+                h = ln(swish(pre))
+                acc = h if acc is None else acc + h
+            return self.mu(h), self.logvar(h)
+
+    class RecVAENet(nn.Module):
+        MIXTURE = (3 / 20, 3 / 4, 1 / 10)  # standard normal, previous posterior, wide normal
+        WIDE_LOGVAR = 10.0
+
+        def __init__(self, n_items: int, hidden: int, latent: int):
+            super().__init__()
+            self.encoder = RecVAEEncoder(n_items, hidden, latent)
+            self.prior_encoder = RecVAEEncoder(n_items, hidden, latent)
+            self.prior_encoder.load_state_dict(self.encoder.state_dict())
+            self.prior_encoder.requires_grad_(False)
+            self.decoder = nn.Linear(latent, n_items)
+
+        def update_prior(self):
+            self.prior_encoder.load_state_dict(self.encoder.state_dict())
+
+        def log_prior(self, x, z):
+            self.prior_encoder.eval()
+            with torch.no_grad():
+                post_mu, post_logvar = self.prior_encoder(x, 0.0)
+            zeros = torch.zeros_like(z)
+            parts = torch.stack(
+                [
+                    _log_norm_pdf(z, zeros, zeros) + math.log(self.MIXTURE[0]),
+                    _log_norm_pdf(z, post_mu, post_logvar) + math.log(self.MIXTURE[1]),
+                    _log_norm_pdf(z, zeros, zeros + self.WIDE_LOGVAR) + math.log(self.MIXTURE[2]),
+                ],
+                dim=-1,
+            )
+            return torch.logsumexp(parts, dim=-1)
+
+        def scores(self, x):
+            mu, _ = self.encoder(x, 0.0)
+            return self.decoder(mu)
+
+    class CDAENet(nn.Module):
+        def __init__(self, n_users: int, n_items: int, hidden: int):
+            super().__init__()
+            self.n_users = n_users
+            self.item_in = nn.Linear(n_items, hidden)
+            self.user = nn.Embedding(n_users, hidden)
+            self.out = nn.Linear(hidden, n_items)
+            nn.init.normal_(self.user.weight, std=0.01)
+
+        def forward(self, users, x, corruption: float):
+            x = F.dropout(x, p=corruption, training=self.training)
+            known = (users >= 0) & (users < self.n_users)
+            u = self.user(torch.where(known, users, torch.zeros_like(users))) * known[:, None].to(x.dtype)
+            return self.out(torch.sigmoid(self.item_in(x) + u))
+
+    class AutoRecNet(nn.Module):
+        def __init__(self, n_items: int, hidden: int):
+            super().__init__()
+            self.enc = nn.Linear(n_items, hidden)
+            self.dec = nn.Linear(hidden, n_items)
+
+        def forward(self, x):
+            return self.dec(torch.sigmoid(self.enc(x)))
+
+    return {"mult": MultVAENet, "recvae": RecVAENet, "cdae": CDAENet, "autorec": AutoRecNet}
+
+
+# ============================================================== Multi-DAE / VAE
+class MultiDAEParams(TorchParams):
+    latent: int = Field(200, ge=1, description="code layer width")
+    hidden: int = Field(0, ge=0, description="width of an extra hidden layer on each side (0 = none, the paper's DAE)")
+    dropout: float = Field(0.5, ge=0, lt=1, description="dropout on the normalised input")
+    lr: float = Field(1e-3, gt=0, description="learning rate (Adam)")
+    weight_decay: float = Field(1e-5, ge=0, description="L2 weight decay (Adam)")
+    epochs: int = Field(200, ge=1, description="maximum training epochs")
+    patience: int = Field(20, ge=0, description="early-stopping patience in epochs (0 = never)")
+
+
+@register
+class MultiDAE(TorchRecommender):
+    """Multi-DAE (Liang et al. 2018): denoising autoencoder with a multinomial likelihood."""
+
+    name = "multidae"
+    Params = MultiDAEParams
+    variational: ClassVar[bool] = False
+    contract_params: ClassVar[dict[str, Any]] = {"epochs": 4, "latent": 16, "batch_size": 32, "lr": 1e-2}
+    search_space: ClassVar[dict[str, tuple]] = {
+        "latent": ("log_int", 50, 800),
+        "dropout": ("float", 0.0, 0.8),
+        "lr": ("log_float", 1e-4, 1e-2),
+        "weight_decay": ("log_float", 1e-8, 1e-3),
+    }
+
+    def _hidden(self) -> list[int]:
+        return [self.params.hidden] if self.params.hidden else []
+
+    def _build_module(self):
+        return _nets()["mult"](self.n_items, self._hidden(), self.params.latent, self.variational)
+
+    def _loss(self, module, batch, epoch):
+        from ..train import losses
+
+        _, x = batch
+        logits, _, _ = module(x, self.params.dropout)
+        return losses.multinomial_nll(logits, x)
+
+    def _forward_scores(self, module, users, history):
+        return module(history)[0]
+
+
+class MultiVAEParams(MultiDAEParams):
+    latent: int = Field(200, ge=1, description="latent dimension")
+    hidden: int = Field(600, ge=0, description="hidden layer width on each side (0 = none)")
+    weight_decay: float = Field(0.0, ge=0, description="L2 weight decay (Adam)")
+    anneal_cap: float = Field(0.2, ge=0, description="largest KL weight (beta)")
+    anneal_steps: int = Field(20000, ge=1, description="updates over which beta grows linearly from 0 to anneal_cap")
+
+
+@register
+class MultiVAE(MultiDAE):
+    """Multi-VAE (Liang et al. 2018): variational autoencoder, multinomial likelihood, KL annealing."""
+
+    name = "multivae"
+    Params = MultiVAEParams
+    variational = True
+    contract_params = {"epochs": 4, "latent": 8, "hidden": 16, "batch_size": 32, "lr": 1e-2}
+    search_space = {
+        "latent": ("log_int", 32, 400),
+        "hidden": ("log_int", 100, 1200),
+        "dropout": ("float", 0.0, 0.8),
+        "lr": ("log_float", 1e-4, 1e-2),
+        "anneal_cap": ("float", 0.0, 1.0),
+        "anneal_steps": ("log_int", 100, 200000),
+    }
+
+    def _train_epoch(self, module, optimizers, epoch, generator):
+        n_batches = -(-len(self._train_users) // self.params.batch_size)
+        self._updates = (epoch - 1) * n_batches  # derived from the epoch: identical after a resume
+        return super()._train_epoch(module, optimizers, epoch, generator)
+
+    def _loss(self, module, batch, epoch):
+        from ..train import losses
+
+        _, x = batch
+        self._updates += 1
+        beta = min(self.params.anneal_cap, self._updates / self.params.anneal_steps)
+        logits, mu, logvar = module(x, self.params.dropout)
+        kl = 0.5 * (-logvar + logvar.exp() + mu.pow(2) - 1).sum(1).mean()
+        return losses.multinomial_nll(logits, x) + beta * kl
+
+
+# ====================================================================== RecVAE
+class RecVAEParams(TorchParams):
+    hidden: int = Field(600, ge=1, description="encoder hidden width")
+    latent: int = Field(200, ge=1, description="latent dimension")
+    dropout: float = Field(0.5, ge=0, lt=1, description="input dropout in the encoder phases")
+    gamma: float = Field(0.005, ge=0, description="KL weight per user = gamma x the user's number of events")
+    enc_epochs: int = Field(3, ge=1, description="encoder passes per epoch")
+    dec_epochs: int = Field(1, ge=1, description="decoder passes per epoch")
+    lr: float = Field(5e-4, gt=0, description="learning rate (Adam, encoder and decoder)")
+    epochs: int = Field(50, ge=1, description="maximum training epochs")
+    patience: int = Field(5, ge=0, description="early-stopping patience in epochs (0 = never)")
+
+
+@register
+class RecVAE(TorchRecommender):
+    """RecVAE (Shenbin et al. 2020): composite prior, per-user beta, alternating encoder/decoder updates."""
+
+    name = "recvae"
+    Params = RecVAEParams
+    contract_params: ClassVar[dict[str, Any]] = {"epochs": 3, "hidden": 16, "latent": 8, "batch_size": 32, "lr": 1e-2}
+    search_space: ClassVar[dict[str, tuple]] = {
+        "hidden": ("log_int", 200, 1200),
+        "latent": ("log_int", 50, 400),
+        "dropout": ("float", 0.1, 0.8),
+        "gamma": ("log_float", 1e-4, 0.05),
+        "lr": ("log_float", 1e-4, 5e-3),
+        "enc_epochs": ("int", 1, 4),
+    }
+
+    def _build_module(self):
+        return _nets()["recvae"](self.n_items, self.params.hidden, self.params.latent)
+
+    def _make_optimizers(self, module):
+        import torch
+
+        p = self.params
+        return {
+            "encoder": torch.optim.Adam(module.encoder.parameters(), lr=p.lr, weight_decay=p.weight_decay),
+            "decoder": torch.optim.Adam(module.decoder.parameters(), lr=p.lr, weight_decay=p.weight_decay),
+        }
+
+    def _encoder_loss(self, module, x):
+        from ..train import losses
+
+        import torch
+
+        mu, logvar = module.encoder(x, self.params.dropout)
+        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+        logits = module.decoder(z)
+        log_q = _log_norm_pdf(z, mu, logvar)
+        kl = (log_q - module.log_prior(x, z)).sum(-1)
+        weights = self.params.gamma * x.sum(-1)
+        return losses.multinomial_nll(logits, x) + (kl * weights).mean()
+
+    def _decoder_loss(self, module, x):
+        import torch
+
+        from ..train import losses
+
+        with torch.no_grad():
+            mu, logvar = module.encoder(x, 0.0)
+            z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+        return losses.multinomial_nll(module.decoder(z), x)
+
+    def _train_epoch(self, module, optimizers, epoch, generator):
+        import torch
+
+        enc, dec = optimizers["encoder"], optimizers["decoder"]
+        total = torch.zeros((), dtype=torch.float64, device=self.device_)
+        count = 0
+        for _ in range(self.params.enc_epochs):
+            for users, x in self._batches(module, generator):
+                enc.zero_grad(set_to_none=True)
+                with self._autocast():
+                    loss = self._encoder_loss(module, x)
+                self._step(loss, [enc])
+                total += loss.detach().double() * len(users)
+                count += len(users)
+        module.update_prior()
+        for _ in range(self.params.dec_epochs):
+            for users, x in self._batches(module, generator):
+                dec.zero_grad(set_to_none=True)
+                with self._autocast():
+                    loss = self._decoder_loss(module, x)
+                self._step(loss, [dec])
+        return float(total) / max(1, count)
+
+    def _forward_scores(self, module, users, history):
+        return module.scores(history)
+
+
+def _log_norm_pdf(x, mu, logvar):
+    return -0.5 * (logvar + math.log(2 * math.pi) + (x - mu).pow(2) / logvar.exp())
+
+
+# ======================================================================== CDAE
+class CDAEParams(TorchParams):
+    hidden: int = Field(200, ge=1, description="hidden layer width")
+    corruption: float = Field(0.5, ge=0, lt=1, description="input dropout (corruption) rate")
+    weight_decay: float = Field(1e-6, ge=0, description="L2 weight decay (Adam)")
+    epochs: int = Field(100, ge=1, description="maximum training epochs")
+
+
+@register
+class CDAE(TorchRecommender):
+    """CDAE (Wu et al. 2016): denoising autoencoder with a per-user input node, BCE over all items."""
+
+    name = "cdae"
+    Params = CDAEParams
+    history_based: ClassVar[bool] = False
+    contract_params: ClassVar[dict[str, Any]] = {"epochs": 4, "hidden": 16, "batch_size": 32, "lr": 1e-2}
+    search_space: ClassVar[dict[str, tuple]] = {
+        "hidden": ("log_int", 50, 800),
+        "corruption": ("float", 0.0, 0.8),
+        "lr": ("log_float", 1e-4, 1e-2),
+        "weight_decay": ("log_float", 1e-8, 1e-3),
+    }
+
+    def _build_module(self):
+        return _nets()["cdae"](self.n_users, self.n_items, self.params.hidden)
+
+    def _loss(self, module, batch, epoch):
+        from ..train import losses
+
+        users, x = batch
+        return losses.bce(module(users, x, self.params.corruption), x) * self.n_items
+
+    def _forward_scores(self, module, users, history):
+        return module(users, history, 0.0)
+
+
+# ===================================================================== AutoRec
+class AutoRecParams(TorchParams):
+    hidden: int = Field(500, ge=1, description="hidden layer width")
+    weight_decay: float = Field(1e-5, ge=0, description="L2 weight decay (Adam)")
+    epochs: int = Field(100, ge=1, description="maximum training epochs")
+
+
+@register
+class AutoRec(TorchRecommender):
+    """U-AutoRec (Sedhain et al. 2015) for implicit data: squared error over every entry of the row."""
+
+    name = "autorec"
+    Params = AutoRecParams
+    contract_params: ClassVar[dict[str, Any]] = {"epochs": 4, "hidden": 16, "batch_size": 32, "lr": 1e-2}
+    search_space: ClassVar[dict[str, tuple]] = {
+        "hidden": ("log_int", 50, 1000),
+        "lr": ("log_float", 1e-4, 1e-2),
+        "weight_decay": ("log_float", 1e-8, 1e-2),
+    }
+
+    def _build_module(self):
+        return _nets()["autorec"](self.n_items, self.params.hidden)
+
+    def _loss(self, module, batch, epoch):
+        _, x = batch
+        return (module(x) - x).pow(2).sum(1).mean()
+
+    def _forward_scores(self, module, users, history):
+        return module(history)

@@ -1,0 +1,106 @@
+"""Training checkpoints: safetensors for tensors, JSON for everything else, no pickle.
+
+A checkpoint is one folder ``<checkpoint_dir>/last`` holding
+
+- ``state.safetensors``: the module's tensors (``module.*``), the best epoch's
+  module tensors (``best.*``), every optimizer's tensors (``opt.<name>.*``)
+  and the random generator states (``rng.*``, uint8);
+- ``trainer.json``: epoch, best epoch and metric, the per-epoch history, the
+  optimizers' param groups and non-tensor state, the run's fingerprint.
+
+The folder is written beside its target and renamed into place
+(``toprec.io.atomic_dir``), so a kill at any moment leaves either the previous
+complete checkpoint or the new one, never a mixture.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from ..errors import ToprecError
+from ..io import atomic_dir
+
+STATE_FILE = "state.safetensors"
+META_FILE = "trainer.json"
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN/inf floats become strings so the JSON stays standard."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return {"__float__": repr(value)}
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def _json_restore(value: Any) -> Any:
+    if isinstance(value, dict):
+        if set(value) == {"__float__"}:
+            return float(value["__float__"])
+        return {k: _json_restore(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_restore(v) for v in value]
+    return value
+
+
+def optimizer_state(opt, prefix: str) -> tuple[dict, dict]:
+    """(tensors, json) for one optimizer: tensors keyed ``<prefix>.<param>.<key>``."""
+    import torch
+
+    sd = opt.state_dict()
+    tensors: dict[str, Any] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for pid, st in sd["state"].items():
+        for key, value in st.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"{prefix}.{pid}.{key}"] = value.detach().to("cpu").clone().contiguous()
+            else:
+                scalars.setdefault(str(pid), {})[key] = value
+    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
+
+
+def load_optimizer_state(opt, prefix: str, tensors: dict, meta: dict) -> None:
+    state: dict[int, dict[str, Any]] = {}
+    head = prefix + "."
+    for name, value in tensors.items():
+        if name.startswith(head):
+            pid, key = name[len(head) :].split(".", 1)
+            state.setdefault(int(pid), {})[key] = value
+    for pid, values in meta.get("scalars", {}).items():
+        state.setdefault(int(pid), {}).update(values)
+    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+
+
+def save(directory: str | Path, tensors: dict, meta: dict) -> Path:
+    """Write one checkpoint into ``directory/last`` atomically."""
+    from safetensors.torch import save_file
+
+    target = Path(directory) / "last"
+    clean = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+    with atomic_dir(target) as tmp:
+        save_file(clean, str(tmp / STATE_FILE))
+        (tmp / META_FILE).write_text(json.dumps(_json_safe(meta), indent=1) + "\n")
+    return target
+
+
+def load(directory: str | Path) -> tuple[dict, dict] | None:
+    """(tensors, meta) of the checkpoint in ``directory``, or None when there is none."""
+    from safetensors.torch import load_file
+
+    target = Path(directory) / "last"
+    meta_path = target / META_FILE
+    if not meta_path.exists():
+        return None
+    try:
+        meta = _json_restore(json.loads(meta_path.read_text()))
+    except json.JSONDecodeError as exc:
+        raise ToprecError(f"{meta_path}: invalid checkpoint JSON ({exc.msg})") from None
+    state_path = target / STATE_FILE
+    if not state_path.exists():
+        raise ToprecError(f"{target}: checkpoint has {META_FILE} but no {STATE_FILE}")
+    return load_file(str(state_path)), meta
