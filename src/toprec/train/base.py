@@ -419,6 +419,8 @@ class TorchRecommender(Recommender):
         fingerprint = self._fingerprint(phase, X)
         start, best_state = 0, None
         best_epoch, best_metric = 0, -math.inf
+        if phase == "refit":  # carries the search phase's best epoch and metric (saved in its checkpoints)
+            best_epoch, best_metric = self.best_epoch, self.best_metric
         done = False
         if phase == "search":
             self.history = []
@@ -470,10 +472,8 @@ class TorchRecommender(Recommender):
         if validate and best_state is not None:
             module.load_state_dict(best_state)
             self.best_epoch, self.best_metric = best_epoch, best_metric
-        else:
-            self.best_epoch, self.best_metric = epoch, float("nan") if not validate else best_metric
-        if phase == "refit":
-            self.best_epoch = max_epochs
+        elif phase == "search":  # no validation: the last epoch's weights
+            self.best_epoch, self.best_metric = epoch, float("nan")
         self.module = module.eval()
         self._score_module = None
 
