@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ import pytest
 from toprec import Dataset
 
 FIXTURES = Path(__file__).parent / "fixtures"
+os.environ["TOPREC_NO_TRACK"] = "1"  # no MLflow runs in ./mlruns from tests; test_experiment*.py use a tmp store
 
 
 def clustered_events(n_users: int = 120, n_items: int = 80, per_user: int = 20, n_clusters: int = 4, seed: int = 0):

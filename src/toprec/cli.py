@@ -39,6 +39,7 @@ Model = Annotated[str, typer.Option("--model", "-m", help="Model name (see `topr
 NoCache = Annotated[bool, typer.Option("--no-cache", help="Parse the source files even if a cached copy exists.")]
 Param = Annotated[Optional[list[str]], typer.Option("--param", "-p", help="Model parameter key=value (repeatable).")]
 Device = Annotated[Optional[str], typer.Option("--device", help="auto | cpu | cuda, for models that can use a GPU.")]
+from .cli_experiment import NoTrack, SaveConfig, TrackingUri, tracked  # noqa: E402 - tracking and --save-config
 
 
 def _load(data: Path, fmt: str, user_col, item_col, time_col, rating_col, min_rating, cache: bool = True):
@@ -194,6 +195,7 @@ def data_stats(
 
 
 @app.command()
+@tracked("evaluate")
 def evaluate(
     data: DataDir,
     model: Model = "ease",
@@ -214,6 +216,9 @@ def evaluate(
     no_cache: NoCache = False,
     device: Device = None,
     folds: Annotated[int, typer.Option("--folds", min=1, help="K holdouts with seeds seed..seed+K-1: mean and std.")] = 1,
+    save_config: SaveConfig = None,
+    tracking_uri: TrackingUri = None,
+    no_track: NoTrack = False,
     quiet: Quiet = False,
 ) -> None:
     """Cut a holdout like the hidden test, fit on the rest, print the metrics.
@@ -222,6 +227,7 @@ def evaluate(
     the same split); with several, parameters are written ``model.key=value``.
     """
     from . import metrics, split
+    from .experiment import session
 
     progress.set_quiet(quiet)
     recs_models = _models(model, param, device)  # parameter errors before any work
@@ -237,6 +243,7 @@ def evaluate(
                 metric_names=[f"map@{k}", f"precision@{k}", f"hit@{k}", f"mrr@{k}", f"coverage@{k}"],
             )  # fmt: skip
             fold_results[rec.name], per_model[rec.name] = summarize_folds(res), res
+        session.log_results(fold_results, recs_models)
         _print_results(f"{data.name}: {folds} folds (seeds {seed}..{seed + folds - 1}): mean and _std",
                        fold_results, f"{protocol} x {folds}")  # fmt: skip
         if json_out is not None:
@@ -246,6 +253,7 @@ def evaluate(
                             for r in recs_models],
                 "toprec_version": __version__,
             })  # fmt: skip
+            session.log_artifacts(json_out)
         return
     with progress.task(f"split: {protocol}"):
         train, holdout = split.by_name(ds, protocol, last=last, random=random, seed=seed, cutoff=cutoff)
@@ -256,6 +264,7 @@ def evaluate(
     results: dict[str, dict[str, Any]] = {}
     for rec in recs_models:
         results[rec.name] = metrics.fit_and_evaluate(rec, train, holdout, k, names)
+    session.log_results(results, recs_models)
     _print_results(f"{data.name}: {len(users):,} users, {holdout.n_events:,} held-out events", results, holdout.protocol)
     if json_out is not None:
         _write_json(
@@ -273,6 +282,7 @@ def evaluate(
                 "toprec_version": __version__,
             },
         )
+        session.log_artifacts(json_out)
 
 
 def _models(spec: str, params: list[str] | None, device: str | None = None) -> list:
@@ -324,6 +334,7 @@ def _print_results(title: str, results: dict[str, dict[str, Any]], caption: str)
 
 
 @app.command()
+@tracked("submit")
 def submit(
     data: DataDir,
     output: Annotated[Path, typer.Option("--output", "-o", help="Submission CSV to write (user,item).")],
@@ -339,9 +350,14 @@ def submit(
     min_rating: MinRating = None,
     no_cache: NoCache = False,
     device: Device = None,
+    save_config: SaveConfig = None,
+    tracking_uri: TrackingUri = None,
+    no_track: NoTrack = False,
     quiet: Quiet = False,
 ) -> None:
     """Fit on everything and write k unseen items per user, best first (atomically)."""
+    from .experiment import session
+
     progress.set_quiet(quiet)
     rec = _models(model, param, device)
     if len(rec) != 1:
@@ -369,6 +385,9 @@ def submit(
     write_s = time.perf_counter() - t0
     if save_model is not None:
         rec.save(save_model)
+    session.log_metrics({"fit_s": fit_s, "recommend_s": rec_s, "write_s": write_s, "users": len(recs)})
+    session.current().log_history(getattr(rec, "history", None))
+    session.log_artifacts(output, save_model)
     out.print(
         f"wrote {output}: {len(recs) * k:,} rows ({len(recs):,} users x {k}); "
         f"fit {fit_s:.2f}s, recommend {rec_s:.2f}s, write {write_s:.2f}s"
@@ -378,6 +397,12 @@ def submit(
 from . import cli_ensemble  # noqa: E402
 
 cli_ensemble.register(app)  # adds `ensemble` and `align`
+from . import cli_report  # noqa: E402
+
+cli_report.register(app)  # adds `eda` and `report`
+from . import cli_experiment  # noqa: E402
+
+cli_experiment.register(app)  # adds `run`, `tune` and `runs`
 
 
 def main() -> None:

@@ -15,6 +15,7 @@ import typer
 
 from . import __version__, progress
 from .errors import ToprecError
+from .cli_experiment import NoTrack, SaveConfig, TrackingUri, tracked
 
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output on stderr.")]
 DataDir = Annotated[Path, typer.Option("--data", "-d", help="Dataset folder (or file for --format table).")]
@@ -66,6 +67,7 @@ def _parse_weights(text: Optional[str], n: int):
     return values
 
 
+@tracked("ensemble")
 def ensemble(
     data: DataDir,
     members: Annotated[
@@ -106,6 +108,9 @@ def ensemble(
     rating_col: RatingCol = None,
     min_rating: MinRating = None,
     no_cache: NoCache = False,
+    save_config: SaveConfig = None,
+    tracking_uri: TrackingUri = None,
+    no_track: NoTrack = False,
     quiet: Quiet = False,
 ) -> None:
     """Search ensemble weights/members on one fold, confirm on another, refit on all data, write the submission.
@@ -168,6 +173,7 @@ def ensemble(
     with progress.task(f"write {output}"):
         recs.write_csv(output, ds)
     used = {lab: round(float(x), 4) for lab, x in zip(ens.labels, ens.weights) if x > 0}
+    _track_ensemble(report, chosen, used, final_s, output)
     out.print(
         f"wrote {output}: {len(recs) * k:,} rows ({len(recs):,} users x {k}); {chosen}, method {method}, "
         f"weights {used}; final refit + fusion {final_s:.1f}s"
@@ -186,6 +192,24 @@ def ensemble(
                 "toprec_version": __version__,
             },
         )
+
+
+def _track_ensemble(report: dict[str, Any], chosen: str, used: dict[str, float], final_s: float, output) -> None:
+    """Fold A/B recall of the ensemble and members, the chosen weights and the submission, to the MLflow run."""
+    from .experiment import session
+
+    tracker = session.current()
+    if not tracker.enabled:
+        return
+    values: dict[str, Any] = {"final_s": final_s}
+    if report:
+        for fold in ("fold_a", "fold_b"):
+            for name, v in report["ensemble"][fold].items():
+                values[f"{fold}.{name}"] = v
+        values.update(gain_fold_a=report["gain_fold_a"], gain_fold_b=report["gain_fold_b"])
+    tracker.log_metrics(values)
+    tracker.log_params({"chosen": chosen, **{f"weight.{lab}": w for lab, w in used.items()}})
+    session.log_artifacts(output)
 
 
 def _print_report(out, report: dict[str, Any]) -> None:
