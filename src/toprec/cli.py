@@ -400,9 +400,6 @@ cli_ensemble.register(app)  # adds `ensemble` and `align`
 from . import cli_report  # noqa: E402
 
 cli_report.register(app)  # adds `eda` and `report`
-from . import cli_report  # noqa: E402
-
-cli_report.register(app)  # adds `eda` and `report`
 from . import cli_experiment  # noqa: E402
 
 cli_experiment.register(app)  # adds `run`, `tune` and `runs`
