@@ -8,9 +8,10 @@ on the CPU, COO on CUDA) — there is never a dense adjacency
 
 * ``lightgcn`` (He et al. 2020): no weights, no non-linearity; the final
   embedding is the mean of the layer embeddings (layer 0 included).
-* ``ngcf`` (Wang et al. 2019): per layer
-  ``E' = LeakyReLU((A_hat E + E) W1 + (A_hat E * E) W2)``, message dropout,
-  L2-normalised; the final embedding concatenates all layers.
+* ``ngcf`` (Wang et al. 2019, as in the authors' code): per layer
+  ``E' = LeakyReLU(A_hat E W1 + b1) + LeakyReLU((A_hat E * E) W2 + b2)``,
+  message dropout; the final embedding concatenates layer 0 and the
+  L2-normalised outputs of every layer.
 
 Both train with BPR on (user, positive, negative) triples: each epoch visits
 every training event once in a seeded random order, with one negative item per
@@ -90,7 +91,7 @@ def sample_negatives(users: np.ndarray, n_items: int, X: sp.csr_matrix, rng: np.
     """One uniform negative item per user entry, re-drawn ``rounds`` times where it is a training item."""
     neg = rng.integers(0, n_items, len(users))
     keys = np.repeat(np.arange(X.shape[0], dtype=np.int64), np.diff(X.indptr)) * n_items + X.indices
-    for _ in range(rounds):
+    for _ in range(rounds):  # rounds=0: no re-draw
         q = users.astype(np.int64) * n_items + neg
         at = np.minimum(np.searchsorted(keys, q), max(len(keys) - 1, 0))
         bad = (keys[at] == q) if len(keys) else np.zeros(len(q), dtype=bool)
@@ -276,7 +277,7 @@ class NGCF(_GraphBase):
                 outs = [x]
                 for k in range(layers):
                     side = torch.sparse.mm(adj, x)
-                    x = F.leaky_relu(self.w1[k](side + x) + self.w2[k](side * x), 0.2)
+                    x = F.leaky_relu(self.w1[k](side), 0.2) + F.leaky_relu(self.w2[k](side * x), 0.2)
                     x = F.dropout(x, drop, self.training)
                     outs.append(F.normalize(x, dim=1))
                 out = torch.cat(outs, 1)
