@@ -496,6 +496,7 @@ class PairLookup:
 def neighbours(X: sp.csr_matrix, n_neighbors: int = 20, block: int = 1024) -> np.ndarray:
     """Sorted keys ``a * n_items + b`` of each item a's top-N cosine co-occurrence neighbours b."""
     from ..models.linalg import gram
+    from ..recommend import topk_rows
 
     n = X.shape[1]
     if n <= 16000:
@@ -511,8 +512,9 @@ def neighbours(X: sp.csr_matrix, n_neighbors: int = 20, block: int = 1024) -> np
         S = G[s:e]
         S = (S.toarray() if sp.issparse(S) else np.array(S, dtype=np.float32)) * inv[s:e, None] * inv[None, :]
         S[np.arange(e - s), np.arange(s, e)] = -np.inf
-        top = np.argpartition(-S, k - 1, axis=1)[:, :k]
-        val = np.take_along_axis(S, top, 1)
+        top = np.empty((e - s, k), dtype=np.int32)
+        val = np.empty((e - s, k), dtype=np.float32)
+        topk_rows(np.ascontiguousarray(S, dtype=np.float32), k, top, val)  # ties to the lower item index
         rows = np.repeat(np.arange(s, e, dtype=np.int64), k)
         ok = val.ravel() > 0
         keys.append(rows[ok] * n + top.ravel()[ok])
