@@ -14,13 +14,15 @@ torch = pytest.importorskip("torch")
 from toprec import metrics, models, split  # noqa: E402
 
 AE = ["multidae", "multivae", "recvae", "cdae", "autorec"]
-# enough capacity and epochs to learn the 4 planted taste clusters of the conftest fixture
+# enough capacity and epochs to learn the 4 planted taste clusters of the conftest fixture; the
+# validation holdout the trainer cuts is kept small (last 1 + random 2) because these users have
+# only 15 training events each
 LEARN = {
-    "multidae": {"latent": 32, "lr": 1e-2, "epochs": 40, "patience": 8},
-    "multivae": {"latent": 16, "hidden": 64, "lr": 1e-2, "epochs": 40, "patience": 8, "anneal_steps": 200},
-    "recvae": {"hidden": 64, "latent": 16, "lr": 5e-3, "epochs": 20, "patience": 5},
-    "cdae": {"hidden": 32, "lr": 1e-2, "epochs": 40, "patience": 8},
-    "autorec": {"hidden": 32, "lr": 1e-2, "epochs": 40, "patience": 8, "weight_decay": 1e-2},
+    "multidae": {"latent": 32, "lr": 1e-2, "epochs": 40, "patience": 8, "valid_random": 2},
+    "multivae": {"latent": 16, "hidden": 64, "lr": 1e-2, "epochs": 40, "patience": 8, "anneal_steps": 200, "valid_random": 2},
+    "recvae": {"hidden": 64, "latent": 16, "lr": 5e-3, "epochs": 20, "patience": 5, "valid_random": 2},
+    "cdae": {"hidden": 32, "lr": 1e-2, "epochs": 40, "patience": 8, "valid_random": 2},
+    "autorec": {"hidden": 32, "lr": 1e-2, "epochs": 40, "patience": 8, "weight_decay": 1e-2, "valid_random": 2},
 }
 
 
@@ -53,7 +55,7 @@ def test_beats_popularity_on_planted_clusters(name, data):
     base = metrics.evaluate(pop, holdout, ["recall@10"])["recall@10"]
     m = models.get(name, batch_size=50, **LEARN[name]).fit(train)
     got = metrics.evaluate(m.recommend(holdout.users, k=10), holdout, ["recall@10"])["recall@10"]
-    assert got > base + 0.03, f"{name}: recall@10 {got:.3f} vs popularity {base:.3f}"
+    assert got > base + 0.1, f"{name}: recall@10 {got:.3f} vs popularity {base:.3f}"
 
 
 @pytest.mark.parametrize("name", AE)

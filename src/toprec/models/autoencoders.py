@@ -57,8 +57,45 @@ def _nets():
 
     F = nn.functional
 
-    def normalise(x):
-        return x / x.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    def prepare(x, normalise: bool, dropout: float, training: bool):
+        """L2-normalise rows and drop entries (scaled by 1/(1-p)), dense or bag input alike."""
+        if isinstance(x, tuple):  # (indices, offsets, values, row of entry) from RowMatrix.bag
+            idx, off, val, row = x
+            if normalise:
+                sq = torch.zeros(off.shape[0], dtype=val.dtype, device=val.device).index_add_(0, row, val * val)
+                val = val / sq.sqrt().clamp_min(1e-12)[row]
+            if training and dropout > 0:
+                val = val * (torch.rand(val.shape, device=val.device) >= dropout) / (1 - dropout)
+            return idx, off, val
+        if normalise:
+            x = x / x.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        return F.dropout(x, p=dropout, training=training)
+
+    class SparseIn(nn.Module):
+        """The input layer, weight (n_items, out): ``x @ W + b`` for dense rows, ``embedding_bag`` for bags.
+
+        Training rows are sparse (a few % of the catalogue), so the bag form
+        touches only the rows of W that a batch uses, forward and backward.
+        """
+
+        def __init__(self, n_in: int, n_out: int, init: str = "xavier"):
+            super().__init__()
+            self.weight = nn.Parameter(torch.empty(n_in, n_out))
+            self.bias = nn.Parameter(torch.empty(n_out))
+            if init == "xavier":  # Liang et al.: Glorot weights, N(0, 0.001) biases
+                nn.init.xavier_uniform_(self.weight)
+                nn.init.normal_(self.bias, std=0.001)
+            else:  # torch.nn.Linear's default
+                bound = 1 / math.sqrt(n_in)
+                nn.init.uniform_(self.weight, -bound, bound)
+                nn.init.uniform_(self.bias, -bound, bound)
+
+        def forward(self, x):
+            if isinstance(x, tuple):
+                idx, off, val = x
+                out = F.embedding_bag(idx, self.weight, off, mode="sum", per_sample_weights=val.to(self.weight.dtype))
+                return out + self.bias
+            return x @ self.weight + self.bias
 
     class MultVAENet(nn.Module):
         """Encoder dims [n_items, *hidden, latent] (x2 when variational), decoder mirrored; tanh."""
@@ -67,20 +104,19 @@ def _nets():
             super().__init__()
             self.variational = variational
             self.latent = latent
-            enc = [n_items, *hidden]
+            enc = [*hidden, latent * (2 if variational else 1)]
+            self.first = SparseIn(n_items, enc[0])
             self.encoder = nn.ModuleList(nn.Linear(a, b) for a, b in zip(enc[:-1], enc[1:]))
-            self.to_latent = nn.Linear(enc[-1], latent * (2 if variational else 1))
             dec = [latent, *reversed(hidden), n_items]
             self.decoder = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dec[:-1], dec[1:]))
-            for layer in [*self.encoder, self.to_latent, *self.decoder]:
+            for layer in [*self.encoder, *self.decoder]:
                 nn.init.xavier_uniform_(layer.weight)
                 nn.init.normal_(layer.bias, std=0.001)
 
         def encode(self, x, dropout: float):
-            h = F.dropout(normalise(x), p=dropout, training=self.training)
+            h = self.first(prepare(x, True, dropout, self.training))
             for layer in self.encoder:
-                h = torch.tanh(layer(h))
-            h = self.to_latent(h)
+                h = layer(torch.tanh(h))
             if not self.variational:
                 return torch.tanh(h), None  # the DAE's code is an ordinary tanh layer
             return h[:, : self.latent], h[:, self.latent :]
@@ -107,18 +143,18 @@ def _nets():
     class RecVAEEncoder(nn.Module):
         def __init__(self, n_items: int, hidden: int, latent: int, depth: int = 5, eps: float = 0.1):
             super().__init__()
-            self.fc = nn.ModuleList([nn.Linear(n_items, hidden)] + [nn.Linear(hidden, hidden) for _ in range(depth - 1)])
+            self.first = SparseIn(n_items, hidden, init="torch")
+            self.fc = nn.ModuleList(nn.Linear(hidden, hidden) for _ in range(depth - 1))
             self.ln = nn.ModuleList(nn.LayerNorm(hidden, eps=eps) for _ in range(depth))
             self.mu = nn.Linear(hidden, latent)
             self.logvar = nn.Linear(hidden, latent)
 
         def forward(self, x, dropout: float):
-            h = F.dropout(normalise(x), p=dropout, training=self.training)
-            acc = None  # running sum of the previous layers' outputs (dense residuals)
-            for fc, ln in zip(self.fc, self.ln):
-                pre = fc(h) if acc is None else fc(h) + acc
-                h = ln(swish(pre))
-                acc = h if acc is None else acc + h
+            h = self.ln[0](swish(self.first(prepare(x, True, dropout, self.training))))
+            acc = h  # running sum of the previous layers' outputs (dense residuals)
+            for fc, ln in zip(self.fc, self.ln[1:]):
+                h = ln(swish(fc(h) + acc))
+                acc = acc + h
             return self.mu(h), self.logvar(h)
 
     class RecVAENet(nn.Module):
@@ -136,10 +172,7 @@ def _nets():
         def update_prior(self):
             self.prior_encoder.load_state_dict(self.encoder.state_dict())
 
-        def log_prior(self, x, z):
-            self.prior_encoder.eval()
-            with torch.no_grad():
-                post_mu, post_logvar = self.prior_encoder(x, 0.0)
+        def log_prior(self, z, post_mu, post_logvar):
             zeros = torch.zeros_like(z)
             parts = torch.stack(
                 [
@@ -159,25 +192,25 @@ def _nets():
         def __init__(self, n_users: int, n_items: int, hidden: int):
             super().__init__()
             self.n_users = n_users
-            self.item_in = nn.Linear(n_items, hidden)
+            self.item_in = SparseIn(n_items, hidden, init="torch")
             self.user = nn.Embedding(n_users, hidden)
             self.out = nn.Linear(hidden, n_items)
             nn.init.normal_(self.user.weight, std=0.01)
 
         def forward(self, users, x, corruption: float):
-            x = F.dropout(x, p=corruption, training=self.training)
+            h = self.item_in(prepare(x, False, corruption, self.training))
             known = (users >= 0) & (users < self.n_users)
-            u = self.user(torch.where(known, users, torch.zeros_like(users))) * known[:, None].to(x.dtype)
-            return self.out(torch.sigmoid(self.item_in(x) + u))
+            u = self.user(torch.where(known, users, torch.zeros_like(users))) * known[:, None].to(h.dtype)
+            return self.out(torch.sigmoid(h + u))
 
     class AutoRecNet(nn.Module):
         def __init__(self, n_items: int, hidden: int):
             super().__init__()
-            self.enc = nn.Linear(n_items, hidden)
+            self.enc = SparseIn(n_items, hidden, init="torch")
             self.dec = nn.Linear(hidden, n_items)
 
         def forward(self, x):
-            return self.dec(torch.sigmoid(self.enc(x)))
+            return self.dec(torch.sigmoid(self.enc(prepare(x, False, 0.0, False))))
 
     return {"mult": MultVAENet, "recvae": RecVAENet, "cdae": CDAENet, "autorec": AutoRecNet}
 
@@ -217,8 +250,8 @@ class MultiDAE(TorchRecommender):
     def _loss(self, module, batch, epoch):
         from ..train import losses
 
-        _, x = batch
-        logits, _, _ = module(x, self.params.dropout)
+        users, x = batch
+        logits, _, _ = module(self.rows.bag(users), self.params.dropout)
         return losses.multinomial_nll(logits, x)
 
     def _forward_scores(self, module, users, history):
@@ -258,10 +291,10 @@ class MultiVAE(MultiDAE):
     def _loss(self, module, batch, epoch):
         from ..train import losses
 
-        _, x = batch
+        users, x = batch
         self._updates += 1
         beta = min(self.params.anneal_cap, self._updates / self.params.anneal_steps)
-        logits, mu, logvar = module(x, self.params.dropout)
+        logits, mu, logvar = module(self.rows.bag(users), self.params.dropout)
         kl = 0.5 * (-logvar + logvar.exp() + mu.pow(2) - 1).sum(1).mean()
         return losses.multinomial_nll(logits, x) + beta * kl
 
@@ -307,28 +340,47 @@ class RecVAE(TorchRecommender):
             "decoder": torch.optim.Adam(module.decoder.parameters(), lr=p.lr, weight_decay=p.weight_decay),
         }
 
-    def _encoder_loss(self, module, x):
-        from ..train import losses
-
+    def _encoder_loss(self, module, users, x):
         import torch
 
-        mu, logvar = module.encoder(x, self.params.dropout)
+        from ..train import losses
+
+        mu, logvar = module.encoder(self.rows.bag(users), self.params.dropout)
         z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
         logits = module.decoder(z)
         log_q = _log_norm_pdf(z, mu, logvar)
-        kl = (log_q - module.log_prior(x, z)).sum(-1)
+        kl = (log_q - module.log_prior(z, self._prior_mu[users], self._prior_logvar[users])).sum(-1)
         weights = self.params.gamma * x.sum(-1)
         return losses.multinomial_nll(logits, x) + (kl * weights).mean()
 
-    def _decoder_loss(self, module, x):
+    def _decoder_loss(self, module, users, x):
         import torch
 
         from ..train import losses
 
-        with torch.no_grad():
-            mu, logvar = module.encoder(x, 0.0)
+        with torch.no_grad():  # the encoder is fixed in the decoder phase: no backward through it
+            mu, logvar = module.encoder(self.rows.bag(users), 0.0)
             z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
         return losses.multinomial_nll(module.decoder(z), x)
+
+    def _prior_posteriors(self, module) -> None:
+        """The prior encoder's posterior for every training user, once per epoch.
+
+        The prior encoder is fixed for the whole encoder phase and sees the rows
+        without dropout, so computing it once replaces one forward per batch
+        and encoder pass (identical values).
+        """
+        import torch
+
+        users = self._train_users
+        prior = module.prior_encoder.eval()
+        mu = torch.zeros((self.n_users, self.params.latent), device=self.device_)
+        logvar = torch.zeros_like(mu)
+        with torch.no_grad():
+            for start in range(0, len(users), 4 * self.params.batch_size):
+                u = users[start : start + 4 * self.params.batch_size]
+                mu[u], logvar[u] = prior(self.rows.bag(u), 0.0)
+        self._prior_mu, self._prior_logvar = mu, logvar
 
     def _train_epoch(self, module, optimizers, epoch, generator):
         import torch
@@ -336,20 +388,22 @@ class RecVAE(TorchRecommender):
         enc, dec = optimizers["encoder"], optimizers["decoder"]
         total = torch.zeros((), dtype=torch.float64, device=self.device_)
         count = 0
+        self._prior_posteriors(module)
         for _ in range(self.params.enc_epochs):
             for users, x in self._batches(module, generator):
                 enc.zero_grad(set_to_none=True)
                 with self._autocast():
-                    loss = self._encoder_loss(module, x)
+                    loss = self._encoder_loss(module, users, x)
                 self._step(loss, [enc])
                 total += loss.detach().double() * len(users)
                 count += len(users)
         module.update_prior()
+        self._prior_mu = self._prior_logvar = None
         for _ in range(self.params.dec_epochs):
             for users, x in self._batches(module, generator):
                 dec.zero_grad(set_to_none=True)
                 with self._autocast():
-                    loss = self._decoder_loss(module, x)
+                    loss = self._decoder_loss(module, users, x)
                 self._step(loss, [dec])
         return float(total) / max(1, count)
 
@@ -391,7 +445,7 @@ class CDAE(TorchRecommender):
         from ..train import losses
 
         users, x = batch
-        return losses.bce(module(users, x, self.params.corruption), x) * self.n_items
+        return losses.bce(module(users, self.rows.bag(users), self.params.corruption), x) * self.n_items
 
     def _forward_scores(self, module, users, history):
         return module(users, history, 0.0)
@@ -421,8 +475,8 @@ class AutoRec(TorchRecommender):
         return _nets()["autorec"](self.n_items, self.params.hidden)
 
     def _loss(self, module, batch, epoch):
-        _, x = batch
-        return (module(x) - x).pow(2).sum(1).mean()
+        users, x = batch
+        return (module(self.rows.bag(users)) - x).pow(2).sum(1).mean()
 
     def _forward_scores(self, module, users, history):
         return module(history)

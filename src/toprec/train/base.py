@@ -121,6 +121,17 @@ class RowMatrix:
         self.values = torch.from_numpy(np.array(X.data, dtype=np.float32)).to(device)
         self.counts = self.indptr[1:] - self.indptr[:-1]
 
+    def _gather(self, rows):
+        """(row of each entry, position of each entry in the CSR arrays, counts) for ``rows``."""
+        torch = require_torch()
+        counts = self.counts[rows]
+        starts = self.indptr[rows]
+        total = int(counts.sum())
+        r = torch.repeat_interleave(torch.arange(rows.shape[0], device=self.device), counts, output_size=total)
+        first = torch.cumsum(counts, 0) - counts  # offset of each row's first entry in the gather
+        pos = torch.arange(total, device=self.device) - first[r] + starts[r]
+        return r, pos, counts, first
+
     def dense(self, rows, out=None):
         """Dense float32 (len(rows), n_items) of the given rows (``out`` is reused when given)."""
         torch = require_torch()
@@ -130,22 +141,15 @@ class RowMatrix:
         else:
             out = out[:b]
             out.zero_()
-        counts = self.counts[rows]
-        starts = self.indptr[rows]
-        total = int(counts.sum())
-        if total:
-            r = torch.repeat_interleave(torch.arange(b, device=self.device), counts, output_size=total)
-            first = torch.cumsum(counts, 0) - counts  # offset of each row's first entry in the gather
-            pos = torch.arange(total, device=self.device) - first[r] + starts[r]
+        r, pos, _, _ = self._gather(rows)
+        if len(pos):
             out[r, self.indices[pos]] = self.values[pos]
         return out
 
-
-def _usable_cores() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
+    def bag(self, rows):
+        """The given rows as ``(indices, offsets, values, row_of_entry)`` (``torch.nn.functional.embedding_bag`` input)."""
+        r, pos, _, first = self._gather(rows)
+        return self.indices[pos], first, self.values[pos], r
 
 
 class TorchParams(Params):
