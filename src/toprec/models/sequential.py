@@ -80,15 +80,21 @@ def csr_order_rank(data) -> np.ndarray:
     return np.asarray(M.data, dtype=np.int32)
 
 
+def rank_matrix(train: sp.csr_matrix, rank: np.ndarray) -> sp.csr_matrix:
+    """users x items float64 CSR holding time rank + 1 at every training event (0 elsewhere)."""
+    return sp.csr_matrix((rank.astype(np.float64) + 1.0, train.indices, train.indptr), shape=train.shape)
+
+
 def history_sequences(
-    users: np.ndarray, history: sp.csr_matrix, train: sp.csr_matrix, rank: np.ndarray, max_len: int
+    users: np.ndarray, history: sp.csr_matrix, train: sp.csr_matrix, rank: np.ndarray | None, max_len: int
 ) -> np.ndarray:
     """(len(users), max_len) int64 sequences (``item + 1``, left-padded) for scoring.
 
     Ordering rule: history items that the user had in training keep their
     training time order (``rank``, aligned with ``train``'s nonzeros); the
     other history items follow, by item index, as the most recent. Only the
-    last ``max_len`` are kept.
+    last ``max_len`` are kept. With ``rank=None``, ``train`` is already a
+    :func:`rank_matrix`.
     """
     history = sp.csr_matrix(history)
     if not history.has_sorted_indices:
@@ -97,7 +103,8 @@ def history_sequences(
     users = np.asarray(users, dtype=np.int64)
     known = (users >= 0) & (users < train.shape[0])
     # training time rank + 1 at each (user, item) of training, looked up at the history's nonzeros
-    P = sp.csr_matrix((rank.astype(np.float64) + 1.0, train.indices, train.indptr), shape=train.shape)
+    P = rank_matrix(train, rank) if rank is not None else train
+    big = float(P.data.max()) + 1.0 if P.nnz else 1.0
     P = P[np.where(known, users, 0)]
     if not known.all():
         P = sp.diags(known.astype(np.float64)) @ P
@@ -115,7 +122,6 @@ def history_sequences(
         at = np.minimum(np.searchsorted(key_s, key_h), len(key_s) - 1)
         hit = key_s[at] == key_h
         stored[hit] = S.data[at[hit]]
-    big = float(rank.max()) + 2.0 if len(rank) else 1.0
     key = np.where(stored > 0, stored, big + cols)  # stored items by time, then the rest by item index
     order = np.lexsort((key, rows))
     rows_o, items_o = rows[order], cols[order]
@@ -275,7 +281,7 @@ class _SequentialBase(TorchRecommender):
         super()._fit(X, train)
         # scoring after fit: the whole training data's time order (a phase may have trained on less)
         self.order_rank = csr_order_rank(train)
-        self._order = (self.train_matrix, self.order_rank)
+        self._order = rank_matrix(self.train_matrix, self.order_rank)
 
     def _prepare(self, X: sp.csr_matrix, train) -> None:
         """Every user's last ``max_len`` (+1 for SASRec's shifted targets) items; users with >= 2 events."""
@@ -284,7 +290,7 @@ class _SequentialBase(TorchRecommender):
         L = self.params.max_len + (1 if self.causal else 0)
         counts = np.asarray(train.user_counts)
         self._train_seq = user_sequences(train, L, np.flatnonzero(counts >= 2))
-        self._order = (X, csr_order_rank(train))  # validation scores this phase's histories
+        self._order = rank_matrix(X, csr_order_rank(train))  # validation scores this phase's histories
 
     def _cpu_batches(self, generator):
         """Shuffled training sequences, ``batch_size`` at a time, trimmed, on the CPU."""
@@ -304,7 +310,7 @@ class _SequentialBase(TorchRecommender):
 
     def _set_extra_state(self, arrays: dict[str, np.ndarray]) -> None:
         self.order_rank = np.asarray(arrays["order_rank"])
-        self._order = (self.train_matrix, self.order_rank)
+        self._order = rank_matrix(self.train_matrix, self.order_rank)
 
     # ----- network and loss
     def _build_module(self):
@@ -346,9 +352,8 @@ class _SequentialBase(TorchRecommender):
     def _score_with(self, module, users: np.ndarray, history: sp.csr_matrix) -> np.ndarray:
         """Ordered sequences from ``history`` -> last position -> dot with every item (scoring dtype)."""
         torch = _torch()
-        X, rank = self._order
         L = self.params.max_len - (0 if self.causal else 1)
-        seq = history_sequences(users, history, X, rank, L)
+        seq = history_sequences(users, history, self._order, None, L)
         dtype = self._score_dtype()
         dev = next(module.parameters()).device
         out = np.empty((len(seq), self.n_items), dtype=np.float32)
