@@ -291,3 +291,21 @@ def test_score_batch_invariant_and_float32(train):
     s_all = m.score(np.arange(train.n_users))
     s_one = np.concatenate([m.score([u]) for u in range(5)])
     assert s_all.dtype == np.float32 and np.array_equal(s_all[:5], s_one)
+
+
+def test_device_topk_equals_shared_topk(train):
+    """The on-device validation top-k (used on CUDA) gives the shared top-k's lists exactly."""
+    from toprec.recommend import topk
+
+    m = models.get("multivae", **{**FAST, "hidden": 16}).fit(train)
+    users = np.r_[np.arange(train.n_users), -1]
+    hist = m._history(users, None)
+    hist = sp.vstack([hist[:-1], sp.csr_matrix((1, train.n_items), dtype=np.float32)]).tocsr()
+    module = m._scoring_module()
+    got = m._topk_on_device(module, users, hist, 10, budget=7 * train.n_items * 16)  # several batches
+    ref = topk(m._score_with_fallback, users, train.n_items, 10, hist, hist)
+    assert np.array_equal(got.items, ref.items) and np.array_equal(got.scores, ref.scores)
+    # ties (popularity for the cold last row) resolve to the lower item, and short lists end in -1
+    full = sp.csr_matrix(np.ones((1, train.n_items), dtype=np.float32))
+    got = m._topk_on_device(module, np.array([0]), full, 3)
+    assert (got.items == -1).all()

@@ -307,7 +307,7 @@ class RecVAEParams(TorchParams):
     gamma: float = Field(0.005, ge=0, description="KL weight per user = gamma x the user's number of events")
     enc_epochs: int = Field(3, ge=1, description="encoder passes per epoch")
     dec_epochs: int = Field(1, ge=1, description="decoder passes per epoch")
-    lr: float = Field(5e-4, gt=0, description="learning rate (Adam, encoder and decoder)")
+    lr: float = Field(1e-3, gt=0, description="learning rate (Adam, encoder and decoder; the paper 5e-4)")
     epochs: int = Field(50, ge=1, description="maximum training epochs")
     patience: int = Field(5, ge=0, description="early-stopping patience in epochs (0 = never)")
 

@@ -289,14 +289,17 @@ class TorchRecommender(Recommender):
             self._score_module = self._as_scoring(self.module)
         return self._score_module
 
+    def _score_tensor(self, module, users: np.ndarray, history: sp.csr_matrix):
+        """Scores as a tensor on the device (call under ``torch.inference_mode``)."""
+        torch = require_torch()
+        H = dense_rows(sp.csr_matrix(history), self.device_, self._score_dtype())
+        u = torch.from_numpy(np.asarray(users, dtype=np.int64)).to(self.device_)
+        return self._forward_scores(module, u, H)
+
     def _score_with(self, module, users: np.ndarray, history: sp.csr_matrix) -> np.ndarray:
         torch = require_torch()
-        dtype = self._score_dtype()
         with torch.inference_mode():
-            H = dense_rows(sp.csr_matrix(history), self.device_, dtype)
-            u = torch.from_numpy(np.asarray(users, dtype=np.int64)).to(self.device_)
-            s = self._forward_scores(module, u, H)
-            return s.to(torch.float32).cpu().numpy()
+            return self._score_tensor(module, users, history).to(torch.float32).cpu().numpy()
 
     def _score(self, users: np.ndarray, history: sp.csr_matrix) -> np.ndarray:
         return self._score_with(self._scoring_module(), users, history)
@@ -358,10 +361,48 @@ class TorchRecommender(Recommender):
             s[np.diff(h.indptr) == 0] = pop
             return s
 
-        with _single_process():
-            recs = topk(score_fn, users, self.n_items, 10, hist, hist, description=f"{self.name}: validate")
+        if self.device_ == "cuda" and type(self)._score_with is TorchRecommender._score_with:
+            recs = self._topk_on_device(scoring, users, hist, 10)
+        else:
+            with _single_process():
+                recs = topk(score_fn, users, self.n_items, 10, hist, hist, description=f"{self.name}: validate")
         module.train()
         return float(metrics.evaluate(recs, holdout, ["recall@10"])["recall@10"])
+
+    def _topk_on_device(self, module, users: np.ndarray, hist: sp.csr_matrix, k: int, budget: int = 1 << 30):
+        """The shared top-k (seen items masked, cold users get popularity) computed on the device.
+
+        A stable descending sort of float32 scores puts ties in item order, so
+        the lists equal ``toprec.recommend.topk``'s (score desc, item asc, -1
+        after the last finite score) without copying score matrices to the host.
+        """
+        torch = require_torch()
+        from ..recommend import Recommendations
+
+        n = len(users)
+        out_items = np.empty((n, k), dtype=np.int32)
+        out_scores = np.empty((n, k), dtype=np.float32)
+        pop = torch.from_numpy(np.asarray(self.item_popularity, dtype=np.float32)).to(self.device_)
+        bs = max(1, budget // max(1, self.n_items * 16))
+        with torch.inference_mode():
+            for start in range(0, n, bs):
+                h = hist[start : start + bs]
+                s = self._score_tensor(module, users[start : start + bs], h).to(torch.float32)
+                cold = torch.from_numpy(np.diff(h.indptr) == 0).to(self.device_)
+                s[cold] = pop
+                if h.nnz:
+                    counts = torch.from_numpy(np.diff(h.indptr).astype(np.int64)).to(self.device_)
+                    rows = torch.repeat_interleave(torch.arange(h.shape[0], device=self.device_), counts)
+                    s[rows, torch.from_numpy(np.array(h.indices, dtype=np.int64)).to(self.device_)] = -torch.inf
+                vals, idx = torch.sort(s, dim=1, descending=True, stable=True)
+                vals, idx = vals[:, :k], idx[:, :k]
+                idx[torch.isneginf(vals)] = -1
+                out_items[start : start + bs, : idx.shape[1]] = idx.cpu().numpy()
+                out_scores[start : start + bs, : vals.shape[1]] = vals.cpu().numpy()
+        if k > self.n_items:
+            out_items[:, self.n_items :] = -1
+            out_scores[:, self.n_items :] = -np.inf
+        return Recommendations(np.asarray(users, dtype=np.int64), out_items, out_scores)
 
     # ================================================================= fit
     def _fit(self, X: sp.csr_matrix, train) -> None:
