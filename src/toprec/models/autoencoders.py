@@ -2,16 +2,19 @@
 
 Each user is a row of the binary users x items matrix; a model encodes the
 row and decodes scores for every item. Training batches are built on the
-device from a CSR copy there (``toprec.train.base.RowMatrix``), losses are
-list-wise over the whole row (no sampling), and the epoch loop, validation,
-early stopping, checkpoints and scoring are the shared ones
+device from a CSR copy there (``toprec.train.base.RowMatrix``); the input
+layer reads a batch as an ``embedding_bag`` over its events, so forward and
+backward touch only the weight rows of items in the batch (a few % of the
+catalogue) while scoring multiplies dense history rows by the same weight.
+Losses are list-wise over the whole row (no sampling); the epoch loop,
+validation, early stopping, checkpoints and scoring are the shared ones
 (``toprec.train``).
 
 - ``multidae`` (Liang et al. 2018): [items -> latent -> items], tanh, L2-normalised
   input with dropout, multinomial log-likelihood.
 - ``multivae`` (Liang et al. 2018): [items -> hidden -> 2 x latent] encoder,
-  [latent -> hidden -> items] decoder, tanh; KL weight annealed linearly from 0
-  to ``anneal_cap`` over ``anneal_steps`` updates.
+  [latent -> hidden -> items] decoder, tanh; KL weight annealed linearly,
+  beta = min(``anneal_cap``, updates / ``anneal_steps``).
 - ``recvae`` (Shenbin et al. 2020): the Multi-VAE likelihood with a deeper
   encoder (5 dense layers, swish, residual sums, layer norm), a composite
   prior (mixture of N(0, 1), the posterior of the encoder as it was after the
@@ -263,7 +266,7 @@ class MultiVAEParams(MultiDAEParams):
     hidden: int = Field(600, ge=0, description="hidden layer width on each side (0 = none)")
     weight_decay: float = Field(0.0, ge=0, description="L2 weight decay (Adam)")
     anneal_cap: float = Field(0.2, ge=0, description="largest KL weight (beta)")
-    anneal_steps: int = Field(20000, ge=1, description="updates over which beta grows linearly from 0 to anneal_cap")
+    anneal_steps: int = Field(20000, ge=1, description="beta = min(anneal_cap, updates / anneal_steps)")
 
 
 @register
