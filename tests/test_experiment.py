@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import shutil
 import socket
 import subprocess
@@ -334,7 +336,8 @@ def test_run_lands_on_a_real_mlflow_server(tmp_path, competition_dir, template_s
     server = subprocess.Popen(
         [exe, "server", "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}", "--artifacts-destination",
          str(tmp_path / "server-artifacts"), "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-        stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path,
+        stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path, start_new_session=True,
+        env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},  # no background job workers
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
@@ -365,10 +368,14 @@ def test_run_lands_on_a_real_mlflow_server(tmp_path, competition_dir, template_s
         assert 0 < run.data.metrics["recall_at_10"] <= 1
         assert "config.yaml" in {a.path for a in client.list_artifacts(run.info.run_id)}
         assert not (tmp_path / "mlruns").exists()
-    finally:
-        server.terminate()
+    finally:  # the server and the workers it started: its own process group
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.pid, signal.SIGTERM)
         try:
-            server.wait(timeout=20)
+            server.wait(timeout=5)
         except subprocess.TimeoutExpired:
-            server.kill()
+            pass
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.pid, signal.SIGKILL)
+        server.wait()
         log.close()
