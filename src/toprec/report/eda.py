@@ -204,7 +204,8 @@ def over_time(ds: Dataset) -> dict[str, Any]:
         out["numbers"] = {
             "time_min": str(np.datetime64(int(t.min()), "s")) if unix else int(t.min()),
             "time_max": str(np.datetime64(int(t.max()), "s")) if unix else int(t.max()),
-            "median_user_span_days": float(np.median(span) / 86400.0) if unix else float(np.median(span)),
+            ("median_user_span_days" if unix else "median_user_span_time_units"):
+                float(np.median(span) / 86400.0) if unix else float(np.median(span)),
             "share_events_same_time_as_previous": float(same_prev.sum() / max(1, ds.n_events - ds.n_users)),
         }
         if unix:
@@ -506,6 +507,8 @@ def neighbours(X: sp.csr_matrix, n_neighbors: int = 20, block: int = 1024) -> np
     d = np.asarray(X.sum(0)).ravel().astype(np.float32)
     inv = np.where(d > 0, 1.0 / np.sqrt(np.maximum(d, 1e-12)), 0.0).astype(np.float32)
     k = min(n_neighbors, n - 1)
+    if k < 1:
+        return np.zeros(0, dtype=np.int64)
     keys = []
     for s in range(0, n, block):
         e = min(n, s + block)
@@ -566,6 +569,13 @@ def sequential(ds: Dataset, n_neighbors: int = 20, sim_users: int = 8000, seed: 
         "random_rate_distinct_timestamps": float(rnd[distinct].mean()) if distinct.any() else 0.0,
         "lag_curve_events": int(len(e2)),
     }
+    is_last = np.r_[ds.user[e][1:] != ds.user[e][:-1], True] if len(e) else np.zeros(0, dtype=bool)
+    last_next = float(nxt[is_last].mean()) if is_last.any() else 0.0
+    last_rnd = float(rnd[is_last].mean()) if is_last.any() else 0.0
+    numbers["last_events_measured"] = int(is_last.sum())
+    numbers["last_event_in_neighbours_of_previous"] = last_next  # the event the competition's holdout hides
+    numbers["last_event_random_earlier_in_neighbours"] = last_rnd
+    numbers["last_event_lift"] = last_next / last_rnd if last_rnd > 0 else 0.0
     rd = numbers["random_rate_distinct_timestamps"]
     numbers["lift_distinct_timestamps"] = numbers["next_rate_distinct_timestamps"] / rd if rd > 0 else 0.0
     return {"numbers": numbers, "lags": np.array(LAGS), "lag_rate": curve,

@@ -170,7 +170,10 @@ def build_eda_page(ds: Dataset, res: dict[str, Any], source: str = "", seconds: 
         f"order-free, from {n['similarity_users']:,} users) of their previous event "
         f"{n['next_in_neighbours_of_previous']:.2%} of the time, against {n['random_earlier_in_neighbours']:.2%} for a "
         f"random earlier event of the same user: lift {n['lift']:.3f} (1 = order carries nothing; a random holdout "
-        f"hides whatever is above 1). With distinct timestamps only: lift {n['lift_distinct_timestamps']:.3f}."
+        f"hides whatever is above 1). With distinct timestamps only: lift {n['lift_distinct_timestamps']:.3f}; "
+        f"for each user's last event (the one a last-event holdout hides): "
+        f"{n['last_event_in_neighbours_of_previous']:.2%} vs {n['last_event_random_earlier_in_neighbours']:.2%}, "
+        f"lift {n['last_event_lift']:.3f}."
     )
     s.figures.append(plots.lines(
         "sequential_lag", "Next event among the neighbours of the event d steps back", q["lags"],

@@ -22,14 +22,14 @@ from .plots import Figure
 
 CSS = """
 body{font-family:-apple-system,'Segoe UI',Helvetica,Arial,sans-serif;margin:0;color:#222;background:#fff}
-main{max-width:1000px;margin:0 auto;padding:1.5em}
+main{max-width:1100px;margin:0 auto;padding:1.5em}
 h1{font-size:1.6em;margin-bottom:.2em} h2{border-bottom:2px solid #ddd;padding-bottom:.2em;margin-top:2em}
 .meta{color:#666;font-size:.9em} nav{background:#f6f8fa;border:1px solid #e1e4e8;padding:.6em 1.2em;border-radius:6px}
 nav ol{margin:.3em 0;padding-left:1.4em} p.note{color:#444;font-size:.95em;line-height:1.45}
 table{border-collapse:collapse;margin:.8em 0;font-size:.88em} th,td{border:1px solid #ddd;padding:.25em .6em}
 th{background:#f6f8fa;text-align:left} td.n{text-align:right;font-variant-numeric:tabular-nums}
-figure{margin:1em 0;display:inline-block;vertical-align:top;max-width:100%}
-figure img{max-width:100%;border:1px solid #eee} figcaption{font-size:.85em;color:#555;max-width:620px}
+figure{margin:.6em .4em .6em 0;display:inline-block;vertical-align:top;max-width:49%}
+figure img{max-width:100%;border:1px solid #eee} figcaption{font-size:.85em;color:#555}
 """.strip()
 
 

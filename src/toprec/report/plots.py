@@ -187,7 +187,9 @@ def bars(
         if log_y:
             ax.set_yscale("log")
     ax.set_title(title)
-    if len(series) > 1:
+    if len(series) > 2 and not horizontal:  # below the axes: many bars leave no free corner
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=3, frameon=False)
+    elif len(series) > 1:
         ax.legend(fontsize=8)
     return _finish(fo, fig, ax)
 
