@@ -165,8 +165,8 @@ class Objective:
 
         self._check_budget(trial)
         params = {**self.fixed, **suggest(trial, self.space)}
-        trial.set_user_attr("worker", self.worker)
-        trial.set_user_attr("host", socket.gethostname())
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+        trial.set_user_attr("worker_index", self.worker)
         child = self.tracker.child(
             f"trial {trial.number}",
             tags={"toprec.command": "tune-trial", "toprec.study": self.study_name, "toprec.trial": str(trial.number),
