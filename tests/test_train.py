@@ -309,3 +309,13 @@ def test_device_topk_equals_shared_topk(train):
     full = sp.csr_matrix(np.ones((1, train.n_items), dtype=np.float32))
     got = m._topk_on_device(module, np.array([0]), full, 3)
     assert (got.items == -1).all()
+
+
+def test_thread_choice(train):
+    m = models.get("multidae", **FAST).fit(train)
+    before = torch.get_num_threads()
+    with m._threads(10**9):  # a large scoring job: every usable core
+        assert torch.get_num_threads() >= 1
+    with m._threads(1):  # tiny: one thread
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
