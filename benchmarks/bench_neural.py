@@ -69,7 +69,7 @@ def quality(args) -> list[dict]:
             p["device"] = args.device
         model = models.get(name, **p)
         t0 = time.perf_counter()
-        model.fit(train)
+        model.fit(train, callback=lambda e, logs: print(f"  {name} epoch {e}: {logs}", file=sys.stderr, flush=True))
         fit_s = time.perf_counter() - t0
         recs = model.recommend(test.users, k=10)
         res = metrics.evaluate(recs, test, ["recall@10", "ndcg@10"])
