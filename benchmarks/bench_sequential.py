@@ -119,6 +119,8 @@ def speed(args) -> list[dict]:
 
     from toprec.train.base import resolve_device
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     folder = Path(args.synth)
     if not (folder / "train_ratings.csv").exists():
         subprocess.run([sys.executable, "-m", "toprec", "data", "synth", "--out", str(folder), "-q"], check=True)
@@ -194,6 +196,7 @@ def main() -> None:
     ap.add_argument("--device", default=None, help="auto | cpu | cuda")
     ap.add_argument("--synth", default="/tmp/synth", help="speed: competition-scale data folder")
     ap.add_argument("--batches", type=int, default=5, help="speed: timed batches per model (0 = one whole epoch)")
+    ap.add_argument("--threads", type=int, default=0, help="speed: torch CPU threads (0 = torch's default)")
     ap.add_argument("--json", type=Path, default=None, help="write the rows here (default under benchmarks/results/)")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args()

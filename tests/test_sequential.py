@@ -169,3 +169,19 @@ def test_factors_must_divide_heads(dataset):
 
     with pytest.raises(ToprecError, match="multiple of heads"):
         models.get("sasrec", factors=10, heads=3, epochs=1).fit(dataset)
+
+
+def test_save_load_keeps_time_order_for_explicit_histories(dataset, tmp_path):
+    from toprec.models import Recommender
+
+    model = models.get("sasrec", factors=16, max_len=8, epochs=1, batch_size=32, valid_last=0, valid_random=0)
+    model.fit(dataset)
+    loaded = Recommender.load(model.save(tmp_path / "m"))
+    assert np.array_equal(loaded.order_rank, model.order_rank)
+    hist = sp.lil_matrix(dataset.matrix[:4])
+    hist[:, 0] = 1.0  # a new event for each user
+    hist = sp.csr_matrix(hist)
+    users = np.arange(4)
+    assert np.array_equal(model.score(users, history=hist), loaded.score(users, history=hist))
+    # the order matters: the same items as an unknown user (item-index order) score differently
+    assert not np.allclose(model.score(users[:1], history=hist[:1]), model.score(np.array([-1]), history=hist[:1]))
