@@ -197,6 +197,24 @@ def test_saved_config_reproduces_evaluate_and_submit_exactly(tmp_path, competiti
     assert s1.read_bytes() == s1_bytes
 
 
+def test_saved_config_reproduces_ensemble(tmp_path, competition_dir, monkeypatch):
+    from typer.testing import CliRunner
+
+    from toprec.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    args = ["ensemble", "--data", str(competition_dir), "--members", "ease:l2=20,rp3beta,itemknn", "--output",
+            "e.csv", "--method", "rrf", "--seed", "2", "--force", "--save-config", "e.yaml", "-q"]  # fmt: skip
+    assert runner.invoke(app, args, catch_exceptions=False).exit_code == 0
+    first = (tmp_path / "e.csv").read_bytes()
+    (tmp_path / "e.csv").unlink()
+    saved = yaml.safe_load((tmp_path / "e.yaml").read_text())
+    assert saved["ensemble"]["members"] == ["ease:l2=20", "rp3beta", "itemknn"] and saved["ensemble"]["force"]
+    assert runner.invoke(app, ["run", "e.yaml", "-q"], catch_exceptions=False).exit_code == 0
+    assert (tmp_path / "e.csv").read_bytes() == first
+
+
 def test_run_errors_are_one_line(tmp_path, competition_dir):
     raw = base_config(competition_dir)
     raw["split"] = {"seed": "x"}
