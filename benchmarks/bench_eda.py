@@ -1,6 +1,7 @@
 """``toprec eda`` timings and the franchise / sequential figures on real vs order-shuffled data.
 
     python benchmarks/bench_eda.py --data /tmp/ml --data /tmp/synth --runs 3 --out benchmarks/results/eda
+    python benchmarks/bench_eda.py --prepare-ml1m /tmp/ml1m --data /tmp/ml1m ...   # real ML-1M, ratings >= 4
 
 For each data folder: the wall time of ``toprec eda --data DIR --output TMP -q``
 in a fresh process (load from the binary cache, every section, figures, both
@@ -30,6 +31,20 @@ sys.path.insert(0, str(ROOT / "src"))
 KEYS_FR = ("pairs", "p_next_part_given_part", "lift_next_part", "in_order_share", "order_signal",
            "within_next_5_share", "within_next_5_lift")  # fmt: skip
 KEYS_SEQ = ("next_in_neighbours_of_previous", "random_earlier_in_neighbours", "lift")
+
+
+def prepare_ml1m(out: Path, shared: Path = Path("/work/shared/data/ml-1m")) -> None:
+    """ML-1M in the competition layout: ratings >= 4 with timestamps, titles and genres from movies.dat."""
+    import pandas as pd
+
+    out.mkdir(parents=True, exist_ok=True)
+    r = pd.read_csv(shared / "derived" / "ml1m_ratings_ge4_with_time.csv.gz")
+    r.rename(columns={"timestamp": "time"})[["user", "item", "time"]].to_csv(out / "train_ratings.csv", index=False)
+    m = pd.read_csv(shared / "movies.dat", sep="::", engine="python", names=["item", "title", "genres"],
+                    encoding="latin-1")  # fmt: skip
+    m[["item", "title"]].to_csv(out / "titles.tsv", sep="\t", index=False)
+    g = m.assign(genre=m["genres"].str.split("|")).explode("genre")
+    g[["item", "genre"]].to_csv(out / "genres.tsv", sep="\t", index=False)
 
 
 def time_cli(data: Path, runs: int) -> list[float]:
@@ -63,7 +78,10 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "eda")
+    ap.add_argument("--prepare-ml1m", type=Path, help="first write real ML-1M (ratings >= 4) here")
     args = ap.parse_args()
+    if args.prepare_ml1m:
+        prepare_ml1m(args.prepare_ml1m)
     results = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
                "runs": args.runs, "data": {}}  # fmt: skip
     for data in args.data:
@@ -74,7 +92,8 @@ def main() -> None:
         }  # fmt: skip
         print(f"{data}: median {statistics.median(times):.1f} s over {args.runs} runs", flush=True)
     lines = ["# toprec eda: timings and order figures", "",
-             f"`python benchmarks/bench_eda.py {' '.join('--data ' + str(d) for d in args.data)} --runs {args.runs}`",
+             f"`python benchmarks/bench_eda.py {'--prepare-ml1m ' + str(args.prepare_ml1m) + ' ' if args.prepare_ml1m else ''}"
+             f"{' '.join('--data ' + str(d) for d in args.data)} --runs {args.runs}`",
              f"({results['machine']['cpus']} CPUs, shared with other work)", "",
              "| data | median s | min s | max s |", "| --- | ---: | ---: | ---: |"]  # fmt: skip
     for d, r in results["data"].items():

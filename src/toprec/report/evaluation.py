@@ -219,7 +219,9 @@ def compute_report(
                 m["genre"] = g
             res["map"] = m
         else:
-            res["map_note"] = "no item embedding" if emb is None else "map disabled"
+            res["map_note"] = ("no item vectors (neither item factors nor an item-item matrix"
+                               + (": EASE in its user-space form" if getattr(model, "form_", "") == "users" else "")
+                               + ")") if emb is None else "map disabled (--map-items 0)"  # fmt: skip
         out["models"][model.name] = res
     out["genre_names"] = None if genres is None else [str(v) for v in genres[1]]
     return out
