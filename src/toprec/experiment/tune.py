@@ -75,6 +75,33 @@ def sqlite_path(url: str) -> Path | None:
     return None
 
 
+def storage_url(url: str) -> str:
+    """``postgresql://`` uses whichever PostgreSQL driver is installed (psycopg 3, else psycopg2)."""
+    scheme, sep, rest = url.partition("://")
+    if sep and scheme in ("postgresql", "postgres"):
+        try:
+            import psycopg  # noqa: F401
+        except ImportError:
+            try:
+                import psycopg2  # noqa: F401
+
+                return f"postgresql+psycopg2://{rest}"
+            except ImportError:
+                pass
+        return f"postgresql://{rest}"
+    return url
+
+
+def safe_url(url: str) -> str:
+    """The URL with any password hidden (for messages and tags)."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - not a database URL
+        return url.split("@")[-1]
+
+
 def open_storage(url: str, heartbeat: int):
     """An RDB storage with heartbeats and stale-trial retry; SQLite gets WAL and a long lock timeout."""
     import optuna
@@ -87,6 +114,8 @@ def open_storage(url: str, heartbeat: int):
         from optuna.storages import RetryFailedTrialCallback as Retry
         retry_kw = "failed_trial_callback"
     engine_kwargs: dict[str, Any] = {}
+    shown = safe_url(url)
+    url = storage_url(url)
     path = sqlite_path(url)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -97,7 +126,7 @@ def open_storage(url: str, heartbeat: int):
             con.close()
         engine_kwargs = {"connect_args": {"timeout": 60}}
     elif url.startswith("sqlite"):
-        raise ToprecError(f"--storage {url}: use a file, sqlite:///path/study.db (several processes share it)")
+        raise ToprecError(f"--storage {shown}: use a file, sqlite:///path/study.db (several processes share it)")
     last: Exception | None = None
     for attempt in range(5):  # two workers creating the tables at once: one retries
         try:
@@ -108,11 +137,11 @@ def open_storage(url: str, heartbeat: int):
                     **{retry_kw: Retry(max_retry=3)},
                 )  # fmt: skip
         except ImportError as exc:
-            raise ToprecError(f"--storage {url}: {exc} (PostgreSQL needs: pip install 'toprec[postgres]')") from None
+            raise ToprecError(f"--storage {shown}: {exc} (PostgreSQL needs: pip install 'toprec[postgres]')") from None
         except Exception as exc:  # noqa: BLE001
             last = exc
             time.sleep(0.3 * (attempt + 1))
-    raise ToprecError(f"--storage {url}: cannot open ({' '.join(str(last).split())[:200]})")
+    raise ToprecError(f"--storage {shown}: cannot open ({' '.join(str(last).split())[:300]})")
 
 
 def _states(study) -> dict[str, int]:
@@ -325,16 +354,16 @@ def tune(cfg, ds, worker: int | None = None, quiet: bool = False) -> dict[str, A
         raise ToprecError(f"model '{cls.name}' declares no search space to tune")
     study_name = t.study or f"{cls.name}-{Path(cfg.data.path).name}"
     out_dir = Path(t.out or Path("tune") / study_name)
-    storage_url = t.storage or f"sqlite:///{(out_dir / 'study.db').resolve()}"
+    storage = t.storage or f"sqlite:///{(out_dir / 'study.db').resolve()}"
     shared = t.storage is not None
     spawned = worker is not None
     worker = worker or 0
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = open_storage(storage_url, t.heartbeat)
+    rdb = open_storage(storage, t.heartbeat)
     existing = 0
     try:
-        existing = len(optuna.load_study(study_name=study_name, storage=storage).trials)
+        existing = len(optuna.load_study(study_name=study_name, storage=rdb).trials)
     except KeyError:
         pass
     n_startup = min(10, max(3, t.trials // 4))
@@ -349,11 +378,11 @@ def tune(cfg, ds, worker: int | None = None, quiet: bool = False) -> dict[str, A
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         try:
-            study = optuna.create_study(study_name=study_name, storage=storage, direction="maximize",
+            study = optuna.create_study(study_name=study_name, storage=rdb, direction="maximize",
                                         sampler=sampler, pruner=pruner, load_if_exists=True)  # fmt: skip
         except Exception:  # noqa: BLE001 - created by another worker at the same moment
             time.sleep(0.5)
-            study = optuna.load_study(study_name=study_name, storage=storage, sampler=sampler, pruner=pruner)
+            study = optuna.load_study(study_name=study_name, storage=rdb, sampler=sampler, pruner=pruner)
     if existing == 0:
         study.set_user_attr("model", cls.name)
 
@@ -361,14 +390,14 @@ def tune(cfg, ds, worker: int | None = None, quiet: bool = False) -> dict[str, A
     if len(valid.users) == 0:
         raise ToprecError(f"{cfg.data.path}: no user has enough events for a validation holdout")
     tracker = current()
-    tracker.set_tags({"toprec.study": study_name, "toprec.storage": storage_url.split("@")[-1],
+    tracker.set_tags({"toprec.study": study_name, "toprec.storage": safe_url(storage),
                       "toprec.worker": str(worker)})  # fmt: skip
 
     procs: list[subprocess.Popen] = []
     if t.workers > 1 and not spawned:
         from .config import TuneConfig
 
-        wcfg = cfg.model_copy(update={"tune": TuneConfig(**{**t.model_dump(), "workers": 1, "storage": storage_url,
+        wcfg = cfg.model_copy(update={"tune": TuneConfig(**{**t.model_dump(), "workers": 1, "storage": storage,
                                                             "study": study_name, "out": str(out_dir)})})  # fmt: skip
         cfg_path = out_dir / "worker.yaml"
         wcfg.save(cfg_path)
@@ -389,7 +418,7 @@ def tune(cfg, ds, worker: int | None = None, quiet: bool = False) -> dict[str, A
     failed = [p.returncode for p in procs if p.returncode not in (0, None)]
     states = _states(study)
     rows = trials_table(study)
-    summary: dict[str, Any] = {"study": study_name, "storage": storage_url, "worker": worker, "states": states,
+    summary: dict[str, Any] = {"study": study_name, "storage": safe_url(storage), "worker": worker, "states": states,
                                "seconds": seconds, "out": str(out_dir), "worker_failures": failed}  # fmt: skip
     complete = [r for r in rows if r["state"] == "COMPLETE"]
     if not complete:
