@@ -8,7 +8,6 @@ are imported only here, lazily, with the headless Agg backend.
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any
 
 from .. import progress

@@ -141,7 +141,7 @@ def compute_report(
     train, holdout = split.by_name(ds, protocol, last=last, random=random, seed=seed, cutoff=cutoff)
     users = holdout.users
     if len(users) == 0:
-        raise ToprecError(f"{ds.name}: no user has enough events for the {protocol} protocol")
+        raise ToprecError(f"{ds.name or 'data'}: no user has enough events for the {protocol} protocol")
     truth = holdout.matrix[users]
     u_bucket, u_labels = user_buckets(np.asarray(train.user_counts[users], dtype=np.float64))
     pop = np.asarray(train.item_counts, dtype=np.float64)
@@ -269,7 +269,7 @@ def build_report_page(ds: Dataset, rep: dict[str, Any], source: str = "", second
     s.figures.append(plots.bars("recall_by_user_activity", f"recall@{k} by user activity", labels, series,
                                 f"recall@{k}", x_label="training events of the user"))  # fmt: skip
 
-    s = page.section("by_item_popularity", f"Hit rate by item popularity")
+    s = page.section("by_item_popularity", "Hit rate by item popularity")
     s.text.append(f"Share of held-out events whose item is in the user's top {k}, by the item's popularity rank "
                   "in the training data (top 1% of items, 1–5%, ...).")  # fmt: skip
     labels = rep["item_bucket_labels"]
