@@ -306,3 +306,22 @@ def test_killed_worker_trial_is_retried_and_study_completes(tmp_path, competitio
     assert len({t.params["lr"] for t in study.trials if t.state.name == "COMPLETE"}) == n
     assert (tmp_path / "b" / "best.yaml").exists()
     shutil.rmtree(tmp_path / "a", ignore_errors=True)
+
+
+@pytest.mark.skipif(not os.environ.get("TOPREC_TEST_POSTGRES_URL"),
+                    reason="set TOPREC_TEST_POSTGRES_URL=postgresql://user:pw@host/db to test a PostgreSQL storage")  # fmt: skip
+def test_two_workers_on_postgresql(tmp_path, competition_dir):
+    url = os.environ["TOPREC_TEST_POSTGRES_URL"]
+    study = f"pg-{os.getpid()}-{int(time.time())}"
+    args = ["tune", "--data", competition_dir, "--model", "itemknn", "--trials", 8, "--storage", url, "--study",
+            study, "--no-track", "-q"]  # fmt: skip
+    procs = [worker_proc(*args, "--out", tmp_path / w, cwd=tmp_path) for w in ("a", "b")]
+    for p in procs:
+        _, err = p.communicate(timeout=180)
+        assert p.returncode == 0, err
+    from toprec.experiment.tune import storage_url
+
+    s = load(storage_url(url), study)
+    st = states(s)
+    assert st["COMPLETE"] == 8 and set(st) <= {"COMPLETE", "SURPLUS"}, st
+    assert len({tuple(sorted(t.params.items())) for t in s.trials if t.state.name == "COMPLETE"}) == 8
