@@ -569,6 +569,20 @@ def sequential(ds: Dataset, n_neighbors: int = 20, sim_users: int = 8000, seed: 
         "random_rate_distinct_timestamps": float(rnd[distinct].mean()) if distinct.any() else 0.0,
         "lag_curve_events": int(len(e2)),
     }
+    # the previous WINDOW events together vs a random earlier run of WINDOW consecutive events (pos >= 2 * WINDOW)
+    e3 = np.flatnonzero(pos >= 2 * WINDOW)
+    win = np.zeros(len(e3), dtype=bool)
+    win_rnd = np.zeros(len(e3), dtype=bool)
+    j3 = ds.user_ptr[ds.user[e3]] + (rng.random(len(e3)) * (pos[e3] - 2 * WINDOW + 1)).astype(np.int64)
+    for d in range(1, WINDOW + 1):  # WINDOW lookups, each over all events
+        win |= hit(e3 - d, e3)
+        win_rnd |= hit(j3 + d - 1, e3)  # j3 .. j3 + WINDOW - 1 <= e3 - WINDOW - 1
+    numbers["window"] = WINDOW
+    numbers["window_events_measured"] = int(len(e3))
+    numbers["next_in_neighbours_of_previous_window"] = float(win.mean()) if len(e3) else 0.0
+    numbers["random_earlier_window_in_neighbours"] = float(win_rnd.mean()) if len(e3) else 0.0
+    numbers["window_lift"] = (numbers["next_in_neighbours_of_previous_window"]
+                              / numbers["random_earlier_window_in_neighbours"]) if win_rnd.any() else 0.0  # fmt: skip
     is_last = np.r_[ds.user[e][1:] != ds.user[e][:-1], True] if len(e) else np.zeros(0, dtype=bool)
     last_next = float(nxt[is_last].mean()) if is_last.any() else 0.0
     last_rnd = float(rnd[is_last].mean()) if is_last.any() else 0.0

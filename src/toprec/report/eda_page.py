@@ -173,7 +173,9 @@ def build_eda_page(ds: Dataset, res: dict[str, Any], source: str = "", seconds: 
         f"hides whatever is above 1). With distinct timestamps only: lift {n['lift_distinct_timestamps']:.3f}; "
         f"for each user's last event (the one a last-event holdout hides): "
         f"{n['last_event_in_neighbours_of_previous']:.2%} vs {n['last_event_random_earlier_in_neighbours']:.2%}, "
-        f"lift {n['last_event_lift']:.3f}."
+        f"lift {n['last_event_lift']:.3f}. Against the union of the neighbours of the previous {n['window']} "
+        f"events: {n['next_in_neighbours_of_previous_window']:.2%} vs {n['random_earlier_window_in_neighbours']:.2%} "
+        f"for {n['window']} random events from before them, lift {n['window_lift']:.3f}."
     )
     s.figures.append(plots.lines(
         "sequential_lag", "Next event among the neighbours of the event d steps back", q["lags"],
