@@ -16,7 +16,7 @@ import inspect
 import time
 from typing import Any
 
-from .tracking import Tracker, flatten, run_tags, tracking_disabled_by_env
+from .tracking import BufferedTracker, Tracker, flatten, run_tags, tracking_disabled_by_env
 
 _current: contextvars.ContextVar[Tracker] = contextvars.ContextVar("toprec_tracker", default=Tracker.off())
 _pending: contextvars.ContextVar[Any] = contextvars.ContextVar("toprec_pending_config", default=None)
@@ -111,12 +111,14 @@ def _call(fn, bound, cfg, want_tracking: bool, a: dict[str, Any], command: str):
             return fn(*bound.args, **bound.kwargs)
         finally:
             _current.reset(token)
-    tracker = Tracker.start(
-        cfg.tracking.uri if a.get("tracking_uri") is None else a["tracking_uri"],
-        cfg.tracking.experiment,
-        run_name=_run_name(cfg),
-        tags={**run_tags(command, cfg.data.path), "toprec.model": ",".join(m.name for m in cfg.model_list())},
-    )
+    uri = cfg.tracking.uri if a.get("tracking_uri") is None else a["tracking_uri"]
+    model_tag = {"toprec.model": ",".join(m.name for m in cfg.model_list())}
+    if command == "tune":  # long: trials appear in MLflow as they finish
+        tracker = Tracker.start(uri, cfg.tracking.experiment, run_name=_run_name(cfg),
+                                tags={**run_tags(command, cfg.data.path), **model_tag})  # fmt: skip
+    else:  # short: mlflow loads in the background while the command works; the run is written at its end
+        tracker = BufferedTracker(uri, cfg.tracking.experiment, run_name=_run_name(cfg), tags=model_tag,
+                                  tags_fn=lambda: run_tags(command, cfg.data.path))  # fmt: skip
     tracker.log_params(config_params(cfg))
     tracker.log_text(cfg.to_yaml(), "config.yaml")
     t0 = time.perf_counter()

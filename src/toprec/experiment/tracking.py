@@ -145,10 +145,13 @@ class Tracker:
     # ---------------------------------------------------------- start/end
     @classmethod
     def start(cls, uri: str | None, experiment: str = DEFAULT_EXPERIMENT, run_name: str | None = None,
-              tags: dict[str, str] | None = None, parent: "Tracker | None" = None) -> "Tracker":  # fmt: skip
+              tags: dict[str, str] | None = None, parent: "Tracker | None" = None,
+              start_time: int | None = None, connection: tuple | None = None) -> "Tracker":  # fmt: skip
         """Open a run (creating the store and experiment when needed)."""
         if parent is not None and parent.enabled:
             client, exp_id, uri = parent.client, parent.experiment_id, parent.uri
+        elif connection is not None:
+            (client, exp_id), uri = connection, resolve_uri(uri)
         else:
             uri = resolve_uri(uri)
             _quiet_loggers()
@@ -159,7 +162,7 @@ class Tracker:
         if parent is not None and parent.enabled:
             all_tags["mlflow.parentRunId"] = parent.run_id
         try:
-            run = _retry(lambda: client.create_run(exp_id, tags=all_tags))
+            run = _retry(lambda: client.create_run(exp_id, start_time=start_time, tags=all_tags))
         except Exception as exc:  # noqa: BLE001 - any store failure is the user's setup
             raise ToprecError(f"tracking store {uri}: cannot start a run ({_short(exc)})") from None
         return cls(client, run.info.run_id, exp_id, uri)
@@ -173,9 +176,9 @@ class Tracker:
             self._warn(str(exc))
             return Tracker.off()
 
-    def end(self, status: str = "FINISHED") -> None:
+    def end(self, status: str = "FINISHED", end_time: int | None = None) -> None:
         if self.enabled:
-            self._call(lambda: self.client.set_terminated(self.run_id, status=status))
+            self._call(lambda: self.client.set_terminated(self.run_id, status=status, end_time=end_time))
         self.client = None
 
     @contextlib.contextmanager
@@ -201,12 +204,12 @@ class Tracker:
         for i in range(0, len(items), 100):
             self._call(lambda chunk=items[i : i + 100]: self.client.log_batch(self.run_id, params=chunk))
 
-    def log_metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:
+    def log_metrics(self, metrics: dict[str, Any], step: int | None = None, timestamp: int | None = None) -> None:
         if not self.enabled:
             return
         from mlflow.entities import Metric
 
-        now = int(time.time() * 1000)
+        now = timestamp or int(time.time() * 1000)
         items = []
         for k, v in metrics.items():
             try:
@@ -315,6 +318,116 @@ def _connect(uri: str, experiment: str):
             last = exc
             time.sleep(0.5 * (attempt + 1))
     raise ToprecError(f"tracking store {uri}: cannot open ({_short(last)}); use --no-track to run without it")
+
+
+class BufferedTracker:
+    """A run recorded in memory while the command works, written when it ends.
+
+    Importing mlflow and opening its store take seconds; a short command
+    (evaluate, submit, ensemble) should not wait for them. The connection is
+    made in a background thread while the command runs; its parameters,
+    metrics (with their own timestamps and steps), tags, artifacts and child
+    runs are kept and replayed into MLflow at the end, with the run's real
+    start and end times. A store that cannot be opened is a one-line error
+    then (after the command's own output).
+    """
+
+    def __init__(self, uri: str | None, experiment: str = DEFAULT_EXPERIMENT, run_name: str | None = None,
+                 tags_fn=None, parent: "BufferedTracker | None" = None, tags: dict[str, str] | None = None):  # fmt: skip
+        import concurrent.futures
+
+        self.uri = resolve_uri(uri)
+        self.run_name = run_name
+        self.start_time = int(time.time() * 1000)
+        self.end_time: int | None = None
+        self.status = "RUNNING"
+        self.ops: list[tuple[str, tuple]] = []
+        self.children: list[BufferedTracker] = []
+        self.tags = dict(tags or {})
+        self.parent = parent
+        self._future = None
+        if parent is None:
+            pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="toprec-mlflow")
+
+            def connect():
+                _quiet_loggers()
+                extra = tags_fn() if tags_fn is not None else {}
+                return _connect(self.uri, experiment), extra
+
+            self._future = pool.submit(connect)
+            pool.shutdown(wait=False)
+
+    enabled = True
+
+    def child(self, run_name: str, tags: dict[str, str] | None = None) -> "BufferedTracker":
+        c = BufferedTracker(self.uri, run_name=run_name, parent=self, tags=tags)
+        self.children.append(c)
+        return c
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        self.ops.append(("log_params", (dict(params),)))
+
+    def log_metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:
+        self.ops.append(("log_metrics", (dict(metrics), step, int(time.time() * 1000))))
+
+    def log_history(self, history: list[dict[str, Any]] | None) -> None:
+        for epoch, logs in enumerate(history or [], start=1):
+            self.log_metrics({k: v for k, v in logs.items() if k != "epoch"}, step=int(logs.get("epoch", epoch)))
+
+    def set_tags(self, tags: dict[str, Any]) -> None:
+        self.ops.append(("set_tags", (dict(tags),)))
+
+    def log_artifact(self, path, artifact_path: str | None = None) -> None:
+        if path is not None:
+            self.ops.append(("log_artifact", (path, artifact_path)))
+
+    def log_text(self, text: str, name: str) -> None:
+        self.ops.append(("log_text", (text, name)))
+
+    def end(self, status: str = "FINISHED") -> None:
+        if self.end_time is None:
+            self.status, self.end_time = status, int(time.time() * 1000)
+        if self.parent is None:
+            self.flush()
+
+    @contextlib.contextmanager
+    def active(self) -> Iterator["BufferedTracker"]:
+        """End (and write) the run FINISHED, or FAILED / KILLED when the block raises."""
+        try:
+            yield self
+        except BaseException as exc:
+            status = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
+            try:
+                self.end(status)
+            except ToprecError as err:  # the command's own error matters more
+                self._warn(str(err))
+            raise
+        self.end("FINISHED")
+
+    def flush(self) -> None:
+        """Wait for the connection, then write the run and its children."""
+        (client, exp_id), extra = self._future.result()
+        real = Tracker.start(self.uri, run_name=self.run_name, tags={**extra, **self.tags}, start_time=self.start_time,
+                             connection=(client, exp_id))  # fmt: skip
+        self._replay(real)
+
+    def _replay(self, real: Tracker) -> None:
+        for name, args in self.ops:
+            if name == "log_metrics":
+                metrics, step, ts = args
+                real.log_metrics(metrics, step=step, timestamp=ts)
+            else:
+                getattr(real, name)(*args)
+        for c in self.children:
+            child = Tracker.start(real.uri, run_name=c.run_name, tags=c.tags, parent=real, start_time=c.start_time)
+            c._replay(child)
+            child.end(c.status if c.end_time else "FINISHED", end_time=c.end_time)
+        real.end(self.status, end_time=self.end_time)
+
+    def _warn(self, message: str) -> None:
+        from .. import progress
+
+        progress.console.print(f"toprec: warning: {message}", markup=False, highlight=False, soft_wrap=True)
 
 
 # ------------------------------------------------------------------ command runs
