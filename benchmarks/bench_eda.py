@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 KEYS_FR = ("pairs", "p_next_part_given_part", "lift_next_part", "in_order_share", "order_signal",
            "within_next_5_share", "within_next_5_lift")  # fmt: skip
-KEYS_SEQ = ("next_in_neighbours_of_previous", "random_earlier_in_neighbours", "lift")
+KEYS_SEQ = ("next_in_neighbours_of_previous", "random_earlier_in_neighbours", "lift", "window_lift", "last_event_lift")
 
 
 def prepare_ml1m(out: Path, shared: Path = Path("/work/shared/data/ml-1m")) -> None:
