@@ -82,11 +82,14 @@ def test_fetch_from_a_recbole_wheel(tmp_path):
     with zipfile.ZipFile(wheel, "w") as zf:
         zf.writestr(p + "ml-100k.inter", (FIXTURES / "recbole" / "tiny.inter").read_text())
         zf.writestr(p + "ml-100k.item", (FIXTURES / "recbole" / "tiny.item").read_text())
-        zf.writestr(p + "ml-100k.link", "item_id:token\tentity_id:token\n242\tm.1\n302\tm.2\n")
+        # the link file names films by their MovieLens-1M ids: 1446 = Kolya (ML-100K 242),
+        # 1617 = L.A. Confidential (ML-100K 302); 3000 (Princess Mononoke, 1997) is not in ML-100K: dropped
+        zf.writestr(p + "ml-100k.link", "item_id:token\tentity_id:token\n1446\tm.1\n1617\tm.2\n3000\tm.3\n")
         zf.writestr(
             p + "ml-100k.kg",
             "head_id:token\trelation_id:token\ttail_id:token\n"
-            "m.1\tfilm.film.directed_by\tm.d1\nm.2\tfilm.film.written_by\tm.w1\nm.1\tfilm.film.sequel\tm.2\n",
+            "m.1\tfilm.film.directed_by\tm.d1\nm.2\tfilm.film.written_by\tm.w1\nm.1\tfilm.film.sequel\tm.2\n"
+            "m.3\tfilm.film.directed_by\tm.d3\n",
         )
     out = tmp_path / "ml"
     proc = run("data", "fetch", "ml-100k", "--out", out, "--source", "recbole", "--wheel", wheel, "-q")
@@ -180,3 +183,16 @@ def test_evaluate_folds(competition_dir, tmp_path):
     assert "recall@10_std" in proc.stdout
     res = json.loads(out.read_text())
     assert res["folds"] == 3 and res["results"][0]["model"] == "ease"
+
+
+def test_ml100k_knowledge_graph_item_table():
+    """RecBole's ml-100k.link uses MovieLens-1M ids; the shipped table maps them to ML-100K items."""
+    import pandas as pd
+
+    import toprec.data.fetch as fetch
+
+    table = pd.read_csv(Path(fetch.__file__).with_name("ml100k_kg_items.tsv"), sep="\t")
+    pairs = dict(zip(table["ml1m"], table["ml100k"]))
+    assert len(table) > 1600 and table["ml100k"].between(1, 1682).all()
+    assert pairs[260] == 50 and pairs[1196] == 172 and pairs[1210] == 181  # the Star Wars trilogy
+    assert pairs[1446] == 242 and 3000 not in pairs

@@ -103,18 +103,24 @@ def _knowledge_graph(files: dict[str, bytes]) -> dict[str, pd.DataFrame]:
     link.columns = ["item", "entity"]
     kg = pd.read_csv(io.BytesIO(files["ml-100k.kg"]), sep="\t")
     kg.columns = ["head", "relation", "tail"]
-    ent2item = dict(zip(link["entity"], link["item"]))
+    # the link file names films by their MovieLens-1M ids, not ML-100K's (its item 50 is
+    # "The Usual Suspects", ML-1M's 50): map them through the shipped title-matched table
+    # (scripts/make_ml100k_kg_items.py); films without an ML-100K match are dropped
+    table = pd.read_csv(Path(__file__).with_name("ml100k_kg_items.tsv"), sep="\t")
+    link = link.merge(table, left_on="item", right_on="ml1m")
+    ent2item: dict[str, list[int]] = link.groupby("entity")["ml100k"].agg(list).to_dict()
     out = {}
     for name, relation, col in (
         ("directors", "film.film.directed_by", "director"),
         ("writers", "film.film.written_by", "writer"),
     ):
         rel = kg[kg["relation"] == relation]
-        frame = pd.DataFrame({"item": rel["head"].map(ent2item), col: rel["tail"]}).dropna()
+        frame = pd.DataFrame({"item": rel["head"].map(ent2item), col: rel["tail"]}).dropna().explode("item")
         frame["item"] = frame["item"].astype(np.int64)
         out[name] = frame.drop_duplicates().sort_values(["item", col])
     seq = kg[kg["relation"] == "film.film.sequel"]
     frame = pd.DataFrame({"item": seq["head"].map(ent2item), "sequel": seq["tail"].map(ent2item)}).dropna()
+    frame = frame.explode("item").explode("sequel")
     out["sequels"] = frame.astype(np.int64).drop_duplicates().sort_values(["item", "sequel"])
     return out
 
