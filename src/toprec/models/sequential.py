@@ -15,6 +15,11 @@ event arrays (:func:`user_sequences`), and BERT4Rec masking is done per batch
 with torch ops on the training device (:func:`cloze_mask`). There is no Python
 loop over users or events.
 
+Early stopping selects on each user's last training event only
+(``valid_random=0``): with the competition-style validation (last + 9 random)
+total recall falls while next-item recall rises, and training stalls. The
+models are meant for the sequential half of the test (and as ensemble members).
+
 Scoring: the user's sequence -> the last position's output -> dot product with
 every item embedding; seen items are masked by the shared top-k like for any
 model. BERT4Rec scores with a mask token appended after the last ``max_len-1``
@@ -250,8 +255,13 @@ class SequentialParams(TorchParams):
         "softmax", description="softmax = full cross-entropy over all items; bce / sampled_softmax use n_negatives"
     )
     n_negatives: int = Field(256, ge=1, description="uniform negatives per target for bce / sampled_softmax")
-    batch_size: int = Field(128, ge=1, description="sequences per training batch")
+    # defaults of the measured ML-1M run (benchmarks/results/sequential.md), chosen on validation only
+    batch_size: int = Field(32, ge=1, description="sequences per training batch")
+    lr: float = Field(2e-3, gt=0, description="learning rate (Adam)")
     patience: int = Field(5, ge=0, description="stop after this many epochs without a better validation recall (0 = never)")
+    valid_random: int = Field(
+        0, ge=0, description="validation holdout: random earlier events per user (0: select on the next item only)"
+    )
 
 
 class BERT4RecParams(SequentialParams):
