@@ -15,17 +15,9 @@ import typer
 
 from . import __version__, progress
 from .errors import ToprecError
+from .cli_options import Quiet, DataDir, Format, UserCol, ItemCol, TimeCol, RatingCol, MinRating, NoCache
 from .cli_experiment import NoTrack, SaveConfig, TrackingUri, tracked
 
-Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output on stderr.")]
-DataDir = Annotated[Path, typer.Option("--data", "-d", help="Dataset folder (or file for --format table).")]
-Format = Annotated[str, typer.Option("--format", help="auto|competition|ml-100k|ml-1m|ml-csv|recbole|table")]
-UserCol = Annotated[Optional[str], typer.Option("--user-col", help="User column (table format).")]
-ItemCol = Annotated[Optional[str], typer.Option("--item-col", help="Item column (table format).")]
-TimeCol = Annotated[Optional[str], typer.Option("--time-col", help="Time column (table format); default: row order.")]
-RatingCol = Annotated[Optional[str], typer.Option("--rating-col", help="Rating column for --min-rating.")]
-MinRating = Annotated[Optional[float], typer.Option("--min-rating", help="Keep events with rating >= this.")]
-NoCache = Annotated[bool, typer.Option("--no-cache", help="Parse the source files even if a cached copy exists.")]
 Scheme = Annotated[
     str,
     typer.Option(
