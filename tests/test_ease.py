@@ -106,3 +106,27 @@ def test_cuda_request_without_gpu_is_a_clear_error():
         assert "device 'cuda'" in str(exc)
     else:
         raise AssertionError("expected a ToprecError")
+
+
+def test_auto_device_does_not_import_torch_without_a_gpu_driver():
+    """Importing torch costs seconds; a CPU-only machine must not pay it to learn it has no GPU."""
+    import subprocess
+    import sys
+
+    import pytest
+
+    from toprec.models.ease import _no_gpu_driver
+
+    if not _no_gpu_driver():
+        pytest.skip("a GPU driver is visible here")
+    code = (
+        "import sys, numpy as np\n"
+        "from toprec import Dataset, models\n"
+        "rng = np.random.default_rng(0)\n"
+        "u, i = rng.integers(0, 30, 400), rng.integers(0, 20, 400)\n"
+        "m = models.get('ease', l2=5.0).fit(Dataset.from_events(u, i, np.arange(400)))\n"
+        "m.recommend(k=3)\n"
+        "assert m.device_ == 'cpu'\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

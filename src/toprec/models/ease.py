@@ -16,6 +16,8 @@ Two exact forms, the cheaper picked automatically:
 
 from __future__ import annotations
 
+import os
+import sys
 from typing import Any, Literal
 
 import numpy as np
@@ -63,7 +65,17 @@ def ease_user_space(X: sp.csr_matrix, l2: float) -> tuple[np.ndarray, np.ndarray
     return M, d
 
 
+def _no_gpu_driver() -> bool:
+    """True when this is Linux and no NVIDIA (or WSL) GPU device is visible at all."""
+    if not sys.platform.startswith("linux"):
+        return False
+    return not any(os.path.exists(p) for p in ("/proc/driver/nvidia/version", "/dev/nvidia0", "/dev/nvidiactl", "/dev/dxg"))
+
+
 def cuda_available() -> bool:
+    """Whether torch can use a CUDA GPU; never imports torch (2+ s) on a machine without a GPU driver."""
+    if "torch" not in sys.modules and _no_gpu_driver():
+        return False
     try:
         import torch
     except ImportError:
