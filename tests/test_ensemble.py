@@ -16,6 +16,7 @@ from toprec import ToprecError, metrics, models
 from toprec.ensemble import (
     Ensemble,
     align,
+    align_seeds,
     build_pool,
     evaluate_folds,
     fuse,
@@ -304,6 +305,43 @@ def test_align_reports_gap_and_spearman(dataset):
     assert rep["mean_abs_gap"] >= 0
 
 
+def test_gap_standard_error_by_hand():
+    rng = np.random.default_rng(3)
+    ra, rb = rng.random(50), rng.random(70)
+    # disjoint users: independent means
+    se = validate_mod._gap_se(ra, np.arange(50), rb, np.arange(100, 170))
+    assert se == pytest.approx(np.sqrt(ra.var(ddof=1) / 50 + rb.var(ddof=1) / 70))
+    # 30 shared users: the covariance of their two recalls enters, as a brute-force variance of the difference shows
+    ua, ub = np.arange(50), np.arange(20, 90)
+    rb[:30] = ra[20:50] * 0.8 + 0.1  # shared users' recalls strongly correlated
+    se_paired = validate_mod._gap_se(ra, ua, rb, ub)
+    w = np.zeros((50 + 70,))  # mean_b - mean_a as a linear map of the stacked vector
+    w[:50], w[50:] = -1 / 50, 1 / 70
+    idx_a = {u: i for i, u in enumerate(ua)}
+    # covariance matrix: per-user variances on the diagonal, shared users' covariance off it
+    C = np.diag(np.concatenate([np.full(50, ra.var(ddof=1)), np.full(70, rb.var(ddof=1))]))
+    cov = np.cov(ra[20:50], rb[:30], ddof=1)[0, 1]
+    for j, u in enumerate(ub[:30]):
+        C[idx_a[u], 50 + j] = C[50 + j, idx_a[u]] = cov
+    assert se_paired == pytest.approx(np.sqrt(w @ C @ w))
+    assert se_paired < np.sqrt(ra.var(ddof=1) / 50 + rb.var(ddof=1) / 70)
+
+
+def test_align_seeds_averages_independent_splits(dataset):
+    res = align_seeds(dataset, ["popularity", "itemknn", "ease:l2=20"], [0, 1], random=4)
+    assert res["seeds"] == [0, 1] and [r["seed"] for r in res["runs"]] == [0, 1]
+    assert "seed=0" in res["runs"][0]["protocol"] and "seed=1" in res["runs"][1]["protocol"]
+    for key in ("mean_abs_gap", "mean_gap", "noise_abs_gap", "mean_abs_gap_centred"):
+        assert res["mean"][key] == pytest.approx(np.mean([r[key] for r in res["runs"]]))
+    for run_ in res["runs"]:
+        gaps = np.array([m["gap"] for m in run_["models"]])
+        assert run_["mean_abs_gap_centred"] == pytest.approx(np.abs(gaps - gaps.mean()).mean())
+        assert all(m["gap_se"] > 0 for m in run_["models"])
+        assert run_["noise_abs_gap"] == pytest.approx(np.sqrt(2 / np.pi) * np.mean([m["gap_se"] for m in run_["models"]]))
+    with pytest.raises(ToprecError, match="no seeds"):
+        align_seeds(dataset, ["popularity"], [])
+
+
 def test_evaluate_folds(dataset):
     res = evaluate_folds(dataset, lambda: models.get("ease", l2=20), k=10, folds=3, seed=0, random=4)
     assert res["folds"] == 3 and res["seeds"] == [0, 1, 2] and len(res["per_fold"]) == 3
@@ -457,6 +495,13 @@ def test_cli_align_prints_gap_and_spearman(competition_dir, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "gap" in proc.stdout and "Spearman" in proc.stdout
     assert len(json.loads((tmp_path / "a.json").read_text())["models"]) == 4
+    assert "sampling noise" in proc.stdout
+    proc = run("align", "--data", competition_dir, "--models", "popularity,itemknn,rp3beta", "--random", "4",
+               "--repeats", "2", "--seed", "5", "--json", tmp_path / "b.json", "-q")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    res = json.loads((tmp_path / "b.json").read_text())
+    assert res["seeds"] == [5, 6] and len(res["runs"]) == 2
+    assert "2 split seeds" in proc.stdout and "mean" in proc.stdout
 
 
 def test_cli_bad_inputs(competition_dir, tmp_path):

@@ -254,6 +254,10 @@ def align(
     last: Last = 1,
     random: Random = 9,
     no_stratify: NoStratify = False,
+    repeats: Annotated[
+        int,
+        typer.Option("--repeats", min=1, help="Repeat with split seeds seed..seed+R-1 and average: one split is one draw."),
+    ] = 1,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the report as JSON.")] = None,
     fmt: Format = "auto",
     user_col: UserCol = None,
@@ -264,8 +268,8 @@ def align(
     no_cache: NoCache = False,
     quiet: Quiet = False,
 ) -> None:
-    """Does validation agree with the leaderboard? Per model: fold-A vs fold-B recall@k, the gap,
-    and the Spearman rank correlation across models."""
+    """Does validation agree with the leaderboard? Per model: fold-A vs fold-B recall@k, the gap
+    (with its standard error), and the Spearman rank correlation across models."""
     from rich.table import Table
 
     from .cli import _load, _write_json, out
@@ -280,21 +284,31 @@ def align(
         if not m.refittable:
             raise ToprecError(f"--models: '{m.label}' is a file; align needs models it can fit on each fold")
     ds = _load(data, fmt, user_col, item_col, time_col, rating_col, min_rating, not no_cache)
-    rep = run_align(ds, parsed, k=k, scheme=scheme, seed=seed, last=last, random=random, stratify=not no_stratify)
+    kw = dict(k=k, scheme=scheme, last=last, random=random, stratify=not no_stratify)
+    if repeats > 1:
+        from .ensemble import align_seeds
+
+        res = align_seeds(ds, parsed, range(seed, seed + repeats), **kw)
+        _print_align_seeds(res)
+        if json_out is not None:
+            _write_json(json_out, {"data": str(data), **res, "toprec_version": __version__})
+        return
+    rep = run_align(ds, parsed, seed=seed, **kw)
     r = f"recall@{k}"
     table = Table(
         title=f"alignment: validation (fold A, {rep['fold_a']['users']:,} users) vs leaderboard stand-in "
         f"(fold B, {rep['fold_b']['users']:,} users)",
         caption=rep["protocol"],
     )
-    for col in ("model", f"A {r}", f"B {r}", "gap B-A", "rank A", "rank B"):
+    for col in ("model", f"A {r}", f"B {r}", "gap B-A", "gap se", "rank A", "rank B"):
         table.add_column(col, justify="left" if col == "model" else "right")
     va = np.array([x["fold_a"][r] for x in rep["models"]])
     vb = np.array([x["fold_b"][r] for x in rep["models"]])
     rank_a = (-va).argsort().argsort() + 1
     rank_b = (-vb).argsort().argsort() + 1
     for i, row in enumerate(rep["models"]):
-        cells = (f"{va[i]:.4f}", f"{vb[i]:.4f}", f"{row['gap']:+.4f}", str(rank_a[i]), str(rank_b[i]))
+        cells = (f"{va[i]:.4f}", f"{vb[i]:.4f}", f"{row['gap']:+.4f}", f"{row['gap_se']:.4f}", str(rank_a[i]),
+                 str(rank_b[i]))  # fmt: skip
         table.add_row(row["label"], *cells)
     out.print(table)
     rho = rep["spearman"]
@@ -303,8 +317,34 @@ def align(
         f"Spearman {'n/a (needs 3+ models)' if rho != rho else f'{rho:.3f}'} over {len(rep['models'])} models; "
         f"best on A: {rep['best_fold_a']}, best on B: {rep['best_fold_b']}"
     )
+    out.print(
+        f"sampling noise alone gives mean |gap| about {rep['noise_abs_gap']:.4f}; "
+        f"without the shared offset, models differ by {rep['mean_abs_gap_centred']:.4f} on average"
+    )
     if json_out is not None:
         _write_json(json_out, {"data": str(data), **rep, "toprec_version": __version__})
+
+
+def _print_align_seeds(res: dict) -> None:
+    from rich.table import Table
+
+    from .cli import out
+
+    first = res["runs"][0]
+    table = Table(
+        title=f"alignment over {len(res['seeds'])} split seeds ({len(first['models'])} models)",
+        caption=first["protocol"],
+    )
+    cols = ("seed", "mean |gap|", "mean gap", "mean |gap - mean gap|", "noise |gap|", "Spearman", "best A", "best B")
+    for col in cols:
+        table.add_column(col, justify="left" if col.startswith("best") else "right")
+    for s, rep in zip(res["seeds"], res["runs"]):
+        table.add_row(str(s), f"{rep['mean_abs_gap']:.4f}", f"{rep['mean_gap']:+.4f}", f"{rep['mean_abs_gap_centred']:.4f}",
+                      f"{rep['noise_abs_gap']:.4f}", f"{rep['spearman']:.3f}", rep["best_fold_a"], rep["best_fold_b"])  # fmt: skip
+    m = res["mean"]
+    table.add_row("mean", f"{m['mean_abs_gap']:.4f}", f"{m['mean_gap']:+.4f}", f"{m['mean_abs_gap_centred']:.4f}",
+                  f"{m['noise_abs_gap']:.4f}", f"{m['spearman']:.3f}", "", "")  # fmt: skip
+    out.print(table)
 
 
 def register(app: typer.Typer) -> None:

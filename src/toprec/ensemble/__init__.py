@@ -18,7 +18,7 @@
 from .fusion import METHODS, CandidatePool, build_pool, contributions, fuse
 from .members import FileMember, Member, ModelMember, SavedMember, parse_members, read_member_file
 from .search import SEARCHES, run_search
-from .validate import SCHEMES, Ensemble, Fold, Folds, align, evaluate_folds, make_folds, summarize_folds
+from .validate import SCHEMES, Ensemble, Fold, Folds, align, align_seeds, evaluate_folds, make_folds, summarize_folds
 
 __all__ = [
     "METHODS",
@@ -33,6 +33,7 @@ __all__ = [
     "ModelMember",
     "SavedMember",
     "align",
+    "align_seeds",
     "build_pool",
     "contributions",
     "evaluate_folds",

@@ -398,10 +398,15 @@ def align(
 ) -> dict[str, Any]:
     """For each model: fold-A (validation) vs fold-B (leaderboard stand-in) recall@k.
 
-    Returns per-model rows (``fold_a``, ``fold_b``, ``gap = fold_b - fold_a``)
-    and, across models, the mean and max absolute gap and the Spearman rank
-    correlation of the two columns (does validation order models like the
-    leaderboard does?).
+    Returns per-model rows (``fold_a``, ``fold_b``, ``gap = fold_b - fold_a``,
+    ``gap_se``: the gap's standard error from the per-user recalls) and, across
+    models, the mean and max absolute gap, the Spearman rank correlation of the
+    two columns (does validation order models like the leaderboard does?), and
+    two readings of the gap: ``noise_abs_gap`` = sqrt(2/pi) * mean ``gap_se``,
+    the mean |gap| that sampling alone produces when the folds truly agree
+    (E|N(0, se)|), and ``mean_abs_gap_centred``, the mean |gap - mean gap|: how
+    much models disagree once the offset they all share (easier users in one
+    fold, less training data for the other) is taken out.
     """
     from scipy.stats import spearmanr
 
@@ -422,11 +427,14 @@ def align(
         lb = m.lists(folds.confirm_train, folds.fold_b.users, k, "search")
         m.release()
         a, b = _metrics(la, folds.fold_a, k), _metrics(lb, folds.fold_b, k)
+        se = _gap_se(_per_user_recall(la, folds.fold_a, k), folds.fold_a.users,
+                     _per_user_recall(lb, folds.fold_b, k), folds.fold_b.users)  # fmt: skip
         seconds = round(time.perf_counter() - t0, 2)
-        rows.append({"label": m.label, "fold_a": a, "fold_b": b, "gap": b[r] - a[r], "seconds": seconds})
+        rows.append({"label": m.label, "fold_a": a, "fold_b": b, "gap": b[r] - a[r], "gap_se": se, "seconds": seconds})
     va = np.array([x["fold_a"][r] for x in rows])
     vb = np.array([x["fold_b"][r] for x in rows])
     gaps = vb - va
+    ses = np.array([x["gap_se"] for x in rows])
     rho = float(spearmanr(va, vb).statistic) if len(rows) >= 3 and va.std() > 0 and vb.std() > 0 else float("nan")
     return {
         "scheme": folds.scheme,
@@ -439,9 +447,53 @@ def align(
         "mean_abs_gap": float(np.abs(gaps).mean()),
         "max_abs_gap": float(np.abs(gaps).max()),
         "mean_gap": float(gaps.mean()),
+        "mean_abs_gap_centred": float(np.abs(gaps - gaps.mean()).mean()),
+        "noise_abs_gap": float(np.sqrt(2.0 / np.pi) * ses.mean()),
         "spearman": rho,
         "best_fold_a": rows[int(np.argmax(va))]["label"],
         "best_fold_b": rows[int(np.argmax(vb))]["label"],
+    }
+
+
+def _gap_se(ra: np.ndarray, users_a: np.ndarray, rb: np.ndarray, users_b: np.ndarray) -> float:
+    """Standard error of mean(rb) - mean(ra), per-user recalls of two folds.
+
+    Users in both folds (the nested scheme) are paired: their difference's
+    variance replaces the two variances; the rest count as independent.
+    """
+    common, ia, ib = np.intersect1d(users_a, users_b, assume_unique=True, return_indices=True)
+    na, nb = len(ra), len(rb)
+    if na < 2 or nb < 2:
+        return float("nan")
+    if len(common) == 0:
+        return float(np.sqrt(ra.var(ddof=1) / na + rb.var(ddof=1) / nb))
+    # var(mean_b - mean_a) with shared users: var_a/na + var_b/nb - 2 cov(shared) * m / (na nb)
+    m = len(common)
+    cov = float(np.cov(ra[ia], rb[ib], ddof=1)[0, 1]) if m >= 2 else 0.0
+    var = ra.var(ddof=1) / na + rb.var(ddof=1) / nb - 2.0 * cov * m / (na * nb)
+    return float(np.sqrt(max(var, 0.0)))
+
+
+def align_seeds(data, members, seeds: Sequence[int], **kwargs) -> dict[str, Any]:
+    """:func:`align` once per split seed; the per-seed reports and their averages.
+
+    One split is one draw: with a few thousand users, which users land in
+    which fold moves every model's gap together by about ``noise_abs_gap``.
+    Several seeds show the spread, and the averages are the expected values.
+    """
+    seeds = list(seeds)
+    if not seeds:
+        raise ToprecError("align: no seeds")
+    runs = []
+    for s in seeds:
+        runs.append(align(data, members, seed=s, **kwargs))
+    keys = ("mean_abs_gap", "max_abs_gap", "mean_gap", "mean_abs_gap_centred", "noise_abs_gap", "spearman")
+    return {
+        "seeds": seeds,
+        "runs": runs,
+        "mean": {key: float(np.nanmean([r_[key] for r_ in runs])) for key in keys},
+        "min_spearman": float(np.nanmin([r_["spearman"] for r_ in runs])),
+        "max_mean_abs_gap": float(max(r_["mean_abs_gap"] for r_ in runs)),
     }
 
 
