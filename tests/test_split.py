@@ -106,3 +106,24 @@ def test_bad_arguments():
         split.by_name(data, "nope")
     with pytest.raises(ToprecError):
         split.strong_generalization(data, n_users=10_000)
+
+
+@pytest.mark.parametrize("case", ["random", "ties", "near_ties", "big_users", "unsorted_users"])
+def test_user_key_order_is_exactly_lexsort(case):
+    """The fast one-sort path must give lexsort's order in every case, falling back when rounding would bite."""
+    from toprec.split import _user_key_order
+
+    rng = np.random.default_rng(7)
+    n = 20_000
+    user = np.sort(rng.integers(0, 300, n)).astype(np.int32)
+    key = rng.random(n)
+    if case == "ties":
+        key = np.where(rng.random(n) < 0.5, 2.0, np.round(key, 2))  # many exact ties, like the splits' 2.0
+    elif case == "near_ties":
+        key = 0.5 + rng.integers(0, 4, n) * 2.0**-52  # distinct keys that round together under u * span
+    elif case == "big_users":
+        user = np.sort(rng.integers(0, 2**31 - 1, n)).astype(np.int64)
+    elif case == "unsorted_users":
+        user = rng.permutation(user)
+    np.testing.assert_array_equal(_user_key_order(user, key), np.lexsort((key, user)))
+    assert len(_user_key_order(user[:0], key[:0])) == 0
