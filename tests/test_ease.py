@@ -115,10 +115,10 @@ def test_auto_device_does_not_import_torch_without_a_gpu_driver():
 
     import pytest
 
-    from toprec.models.ease import _no_gpu_driver
+    from toprec.models.ease import _surely_no_gpu
 
-    if not _no_gpu_driver():
-        pytest.skip("a GPU driver is visible here")
+    if not _surely_no_gpu():
+        pytest.skip("this machine may have a GPU")
     code = (
         "import sys, numpy as np\n"
         "from toprec import Dataset, models\n"
@@ -130,3 +130,29 @@ def test_auto_device_does_not_import_torch_without_a_gpu_driver():
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_gpu_shortcut_sees_device_files_and_pci_graphics(tmp_path, monkeypatch):
+    import sys
+
+    from toprec.models import ease as ease_mod
+
+    monkeypatch.setattr(sys, "platform", "linux")
+    pci = tmp_path / "pci"
+    (pci / "0000:00:00.0").mkdir(parents=True)
+    (pci / "0000:00:00.0" / "vendor").write_text("0x1022\n")  # an AMD chipset: not a GPU
+    monkeypatch.setattr(ease_mod, "_PCI_DEVICES", str(pci))
+    monkeypatch.setattr(ease_mod, "_GPU_DEVICE_FILES", (str(tmp_path / "nvidia0"),))
+    assert ease_mod._surely_no_gpu()
+    (pci / "0000:01:00.0").mkdir()
+    (pci / "0000:01:00.0" / "vendor").write_text("0x10DE\n")  # an NVIDIA card, driver not loaded yet
+    assert not ease_mod._surely_no_gpu()
+    (pci / "0000:01:00.0" / "vendor").write_text("0x1af4\n")
+    assert ease_mod._surely_no_gpu()
+    (tmp_path / "nvidia0").write_text("")
+    assert not ease_mod._surely_no_gpu()
+    monkeypatch.setattr(ease_mod, "_PCI_DEVICES", str(tmp_path / "missing"))
+    (tmp_path / "nvidia0").unlink()
+    assert not ease_mod._surely_no_gpu()  # cannot read the bus: do not guess
+    monkeypatch.setattr(sys, "platform", "darwin")
+    assert not ease_mod._surely_no_gpu()

@@ -338,8 +338,15 @@ def test_align_seeds_averages_independent_splits(dataset):
         assert run_["mean_abs_gap_centred"] == pytest.approx(np.abs(gaps - gaps.mean()).mean())
         assert all(m["gap_se"] > 0 for m in run_["models"])
         assert run_["noise_abs_gap"] == pytest.approx(np.sqrt(2 / np.pi) * np.mean([m["gap_se"] for m in run_["models"]]))
+        assert 0 < run_["noise_abs_gap_centred"] < run_["noise_abs_gap"]  # shared users: most noise is shared
     with pytest.raises(ToprecError, match="no seeds"):
         align_seeds(dataset, ["popularity"], [])
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # fewer than 3 models: Spearman is nan, quietly
+        two = align_seeds(dataset, ["popularity", "itemknn"], [0, 1], random=4)
+    assert np.isnan(two["mean"]["spearman"]) and np.isnan(two["min_spearman"])
 
 
 def test_evaluate_folds(dataset):

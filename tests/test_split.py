@@ -108,7 +108,7 @@ def test_bad_arguments():
         split.strong_generalization(data, n_users=10_000)
 
 
-@pytest.mark.parametrize("case", ["random", "ties", "near_ties", "big_users", "unsorted_users"])
+@pytest.mark.parametrize("case", ["random", "ties", "near_ties", "big_users", "unsorted_users", "int_keys", "nan_keys"])
 def test_user_key_order_is_exactly_lexsort(case):
     """The fast one-sort path must give lexsort's order in every case, falling back when rounding would bite."""
     from toprec.split import _user_key_order
@@ -125,5 +125,9 @@ def test_user_key_order_is_exactly_lexsort(case):
         user = np.sort(rng.integers(0, 2**31 - 1, n)).astype(np.int64)
     elif case == "unsorted_users":
         user = rng.permutation(user)
+    elif case == "int_keys":  # nanosecond-like timestamps float64 cannot tell apart
+        key = 1_700_000_000_000_000_000 + rng.integers(0, 3, n)
+    elif case == "nan_keys":
+        key[::7] = np.nan
     np.testing.assert_array_equal(_user_key_order(user, key), np.lexsort((key, user)))
     assert len(_user_key_order(user[:0], key[:0])) == 0

@@ -56,11 +56,13 @@ def _user_key_order(user: np.ndarray, key: np.ndarray) -> np.ndarray:
     n = len(user)
     if n == 0:
         return np.zeros(0, dtype=np.int64)
-    key = np.asarray(key, dtype=np.float64)
-    lo, hi = float(key.min()), float(key.max())
-    if np.isfinite(lo) and np.isfinite(hi) and int(user.min()) >= 0:
+    user, key = np.asarray(user), np.asarray(key)
+    # float64 holds float keys exactly (int keys could exceed 2^53): the check compares the keys themselves
+    fast = key.dtype.kind == "f" and key.dtype.itemsize <= 8 and user.dtype.kind in "iu" and int(user.min()) >= 0
+    lo, hi = (float(key.min()), float(key.max())) if fast else (0.0, 0.0)
+    if fast and np.isfinite(lo) and np.isfinite(hi):
         span = hi - lo + 1.0
-        order = np.argsort(user.astype(np.float64) * span + (key - lo), kind="stable")
+        order = np.argsort(user.astype(np.float64) * span + (key.astype(np.float64) - lo), kind="stable")
         su, sk = user[order], key[order]
         same = su[1:] == su[:-1]
         if np.all(su[1:] >= su[:-1]) and np.all(~same | (sk[1:] >= sk[:-1])):

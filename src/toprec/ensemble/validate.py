@@ -406,7 +406,12 @@ def align(
     the mean |gap| that sampling alone produces when the folds truly agree
     (E|N(0, se)|), and ``mean_abs_gap_centred``, the mean |gap - mean gap|: how
     much models disagree once the offset they all share (easier users in one
-    fold, less training data for the other) is taken out.
+    fold, less training data for the other) is taken out. Its own noise level
+    is ``noise_abs_gap_centred`` (the same formula on per-user recalls centred
+    across models: the models share the users, so most of the sampling noise
+    is shared too and cancels). The standard errors treat the users scheme's
+    halves as a random split; its activity-matched pairs make them slightly
+    conservative.
     """
     from scipy.stats import spearmanr
 
@@ -419,6 +424,8 @@ def align(
     same_fit = folds.search_train is folds.confirm_train
     r = f"recall@{k}"
     rows = []
+    per_a: list[np.ndarray] = []
+    per_b: list[np.ndarray] = []
     for m in members:
         t0 = time.perf_counter()
         la = m.lists(folds.search_train, folds.fold_a.users, k, "search")
@@ -427,14 +434,19 @@ def align(
         lb = m.lists(folds.confirm_train, folds.fold_b.users, k, "search")
         m.release()
         a, b = _metrics(la, folds.fold_a, k), _metrics(lb, folds.fold_b, k)
-        se = _gap_se(_per_user_recall(la, folds.fold_a, k), folds.fold_a.users,
-                     _per_user_recall(lb, folds.fold_b, k), folds.fold_b.users)  # fmt: skip
+        per_a.append(_per_user_recall(la, folds.fold_a, k))
+        per_b.append(_per_user_recall(lb, folds.fold_b, k))
+        se = _gap_se(per_a[-1], folds.fold_a.users, per_b[-1], folds.fold_b.users)
         seconds = round(time.perf_counter() - t0, 2)
         rows.append({"label": m.label, "fold_a": a, "fold_b": b, "gap": b[r] - a[r], "gap_se": se, "seconds": seconds})
     va = np.array([x["fold_a"][r] for x in rows])
     vb = np.array([x["fold_b"][r] for x in rows])
     gaps = vb - va
     ses = np.array([x["gap_se"] for x in rows])
+    # the centred gaps (gap - mean gap) are the gaps of per-user recalls centred across models
+    ca, cb = np.array(per_a), np.array(per_b)
+    ca, cb = ca - ca.mean(0), cb - cb.mean(0)
+    ses_c = np.array([_gap_se(ca[j], folds.fold_a.users, cb[j], folds.fold_b.users) for j in range(len(rows))])
     rho = float(spearmanr(va, vb).statistic) if len(rows) >= 3 and va.std() > 0 and vb.std() > 0 else float("nan")
     return {
         "scheme": folds.scheme,
@@ -449,6 +461,7 @@ def align(
         "mean_gap": float(gaps.mean()),
         "mean_abs_gap_centred": float(np.abs(gaps - gaps.mean()).mean()),
         "noise_abs_gap": float(np.sqrt(2.0 / np.pi) * ses.mean()),
+        "noise_abs_gap_centred": float(np.sqrt(2.0 / np.pi) * ses_c.mean()) if len(rows) > 1 else 0.0,
         "spearman": rho,
         "best_fold_a": rows[int(np.argmax(va))]["label"],
         "best_fold_b": rows[int(np.argmax(vb))]["label"],
@@ -480,6 +493,9 @@ def align_seeds(data, members, seeds: Sequence[int], **kwargs) -> dict[str, Any]
     One split is one draw: with a few thousand users, which users land in
     which fold moves every model's gap together by about ``noise_abs_gap``.
     Several seeds show the spread, and the averages are the expected values.
+    With the ``users`` scheme a seed redraws the held-out events and the
+    halves; with ``nested`` it redraws only the random held-out events (the
+    evaluated users, and their last events, are the same for every seed).
     """
     seeds = list(seeds)
     if not seeds:
@@ -487,12 +503,18 @@ def align_seeds(data, members, seeds: Sequence[int], **kwargs) -> dict[str, Any]
     runs = []
     for s in seeds:
         runs.append(align(data, members, seed=s, **kwargs))
-    keys = ("mean_abs_gap", "max_abs_gap", "mean_gap", "mean_abs_gap_centred", "noise_abs_gap", "spearman")
+    keys = ("mean_abs_gap", "max_abs_gap", "mean_gap", "mean_abs_gap_centred", "noise_abs_gap",
+            "noise_abs_gap_centred", "spearman")  # fmt: skip
+
+    def _nan(values, fn) -> float:
+        v = np.asarray(values, dtype=np.float64)
+        return float(fn(v[~np.isnan(v)])) if (~np.isnan(v)).any() else float("nan")
+
     return {
         "seeds": seeds,
         "runs": runs,
-        "mean": {key: float(np.nanmean([r_[key] for r_ in runs])) for key in keys},
-        "min_spearman": float(np.nanmin([r_["spearman"] for r_ in runs])),
+        "mean": {key: _nan([r_[key] for r_ in runs], np.mean) for key in keys},
+        "min_spearman": _nan([r_["spearman"] for r_ in runs], np.min),
         "max_mean_abs_gap": float(max(r_["mean_abs_gap"] for r_ in runs)),
     }
 

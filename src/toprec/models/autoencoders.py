@@ -12,9 +12,10 @@ validation, early stopping, checkpoints and scoring are the shared ones
 
 - ``multidae`` (Liang et al. 2018): [items -> latent -> items], tanh, L2-normalised
   input with dropout, multinomial log-likelihood.
-- ``multivae`` (Liang et al. 2018): [items -> hidden -> 2 x latent] encoder,
-  [latent -> hidden -> items] decoder, tanh; KL weight annealed linearly,
-  beta = min(``anneal_cap``, updates / ``anneal_steps``).
+- ``multivae`` (Liang et al. 2018): [items -> (hidden ->) 2 x latent] encoder,
+  [latent -> (hidden ->) items] decoder, tanh; KL weight annealed linearly,
+  beta = min(``anneal_cap``, updates / ``anneal_steps``). No hidden layer by
+  default (``hidden=0``); the paper's 600 scored lower on ML-1M validation.
 - ``recvae`` (Shenbin et al. 2020): the Multi-VAE likelihood with a deeper
   encoder (5 dense layers, swish, residual sums, layer norm), a composite
   prior (mixture of N(0, 1), the posterior of the encoder as it was after the

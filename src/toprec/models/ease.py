@@ -65,16 +65,46 @@ def ease_user_space(X: sp.csr_matrix, l2: float) -> tuple[np.ndarray, np.ndarray
     return M, d
 
 
-def _no_gpu_driver() -> bool:
-    """True when this is Linux and no NVIDIA (or WSL) GPU device is visible at all."""
+#: device files of GPU drivers torch can use: NVIDIA, NVIDIA Jetson, AMD ROCm, WSL
+_GPU_DEVICE_FILES = (
+    "/proc/driver/nvidia/version", "/dev/nvidia0", "/dev/nvidiactl", "/dev/nvmap", "/dev/nvgpu", "/dev/kfd", "/dev/dxg",
+)  # fmt: skip
+#: PCI vendor ids of NVIDIA and AMD/ATI graphics (AMD's CPUs and chipsets are 0x1022)
+_GPU_PCI_VENDORS = {"0x10de", "0x1002"}
+_PCI_DEVICES = "/sys/bus/pci/devices"
+
+
+def _surely_no_gpu() -> bool:
+    """True only on Linux with no GPU device file and no NVIDIA/AMD graphics on the PCI bus.
+
+    A driver that loads on first use still shows its card on the PCI bus, so
+    "no" here means torch could not find a GPU either.
+    """
     if not sys.platform.startswith("linux"):
         return False
-    return not any(os.path.exists(p) for p in ("/proc/driver/nvidia/version", "/dev/nvidia0", "/dev/nvidiactl", "/dev/dxg"))
+    if any(os.path.exists(p) for p in _GPU_DEVICE_FILES):
+        return False
+    try:
+        for dev in os.scandir(_PCI_DEVICES):
+            try:
+                with open(os.path.join(dev.path, "vendor")) as fh:
+                    if fh.read().strip().lower() in _GPU_PCI_VENDORS:
+                        return False
+            except OSError:
+                continue
+    except OSError:
+        return False  # cannot tell: let torch decide
+    return True
 
 
-def cuda_available() -> bool:
-    """Whether torch can use a CUDA GPU; never imports torch (2+ s) on a machine without a GPU driver."""
-    if "torch" not in sys.modules and _no_gpu_driver():
+def cuda_available(quick: bool = False) -> bool:
+    """Whether torch can use a CUDA (or ROCm) GPU.
+
+    ``quick``: answer False without importing torch (2+ s) when this Linux
+    machine surely has no GPU (:func:`_surely_no_gpu`); ``device=auto`` uses
+    it, an explicit ``device=cuda`` asks torch.
+    """
+    if quick and "torch" not in sys.modules and _surely_no_gpu():
         return False
     try:
         import torch
@@ -123,7 +153,7 @@ class EASE(ItemItemRecommender):
         self.form_ = form
         device = p.device
         if device == "auto":
-            device = "cuda" if form == "items" and cuda_available() else "cpu"
+            device = "cuda" if form == "items" and cuda_available(quick=True) else "cpu"
         elif device == "cuda" and not cuda_available():
             raise ToprecError("model 'ease': device 'cuda' needs torch with a CUDA GPU, and none is available")
         self.device_ = device
