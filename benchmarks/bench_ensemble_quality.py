@@ -33,8 +33,10 @@ MEMBERS = {
     "easer": {},
     "ials": {},
     "rp3beta": {},
-    "sasrec": {"epochs": 12, "patience": 3},
+    "sasrec": {"epochs": 60, "patience": 5},  # stops itself (best epoch 23 on this fold)
     "recvae": {},
+    "multivae": {"valid_every": 2, "threads": 1},
+    "multidae": {"valid_every": 2, "threads": 1},
 }
 
 

@@ -75,7 +75,16 @@ def quality(args) -> list[dict]:
                  "best_epoch": 0, "epochs_run": 0, "val_recall@10": float("nan"), "s_per_epoch": float("nan"),
                  **scores(ease, train, test)})  # fmt: skip
     params = parse_params(args.param)
-    for name in args.models.split(","):
+    for spec in args.saved:  # a model already fitted on this very training part (e.g. the ensemble benchmark's)
+        path = Path(spec)
+        model = models.Recommender.load(path)
+        if model.train_matrix.shape != train.matrix.shape or (model.train_matrix != train.matrix).nnz:
+            raise SystemExit(f"{path}: not fitted on this split's training part")
+        meta = json.loads((path / "model.json").read_text())
+        rows.append({"model": model.name, "params": {"saved": str(path), **{k: meta["params"][k] for k in ("epochs", "patience")
+                     if k in meta["params"]}}, "fit_s": float("nan"), "best_epoch": "-", "epochs_run": "-",
+                     "val_recall@10": float("nan"), "s_per_epoch": float("nan"), **scores(model, train, test)})  # fmt: skip
+    for name in [n for n in args.models.split(",") if n]:
         p = dict(params.get(name, {}))
         if args.device:
             p["device"] = args.device
@@ -201,6 +210,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=0, help="speed: torch CPU threads (0 = torch's default)")
     ap.add_argument("--json", type=Path, default=None, help="write the rows here (default under benchmarks/results/)")
     ap.add_argument("--quiet", action="store_true")
+    ap.add_argument("--saved", action="append", default=[],
+                    help="quality: also score a saved model folder fitted on the same training part (repeatable)")
     args = ap.parse_args()
     if args.quiet:
         from toprec import progress
