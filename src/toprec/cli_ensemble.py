@@ -334,11 +334,14 @@ def _print_align_seeds(res: dict) -> None:
     first = res["runs"][0]
     table = Table(
         title=f"alignment over {len(res['seeds'])} split seeds ({len(first['models'])} models)",
-        caption=first["protocol"],
+        caption="|gap|: mean over models of |fold B - fold A| recall; gap: their mean (the offset all share); "
+        "|gap-mean|: mean |gap - offset|; noise: what sampling alone gives for the column before it; "
+        "rho: Spearman across models. " + first["protocol"],
     )
-    cols = ("seed", "mean |gap|", "noise", "mean gap", "mean |gap - mean gap|", "noise", "Spearman", "best A", "best B")
+    # short headers: the table must fit 80 columns (the caption explains them)
+    cols = ("seed", "|gap|", "noise", "gap", "|gap-mean|", "noise", "rho", "best A", "best B")
     for col in cols:
-        table.add_column(col, justify="left" if col.startswith("best") else "right")
+        table.add_column(col, justify="left" if col.startswith("best") else "right", no_wrap=not col.startswith("best"))
     for s, rep in zip(res["seeds"], res["runs"]):
         table.add_row(str(s), f"{rep['mean_abs_gap']:.4f}", f"{rep['noise_abs_gap']:.4f}", f"{rep['mean_gap']:+.4f}",
                       f"{rep['mean_abs_gap_centred']:.4f}", f"{rep['noise_abs_gap_centred']:.4f}",
