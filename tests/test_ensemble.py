@@ -26,7 +26,7 @@ from toprec.ensemble import (
     summarize_folds,
 )
 from toprec.ensemble import validate as validate_mod
-from toprec.ensemble.fusion import contributions, topk_columns
+from toprec.ensemble.fusion import METHODS, contributions, topk_columns
 from toprec.ensemble.search import Objective, run_search
 from toprec.ensemble.validate import halves
 from toprec.recommend import Recommendations, topk_rows
@@ -256,11 +256,11 @@ def test_search_never_sees_fold_b(dataset, members3, monkeypatch, scheme):
     monkeypatch.setattr(validate_mod, "run_search", spy)
     ens = Ensemble(members3, candidates=30)
     report = ens.validate(dataset, search="both", folds=folds)
-    assert len(seen) == 1
-    users, truth = seen[0]
-    assert np.array_equal(users, folds.fold_a.users)
-    assert len(np.intersect1d(users, folds.fold_b.users)) == 0 or scheme == "nested"
-    assert (truth != folds.fold_a.truth[folds.fold_a.users]).nnz == 0
+    assert len(seen) == len(METHODS)  # method auto: one search per fusion method, every one on fold A
+    for users, truth in seen:
+        assert np.array_equal(users, folds.fold_a.users)
+        assert len(np.intersect1d(users, folds.fold_b.users)) == 0 or scheme == "nested"
+        assert (truth != folds.fold_a.truth[folds.fold_a.users]).nnz == 0
     # and changing fold B's truth cannot change what the search chose
     monkeypatch.setattr(validate_mod, "run_search", real)
     rng = np.random.default_rng(5)
@@ -286,6 +286,24 @@ def test_validate_report_and_final_recommendations(dataset, members3):
     recs = ens.fit(dataset).recommend(k=10)
     assert recs.items.shape == (120, 10) and (recs.items >= 0).all()
     assert dataset.matrix[np.repeat(np.arange(120), 10), recs.items.ravel()].sum() == 0
+
+
+def test_method_auto_keeps_the_best_fold_a_method(dataset, members3):
+    ens = Ensemble(members3, candidates=30)  # method auto by default
+    unvalidated = Ensemble(members3, candidates=30).fit(dataset).recommend(k=10)  # nothing chosen yet: rank
+    as_rank = Ensemble(members3, method="rank", candidates=30).fit(dataset).recommend(k=10)
+    np.testing.assert_array_equal(unvalidated.items, as_rank.items)
+    rep = ens.validate(dataset, search="weights", random=4)
+    tried = rep["methods_fold_a"]
+    assert rep["method_requested"] == "auto" and list(tried) == list(METHODS)
+    assert rep["method"] == max(tried, key=tried.get) and ens.method == rep["method"]
+    assert rep["ensemble"]["fold_a"]["recall@10"] == pytest.approx(tried[rep["method"]])
+    # exactly what naming that method gives
+    named = Ensemble(members3, method=rep["method"], candidates=30).validate(dataset, search="weights", random=4)
+    assert named["weights"] == rep["weights"] and named["ensemble"] == rep["ensemble"]
+    assert "methods_fold_a" not in named
+    recs = ens.fit(dataset).recommend(k=10)
+    assert recs.items.shape == (120, 10)
 
 
 def test_failed_gain_warns(dataset):
@@ -494,6 +512,11 @@ def test_cli_ensemble_fixed_weights_without_validation(competition_dir, tmp_path
                "--weights", "2,1", "--no-validate", "--method", "rrf", "-n", "20", "--output", sub, "-q")  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert len(pd.read_csv(sub)) == 1200
+    # method auto (the default) has nothing to choose on without validation: the competition's rank vote
+    proc = run("ensemble", "--data", competition_dir, "--members", "itemknn,rp3beta", "--search", "none",
+               "--weights", "2,1", "--no-validate", "-n", "20", "--output", sub, "-q")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "method rank" in proc.stdout
 
 
 def test_cli_align_prints_gap_and_spearman(competition_dir, tmp_path):

@@ -71,7 +71,11 @@ def ensemble(
         ),
     ],
     output: Annotated[Path, typer.Option("--output", "-o", help="Submission CSV to write (user,item).")],
-    method: Annotated[str, typer.Option(help="rank (1/log2(rank+1)) | rrf | borda | score | product")] = "rank",
+    method: Annotated[
+        str,
+        typer.Option(help="auto (every method searched on fold A, the best kept; rank with --no-validate) | "
+                     "rank (1/log2(rank+1)) | rrf | borda | score | product"),
+    ] = "auto",
     search: Annotated[str, typer.Option(help="none | weights | subset | both")] = "both",
     k: K = 10,
     candidates: Annotated[int, typer.Option("--candidates", "-n", min=1, help="Top-N candidates per member.")] = 100,
@@ -116,10 +120,12 @@ def ensemble(
     from .ensemble import Ensemble
     from .ensemble.fusion import METHODS
     from .ensemble.search import SEARCHES
-    from .ensemble.validate import SCHEMES
+    from .ensemble.validate import AUTO, SCHEMES
 
     progress.set_quiet(quiet)
-    method = _check_choice(method, METHODS, "fusion method")
+    method = _check_choice(method, (AUTO, *METHODS), "fusion method")
+    if method == AUTO and no_validate:
+        method = "rank"  # nothing to choose on: the competition's soft vote
     search = _check_choice(search, SEARCHES, "search")
     scheme = _check_choice(scheme, SCHEMES, "validation scheme")
     if k > candidates:
@@ -167,7 +173,7 @@ def ensemble(
     used = {lab: round(float(x), 4) for lab, x in zip(ens.labels, ens.weights) if x > 0}
     _track_ensemble(report, chosen, used, final_s, output)
     out.print(
-        f"wrote {output}: {len(recs) * k:,} rows ({len(recs):,} users x {k}); {chosen}, method {method}, "
+        f"wrote {output}: {len(recs) * k:,} rows ({len(recs):,} users x {k}); {chosen}, method {ens.method}, "
         f"weights {used}; final refit + fusion {final_s:.1f}s"
     )
     if json_out is not None:
@@ -224,6 +230,9 @@ def _print_report(out, report: dict[str, Any]) -> None:
     table.add_row("ensemble", "", f"{e['fold_a'][r]:.4f}", f"{e['fold_b'][r]:.4f}", f"{e['fold_a'][nd]:.4f}",
                   f"{e['fold_b'][nd]:.4f}", style="bold")  # fmt: skip
     out.print(table)
+    if report.get("method_requested") == "auto":
+        tried = ", ".join(f"{m} {v:.4f}" for m, v in report["methods_fold_a"].items())
+        out.print(f"method auto: fold-A {r} after each method's search: {tried}; kept {report['method']}")
     out.print(
         f"gain over the best member: fold A {report['gain_fold_a']:+.4f} ({report['relative_gain_fold_a']:+.1%}, "
         f"vs {report['best_member_fold_a']}), fold B {report['gain_fold_b']:+.4f} "

@@ -62,11 +62,14 @@ import scipy.sparse as sp
 from .. import metrics, progress, split
 from ..errors import ToprecError
 from ..recommend import Recommendations
-from .fusion import build_pool, check_method, fuse
+from .fusion import METHODS, build_pool, check_method, fuse
 from .members import Member, parse_members
 from .search import SEARCHES, run_search
 
 SCHEMES = ("users", "nested")
+#: Ensemble(method=AUTO): validate() searches every fusion method on fold A and keeps the best
+#: (without validate(), recommend() uses rank, the competition's 1/log2(rank+1) vote)
+AUTO = "auto"
 
 
 @dataclass
@@ -183,9 +186,9 @@ class Ensemble:
     >>> recs = ens.fit(data).recommend(data.users, k=10)
     """
 
-    def __init__(self, members, method: str = "rank", weights: Sequence[float] | None = None, candidates: int = 100):
+    def __init__(self, members, method: str = AUTO, weights: Sequence[float] | None = None, candidates: int = 100):
         self.members: list[Member] = parse_members(members)
-        self.method = check_method(method)
+        self.method = AUTO if method.strip().lower() == AUTO else check_method(method)
         if candidates < 1:
             raise ToprecError(f"candidates must be >= 1, got {candidates}")
         self.candidates = int(candidates)
@@ -244,16 +247,24 @@ class Ensemble:
                 sealed_b.append(m.lists(folds.confirm_train, folds.fold_b.users, self.candidates, "search"))
             m.release()
         timings["members_fold_a_s"] = time.perf_counter() - t0
-        # ---- the search: fold A only
+        # ---- the search: fold A only (method auto: every method searched, the best fold-A recall kept)
         t0 = time.perf_counter()
+        requested = self.method
+        methods = METHODS if requested == AUTO else (requested,)
+        tried: dict[str, float] = {}
+        best = None
         with progress.task(f"search ({search}) on fold A: {len(folds.fold_a.users):,} users"):
-            pool = build_pool(lists_a, self.method, folds.fold_a.users)
             truth_a = folds.fold_a.truth[folds.fold_a.users]
-            result = run_search(
-                pool, truth_a, k, search, start=self.weights, min_gain=min_gain, restarts=restarts, seed=seed
-            )
-            ens_a = pool.recommend(result.weights, k)
-            del pool
+            for method in methods:
+                pool = build_pool(lists_a, method, folds.fold_a.users)
+                res = run_search(
+                    pool, truth_a, k, search, start=self.weights, min_gain=min_gain, restarts=restarts, seed=seed
+                )
+                tried[method] = res.score
+                if best is None or res.score > best[1].score:  # ties: the earlier method in METHODS
+                    best = (method, res, pool.recommend(res.weights, k))
+                del pool
+        self.method, result, ens_a = best
         timings["search_s"] = time.perf_counter() - t0
         weights = result.weights
         # ---- confirmation: fold B, weights frozen
@@ -269,6 +280,9 @@ class Ensemble:
         ens_b = fuse([lists_b[i] for i in keep], weights[keep], self.method, k, users=folds.fold_b.users)
         timings["confirm_s"] = time.perf_counter() - t0
         report = self._report(folds, lists_a, lists_b, ens_a, ens_b, weights, result, search, k, min_gain, seed)
+        if requested == AUTO:
+            report["method_requested"] = AUTO
+            report["methods_fold_a"] = tried
         timings["total_s"] = time.perf_counter() - t_start
         report["timings"] = {key: round(v, 3) for key, v in timings.items()}
         self.weights = weights
@@ -376,7 +390,8 @@ class Ensemble:
         seen = data.matrix[np.where(known, users, 0)]
         if not known.all():
             seen = sp.csr_matrix(sp.diags(known.astype(np.float32)) @ seen)
-        return fuse(lists, self.weights[keep], self.method, k, users=users, exclude=seen)
+        method = "rank" if self.method == AUTO else self.method  # auto, never validated: the competition's vote
+        return fuse(lists, self.weights[keep], method, k, users=users, exclude=seen)
 
     def release(self) -> None:
         """Drop the members' fitted models (memory)."""

@@ -66,7 +66,7 @@ class OutputConfig(_Strict):
 
 class EnsembleConfig(_Strict):
     members: list[str]
-    method: str = "rank"
+    method: str = "auto"
     search: str = "both"
     candidates: int = Field(100, ge=1)
     weights: Optional[list[float]] = None
