@@ -282,7 +282,7 @@ class MultiVAE(MultiDAE):
     contract_params = {"epochs": 4, "latent": 8, "hidden": 16, "batch_size": 32, "lr": 1e-2}
     search_space = {
         "latent": ("log_int", 32, 400),
-        "hidden": ("log_int", 100, 1200),
+        "hidden": ("categorical", [0, 300, 600, 1200]),  # 0 (the default) won on ML-1M validation
         "dropout": ("float", 0.0, 0.8),
         "lr": ("log_float", 1e-4, 1e-2),
         "anneal_cap": ("float", 0.0, 1.0),
