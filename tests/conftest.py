@@ -57,3 +57,20 @@ def write_competition(folder: Path, frame: pd.DataFrame) -> Path:
 @pytest.fixture
 def competition_dir(tmp_path, events) -> Path:
     return write_competition(tmp_path / "comp", events)
+
+
+@pytest.fixture
+def cli():
+    """Run toprec in this process (imports paid once); returns stdout, asserting exit code 0."""
+    from typer.testing import CliRunner
+
+    from toprec.cli import app
+
+    runner = CliRunner()
+
+    def invoke(*args):
+        result = runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        return result.stdout
+
+    return invoke

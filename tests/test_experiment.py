@@ -45,21 +45,10 @@ def store(tmp_path, template_store) -> Path:
 
 
 @pytest.fixture
-def cli(monkeypatch):
-    """Run toprec in this process (mlflow imported once) with tracking switched on."""
-    from typer.testing import CliRunner
-
-    from toprec.cli import app
-
+def cli(cli, monkeypatch):
+    """The shared in-process runner (conftest), with tracking switched on."""
     monkeypatch.delenv("TOPREC_NO_TRACK", raising=False)
-    runner = CliRunner()
-
-    def invoke(*args):
-        result = runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
-        assert result.exit_code == 0, result.output
-        return result.stdout
-
-    return invoke
+    return cli
 
 
 def tracked_env(store: Path) -> dict[str, str]:

@@ -91,22 +91,6 @@ def fake_model(monkeypatch):
     monkeypatch.setitem(registry._REGISTRY, FakeEpochs.name, FakeEpochs)
 
 
-@pytest.fixture
-def cli(monkeypatch):
-    from typer.testing import CliRunner
-
-    from toprec.cli import app
-
-    runner = CliRunner()
-
-    def invoke(*args):
-        result = runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
-        assert result.exit_code == 0, result.output
-        return result.stdout
-
-    return invoke
-
-
 def load(storage: str, name: str):
     return optuna.load_study(study_name=name, storage=storage)
 
