@@ -309,8 +309,9 @@ class Ensemble:
         gain_b = eb[r] - best_b["fold_b"][r]
         # paired standard error of the fold-B gain (same users, ensemble vs that member)
         ib = [mm["label"] for mm in members].index(best_b["label"])
-        diff = _per_user_recall(ens_b, folds.fold_b, k) - _per_user_recall(lists_b[ib], folds.fold_b, k)
-        se_b = float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else float("nan")
+        users_b = folds.fold_b.users  # the same users on both sides: _gap_se pairs them
+        member_b, fused_b = _per_user_recall(lists_b[ib], folds.fold_b, k), _per_user_recall(ens_b, folds.fold_b, k)
+        se_b = _gap_se(member_b, users_b, fused_b, users_b)
         n_used = int((weights > 0).sum())
         holds = bool(gain_b > 0 and n_used > 1)
         warnings = []
