@@ -38,18 +38,30 @@ def _peak_rss_children_gb() -> float:
     return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024**2
 
 
-def worker_toprec(data: Path, out: Path, l2: float, load_args: dict) -> dict:
+def worker_toprec(data: Path, out: Path, l2: float, load_args: dict, device: str = "auto") -> dict:
     t = {}
     t0 = time.perf_counter()
     from toprec import Dataset, models
+    from toprec.models.ease import cuda_available
 
     t["import"] = time.perf_counter() - t0
+    t["cuda_startup"] = 0.0
+    if device == "cuda" or (device == "auto" and cuda_available(quick=True)):
+        # CUDA start-up, reported apart from the timed stages: torch import, context, cuBLAS/cuSOLVER handles
+        s = time.perf_counter()
+        import torch
+
+        a = torch.eye(64, device="cuda") * 2.0
+        torch.cholesky_inverse(torch.linalg.cholesky(a @ a))
+        torch.cuda.synchronize()
+        t["cuda_startup"] = time.perf_counter() - s
     s = time.perf_counter()
     ds = Dataset.load(data, **load_args)
     t["load"] = time.perf_counter() - s
     s = time.perf_counter()
-    model = models.get("ease", l2=l2).fit(ds)
+    model = models.get("ease", l2=l2, device=device).fit(ds)
     t["fit"] = time.perf_counter() - s
+    t["device"] = model.device_
     s = time.perf_counter()
     recs = model.recommend(ds.users, k=10)
     t["recommend"] = time.perf_counter() - s
@@ -63,13 +75,13 @@ def worker_toprec(data: Path, out: Path, l2: float, load_args: dict) -> dict:
     return t
 
 
-def worker_numpy(data: Path, out: Path, l2: float, load_args: dict) -> dict:
+def worker_numpy(data: Path, out: Path, l2: float, load_args: dict, device: str = "cpu") -> dict:
     """The straightforward version: pandas CSV, float64 inverse, sparse x dense per batch."""
     import numpy as np
     import pandas as pd
     import scipy.sparse as sp
 
-    t = {"import": 0.0}
+    t = {"import": 0.0, "cuda_startup": 0.0, "device": "cpu"}
     s = time.perf_counter()
     df = pd.read_csv(data / "train_ratings.csv")
     u, user_ids = pd.factorize(df["user"])
@@ -104,13 +116,13 @@ def worker_numpy(data: Path, out: Path, l2: float, load_args: dict) -> dict:
     return t
 
 
-def run_once(kind: str, data: Path, l2: float, load_args: dict) -> dict:
+def run_once(kind: str, data: Path, l2: float, load_args: dict, device: str = "auto") -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "submission.csv"
         start = time.perf_counter()
         proc = subprocess.run(
             [sys.executable, __file__, "--worker", kind, "--data", str(data), "--out", str(out), "--l2", str(l2),
-             "--load-args", json.dumps(load_args)],  # fmt: skip
+             "--load-args", json.dumps(load_args), "--device", device],  # fmt: skip
             capture_output=True,
             text=True,
         )
@@ -133,7 +145,14 @@ def machine() -> str:
     except OSError:
         pass
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1024**3
-    return f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB RAM, Python {platform.python_version()}"
+    gpu = ""
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True, timeout=20)
+        if out.returncode == 0 and out.stdout.strip():
+            gpu = ", GPU " + out.stdout.strip().splitlines()[0]
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB RAM{gpu}, Python {platform.python_version()}"
 
 
 def ensure_data(path: Path) -> Path:
@@ -154,13 +173,15 @@ def main() -> None:
     ap.add_argument("--cache", action="store_true", help="also time toprec with the parsed dataset cached")
     ap.add_argument("--user-col", default=None, help="table data: user column")
     ap.add_argument("--item-col", default=None, help="table data: item column")
+    ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                    help="EASE's device (auto: the GPU when there is one); CUDA start-up is timed apart")
     ap.add_argument("--load-args", default="{}", help=argparse.SUPPRESS)
     ap.add_argument("--worker", choices=["toprec", "numpy"], help=argparse.SUPPRESS)
     ap.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
         fn = worker_toprec if args.worker == "toprec" else worker_numpy
-        print(json.dumps(fn(args.data, args.out, args.l2, json.loads(args.load_args))))
+        print(json.dumps(fn(args.data, args.out, args.l2, json.loads(args.load_args), args.device)))
         return
     data = args.data or DEFAULT_DATA
     load_args = {}
@@ -168,16 +189,19 @@ def main() -> None:
         load_args = {"user_col": args.user_col, "item_col": args.item_col}
     else:
         data = ensure_data(data)
-    results = {"toprec": [run_once("toprec", data, args.l2, load_args) for _ in range(args.runs)]}
+    dev = args.device
+    results = {"toprec": [run_once("toprec", data, args.l2, load_args, dev) for _ in range(args.runs)]}
     if args.cache:
-        run_once("toprec", data, args.l2, {**load_args, "cache": True})  # warm the cache
-        results["toprec, cached"] = [run_once("toprec", data, args.l2, {**load_args, "cache": True}) for _ in range(args.runs)]
+        run_once("toprec", data, args.l2, {**load_args, "cache": True}, dev)  # warm the cache
+        results["toprec, cached"] = [run_once("toprec", data, args.l2, {**load_args, "cache": True}, dev)
+                                     for _ in range(args.runs)]  # fmt: skip
     if args.baseline:
         if load_args:
             raise SystemExit("--baseline reads competition-layout folders only")
         results["numpy baseline"] = [run_once("numpy", data, args.l2, {})]
-    keys = ["load", "fit", "recommend", "write", "total", "process_wall", "peak_rss_gb", "worker_rss_gb"]
-    print(f"\nEASE end to end on {data} ({results['toprec'][0]['events']:,} events), l2={args.l2}")
+    keys = ["load", "fit", "recommend", "write", "total", "cuda_startup", "process_wall", "peak_rss_gb", "worker_rss_gb"]
+    print(f"\nEASE end to end on {data} ({results['toprec'][0]['events']:,} events), l2={args.l2}, "
+          f"toprec on {results['toprec'][0]['device']}")
     print(f"machine: {machine()}")
     header = f"{'version':<16} {'runs':>4} " + " ".join(f"{k:>12}" for k in keys)
     print(header)
@@ -187,7 +211,8 @@ def main() -> None:
         med[name] = {k: statistics.median(r[k] for r in runs) for k in keys}
         cells = " ".join(f"{med[name][k]:>12.2f}" for k in keys)
         print(f"{name:<16} {len(runs):>4} {cells}")
-    print("(seconds, medians; total = load+fit+recommend+write in-process; process_wall adds Python start-up and imports; peak RSS in GB; "
+    print("(seconds, medians; total = load+fit+recommend+write in-process; cuda_startup (torch import, CUDA context, cuBLAS/cuSOLVER "
+          "handles) is outside total; process_wall adds Python start-up and imports; peak RSS in GB; "
           "worker_rss_gb: the largest forked worker, whose RSS includes pages shared copy-on-write with the parent)")
     if "numpy baseline" in med:
         ratio = med["numpy baseline"]["total"] / med["toprec"]["total"]

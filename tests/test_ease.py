@@ -156,3 +156,26 @@ def test_gpu_shortcut_sees_device_files_and_pci_graphics(tmp_path, monkeypatch):
     assert not ease_mod._surely_no_gpu()  # cannot read the bus: do not guess
     monkeypatch.setattr(sys, "platform", "darwin")
     assert not ease_mod._surely_no_gpu()
+
+
+def test_torch_item_space_and_device_topk_match_the_host_path():
+    """The CUDA code path (Gram from CSR scattered on the device, scoring and top-k there), run on CPU torch."""
+    torch = __import__("pytest").importorskip("torch")
+    from toprec.models.ease import ease_item_space_torch
+
+    ds = _wide(seed=3, n_users=200, n_items=60)
+    host = models.get("ease", l2=9.0, device="cpu").fit(ds)
+    B = ease_item_space_torch(ds.matrix, 9.0, "cpu", chunk_bytes=60 * 4 * 7)  # 7-row chunks: several Gram blocks
+    np.testing.assert_allclose(B.numpy(), host.similarity, rtol=2e-3, atol=2e-5)
+    dev = models.get("ease", l2=9.0, device="cpu").fit(ds)
+    dev._B_dev = torch.from_numpy(host.similarity.copy())  # same B: lists must agree exactly
+    users = np.array([0, 5, 7, 199, -1, 10_000])  # known, unknown (-1, out of range): popularity
+    for kw in ({}, {"memory_budget": 60 * 16 * 4}):  # one batch, then batches of 4 users
+        a, b = host.recommend(users, k=12), dev.recommend(users, k=12, **kw)
+        np.testing.assert_array_equal(a.items, b.items)
+        np.testing.assert_allclose(a.scores, b.scores, rtol=1e-5, atol=1e-5)
+    hist = sp.csr_matrix(([1.0, 1.0], ([0, 1], [3, 4])), shape=(2, ds.n_items))
+    a, b = host.recommend([0, 1], k=70, history=hist), dev.recommend([0, 1], k=70, history=hist)
+    np.testing.assert_array_equal(a.items, b.items)  # k > n_items: -1 after the last item, like the host
+    assert (b.items[:, -11:] == -1).all()
+    np.testing.assert_allclose(dev.score(users), host.score(users), rtol=1e-5, atol=1e-5)

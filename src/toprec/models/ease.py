@@ -116,16 +116,26 @@ def cuda_available(quick: bool = False) -> bool:
 def ease_item_space_torch(X: sp.csr_matrix, l2: float, device: str, chunk_bytes: int = 1 << 30):
     """Item-space EASE with torch on ``device``: dense Gram in row chunks, Cholesky inverse.
 
-    Returns B as a torch tensor on ``device`` (float32, zero diagonal).
+    Each chunk of user rows is scattered into a dense block on the device from
+    the CSR arrays (only the nonzeros cross the bus), so the host never builds
+    a dense users x items matrix. Returns B as a float32 tensor on ``device``
+    (zero diagonal).
     """
     import torch
+
+    from ..device import dense_rows
 
     n_users, n_items = X.shape
     G = torch.zeros((n_items, n_items), dtype=torch.float32, device=device)
     rows = max(1, chunk_bytes // max(1, 4 * n_items))
+    block = None
     for s in range(0, n_users, rows):
-        Xd = torch.from_numpy(X[s : s + rows].toarray()).to(device)
-        G.addmm_(Xd.T, Xd)
+        part = X[s : s + rows]
+        if block is None or block.shape[0] != part.shape[0]:
+            block = torch.empty((part.shape[0], n_items), dtype=torch.float32, device=device)
+        dense_rows(part, device, torch.float32, out=block)
+        G.addmm_(block.T, block)
+    del block
     G.diagonal().add_(float(l2))
     L = torch.linalg.cholesky(G)
     del G
@@ -169,10 +179,7 @@ class EASE(ItemItemRecommender):
 
     def _score(self, users: np.ndarray, history: sp.csr_matrix) -> np.ndarray:
         if self.form_ == "items" and getattr(self, "_B_dev", None) is not None:
-            import torch
-
-            H = torch.from_numpy(sp.csr_matrix(history, dtype=np.float32).toarray()).to(self._B_dev.device)
-            return (H @ self._B_dev).cpu().numpy()
+            return self._score_tensor(users, history).cpu().numpy()
         if self.form_ == "items":
             return super()._score(users, history)
         H = sp.csr_matrix(history, dtype=np.float32)
@@ -183,12 +190,36 @@ class EASE(ItemItemRecommender):
         xp += H.toarray()
         return xp
 
+    def _score_tensor(self, users: np.ndarray, history: sp.csr_matrix):
+        """Scores on the GPU holding B: the history scattered there, one matrix product."""
+        import torch
+
+        from ..device import dense_rows
+
+        B = self._B_dev
+        return dense_rows(sp.csr_matrix(history), B.device, torch.float32) @ B
+
+    def recommend(self, users=None, k: int = 10, exclude_seen: bool = True, history=None, **kwargs):
+        """The shared ``recommend``; when fitted on CUDA, scoring and top-k run there (same lists)."""
+        self._check_fitted()
+        if getattr(self, "_B_dev", None) is not None and exclude_seen and k >= 1:
+            from ..device import topk_on_device
+
+            users = np.arange(self.n_users) if users is None else np.atleast_1d(np.asarray(users, dtype=np.int64))
+            budget = kwargs.get("memory_budget") or (1 << 30)
+            return topk_on_device(
+                self._score_tensor, users, self._history(users, history), k, self.n_items, self.item_popularity,
+                self._B_dev.device, budget,
+            )  # fmt: skip
+        return super().recommend(users, k, exclude_seen, history, **kwargs)
+
     def _state(self) -> dict[str, Any]:
         if self.form_ == "items":
             return {"similarity": self.similarity}
         return {"user_basis": self.user_basis, "diag_p": self.diag_p}
 
     def _set_state(self, arrays: dict[str, Any]) -> None:
+        self._B_dev = None  # a loaded model scores on the host
         if "similarity" in arrays:
             self.form_ = "items"
             self.similarity = arrays["similarity"]

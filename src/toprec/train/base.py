@@ -49,6 +49,7 @@ from pydantic import Field
 from .. import metrics, progress
 from ..errors import ToprecError
 from ..models.base import Params, Recommender
+from ..device import dense_rows, require_torch, topk_on_device  # noqa: F401 (re-exported)
 from ..recommend import topk
 
 # parameters that do not change what a run computes (a checkpoint stays valid across them)
@@ -56,15 +57,6 @@ _RUN_ONLY = {"epochs", "resume", "checkpoint_dir", "checkpoint_every", "device",
 
 
 SMALL_WORK = 2_000_000  # items x batch below which auto threads = 1
-
-
-def require_torch():
-    """The torch module, or a one-line ToprecError saying how to install it."""
-    try:
-        import torch
-    except ImportError:
-        raise ToprecError("this model needs torch: pip install torch (or pip install 'toprec[gpu]')") from None
-    return torch
 
 
 def resolve_device(device: str) -> str:
@@ -89,23 +81,6 @@ def _single_process() -> Iterator[None]:
             os.environ.pop("TOPREC_WORKERS", None)
         else:
             os.environ["TOPREC_WORKERS"] = old
-
-
-def dense_rows(csr: sp.csr_matrix, device, dtype, out=None):
-    """A scipy CSR matrix as a dense torch tensor on ``device`` (scattered there, no Python loop)."""
-    torch = require_torch()
-    n, m = csr.shape
-    if out is None:
-        out = torch.zeros((n, m), dtype=dtype, device=device)
-    else:
-        out.zero_()
-    if csr.nnz:
-        counts = torch.from_numpy(np.diff(csr.indptr).astype(np.int64)).to(device)
-        rows = torch.repeat_interleave(torch.arange(n, device=device), counts)
-        cols = torch.from_numpy(np.array(csr.indices, dtype=np.int64)).to(device)
-        vals = torch.from_numpy(np.array(csr.data)).to(device=device, dtype=dtype)
-        out[rows, cols] = vals
-    return out
 
 
 class RowMatrix:
@@ -381,39 +356,11 @@ class TorchRecommender(Recommender):
         return float(metrics.evaluate(recs, holdout, ["recall@10"])["recall@10"])
 
     def _topk_on_device(self, module, users: np.ndarray, hist: sp.csr_matrix, k: int, budget: int = 1 << 30):
-        """The shared top-k (seen items masked, cold users get popularity) computed on the device.
-
-        A stable descending sort of float32 scores puts ties in item order, so
-        the lists equal ``toprec.recommend.topk``'s (score desc, item asc, -1
-        after the last finite score) without copying score matrices to the host.
-        """
-        torch = require_torch()
-        from ..recommend import Recommendations
-
-        n = len(users)
-        out_items = np.empty((n, k), dtype=np.int32)
-        out_scores = np.empty((n, k), dtype=np.float32)
-        pop = torch.from_numpy(np.asarray(self.item_popularity, dtype=np.float32)).to(self.device_)
-        bs = max(1, budget // max(1, self.n_items * 16))
-        with torch.inference_mode():
-            for start in range(0, n, bs):
-                h = hist[start : start + bs]
-                s = self._score_tensor(module, users[start : start + bs], h).to(torch.float32)
-                cold = torch.from_numpy(np.diff(h.indptr) == 0).to(self.device_)
-                s[cold] = pop
-                if h.nnz:
-                    counts = torch.from_numpy(np.diff(h.indptr).astype(np.int64)).to(self.device_)
-                    rows = torch.repeat_interleave(torch.arange(h.shape[0], device=self.device_), counts)
-                    s[rows, torch.from_numpy(np.array(h.indices, dtype=np.int64)).to(self.device_)] = -torch.inf
-                vals, idx = torch.sort(s, dim=1, descending=True, stable=True)
-                vals, idx = vals[:, :k], idx[:, :k]
-                idx[torch.isneginf(vals)] = -1
-                out_items[start : start + bs, : idx.shape[1]] = idx.cpu().numpy()
-                out_scores[start : start + bs, : vals.shape[1]] = vals.cpu().numpy()
-        if k > self.n_items:
-            out_items[:, self.n_items :] = -1
-            out_scores[:, self.n_items :] = -np.inf
-        return Recommendations(np.asarray(users, dtype=np.int64), out_items, out_scores)
+        """The shared top-k (seen items masked, cold users get popularity) computed on the device."""
+        return topk_on_device(
+            lambda u, h: self._score_tensor(module, u, h), users, hist, k, self.n_items, self.item_popularity,
+            self.device_, budget,
+        )  # fmt: skip
 
     # ================================================================= fit
     def _fit(self, X: sp.csr_matrix, train) -> None:

@@ -1,0 +1,93 @@
+"""torch on a device (CUDA or CPU): dense rows scattered there, and the shared top-k computed there.
+
+Nothing here imports torch at module import; each function asks for it.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import scipy.sparse as sp
+
+from .errors import ToprecError
+
+
+def require_torch():
+    """The torch module, or a one-line ToprecError saying how to install it."""
+    try:
+        import torch
+    except ImportError:
+        raise ToprecError("this model needs torch: pip install torch (or pip install 'toprec[gpu]')") from None
+    return torch
+
+
+def dense_rows(csr: sp.csr_matrix, device, dtype, out=None):
+    """A scipy CSR matrix as a dense torch tensor on ``device`` (scattered there, no Python loop)."""
+    torch = require_torch()
+    n, m = csr.shape
+    if out is None:
+        out = torch.zeros((n, m), dtype=dtype, device=device)
+    else:
+        out.zero_()
+    if csr.nnz:
+        counts = torch.from_numpy(np.diff(csr.indptr).astype(np.int64)).to(device)
+        rows = torch.repeat_interleave(torch.arange(n, device=device), counts)
+        cols = torch.from_numpy(np.array(csr.indices, dtype=np.int64)).to(device)
+        vals = torch.from_numpy(np.array(csr.data)).to(device=device, dtype=dtype)
+        out[rows, cols] = vals
+    return out
+
+
+def topk_on_device(
+    score_tensor: Callable[[np.ndarray, sp.csr_matrix], "object"],
+    users: np.ndarray,
+    hist: sp.csr_matrix,
+    k: int,
+    n_items: int,
+    popularity: np.ndarray,
+    device,
+    budget: int = 1 << 30,
+):
+    """The shared top-k (items in ``hist`` masked, cold users get ``popularity``) computed on ``device``.
+
+    ``score_tensor(users_batch, hist_batch)`` returns a (b, n_items) tensor on
+    ``device`` that may be modified in place. A stable descending sort of
+    float32 scores puts ties in item order, so the lists equal
+    ``toprec.recommend.topk``'s (score desc, item asc, -1 after the last
+    finite score) without copying score matrices to the host. ``budget``
+    bounds the bytes of one batch's scores and sort buffers.
+    """
+    torch = require_torch()
+    from .recommend import Recommendations
+
+    users = np.asarray(users, dtype=np.int64)
+    n = len(users)
+    out_items = np.empty((n, k), dtype=np.int32)
+    out_scores = np.empty((n, k), dtype=np.float32)
+    pop = torch.from_numpy(np.asarray(popularity, dtype=np.float32)).to(device)
+    bs = max(1, budget // max(1, n_items * 16))
+    kk = min(k, n_items)
+    items_dev, scores_dev = [], []
+    with torch.inference_mode():
+        for start in range(0, n, bs):
+            h = hist[start : start + bs]
+            s = score_tensor(users[start : start + bs], h).to(torch.float32)
+            cold = torch.from_numpy(np.diff(h.indptr) == 0).to(device)
+            s[cold] = pop
+            if h.nnz:
+                counts = torch.from_numpy(np.diff(h.indptr).astype(np.int64)).to(device)
+                rows = torch.repeat_interleave(torch.arange(h.shape[0], device=device), counts)
+                s[rows, torch.from_numpy(np.array(h.indices, dtype=np.int64)).to(device)] = -torch.inf
+            vals, idx = torch.sort(s, dim=1, descending=True, stable=True)
+            vals, idx = vals[:, :kk], idx[:, :kk]
+            idx[torch.isneginf(vals)] = -1
+            items_dev.append(idx.to(torch.int32))
+            scores_dev.append(vals)
+        if items_dev:  # one copy to the host at the end, not one per batch
+            out_items[:, :kk] = torch.cat(items_dev).cpu().numpy()
+            out_scores[:, :kk] = torch.cat(scores_dev).cpu().numpy()
+    if k > n_items:
+        out_items[:, n_items:] = -1
+        out_scores[:, n_items:] = -np.inf
+    return Recommendations(users, out_items, out_scores)
