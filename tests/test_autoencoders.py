@@ -71,7 +71,7 @@ def test_save_load_scores_identical(name, data, tmp_path):
 
 def test_cdae_unknown_user_uses_zero_user_vector(data):
     train, _ = data
-    m = models.get("cdae", **models.get_class("cdae").contract_params).fit(train)
+    m = models.get("cdae", **models.get_class("cdae").contract_params, device="cpu").fit(train)  # module poked on the host
     hist = train.matrix[[2]]
     net = m.module.double().eval()
     with torch.no_grad():

@@ -52,7 +52,7 @@ def test_negative_sampling_avoids_training_items():
 
 
 def test_lightgcn_propagation_is_layer_mean(dataset):
-    model = models.get("lightgcn", factors=8, layers=2, epochs=1, valid_last=0, valid_random=0).fit(dataset)
+    model = models.get("lightgcn", factors=8, layers=2, epochs=1, valid_last=0, valid_random=0, device="cpu").fit(dataset)
     E0 = model.module.emb.weight.detach().double().numpy()
     A = normalized_adjacency(dataset.matrix).toarray().astype(np.float64)
     expected = (E0 + A @ E0 + A @ (A @ E0)) / 3

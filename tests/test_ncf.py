@@ -14,7 +14,7 @@ from toprec import metrics, models, split  # noqa: E402
 @pytest.fixture
 def fitted(dataset):
     return models.get("ncf", factors=8, mlp_factors=8, mlp_layers=2, epochs=3, lr=0.01, batch_size=512,
-                      valid_last=0, valid_random=0).fit(dataset)  # fmt: skip
+                      valid_last=0, valid_random=0, device="cpu").fit(dataset)  # fmt: skip (module poked on the host)
 
 
 def test_all_item_scoring_equals_pairwise_forward(fitted, dataset):

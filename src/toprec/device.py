@@ -79,8 +79,7 @@ def topk_on_device(
                 counts = torch.from_numpy(np.diff(h.indptr).astype(np.int64)).to(device)
                 rows = torch.repeat_interleave(torch.arange(h.shape[0], device=device), counts)
                 s[rows, torch.from_numpy(np.array(h.indices, dtype=np.int64)).to(device)] = -torch.inf
-            vals, idx = torch.sort(s, dim=1, descending=True, stable=True)
-            vals, idx = vals[:, :kk], idx[:, :kk]
+            vals, idx = _topk_rows(torch, s, kk)
             idx[torch.isneginf(vals)] = -1
             items_dev.append(idx.to(torch.int32))
             scores_dev.append(vals)
@@ -91,3 +90,29 @@ def topk_on_device(
         out_items[:, n_items:] = -1
         out_scores[:, n_items:] = -np.inf
     return Recommendations(users, out_items, out_scores)
+
+
+def _topk_rows(torch, s, k: int):
+    """Top ``k`` of each row of ``s``: score descending, ties to the lower column (a full stable sort's order).
+
+    ``torch.topk`` of k + 1 columns, then the candidates ordered by (score desc,
+    column asc). Where the k-th and (k+1)-th scores tie, which of the tied
+    columns made the cut is unspecified, so those rows (rare with real
+    scores; rows with fewer than k unmasked items) take the full stable sort.
+    """
+    n, m = s.shape
+    if k >= m or n == 0:
+        vals, idx = torch.sort(s, dim=1, descending=True, stable=True)
+        return vals[:, :k], idx[:, :k]
+    vals, idx = torch.topk(s, k + 1, dim=1, sorted=True)
+    tie = vals[:, k - 1] == vals[:, k]
+    vals, idx = vals[:, :k], idx[:, :k]
+    o = torch.argsort(idx, dim=1)  # candidates by column, then a stable sort by score
+    idx, vals = idx.gather(1, o), vals.gather(1, o)
+    o = torch.sort(vals, dim=1, descending=True, stable=True).indices
+    idx, vals = idx.gather(1, o), vals.gather(1, o)
+    rows = torch.nonzero(tie).flatten()
+    if rows.numel():
+        v, i = torch.sort(s[rows], dim=1, descending=True, stable=True)
+        vals[rows], idx[rows] = v[:, :k], i[:, :k]
+    return vals, idx

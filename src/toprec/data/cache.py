@@ -1,7 +1,8 @@
 """A binary cache of parsed datasets, so repeated runs skip CSV parsing.
 
 The key is the load options plus, for every source file, its name, size,
-modification time and a BLAKE2 hash of its content. Entries are uncompressed
+modification time and an XXH3-128 hash of its content (about 10 GB/s: a
+116 MB CSV costs ~10 ms, where BLAKE2 took 175 ms of a 0.4 s cached load). Entries are uncompressed
 ``.npz`` files (numeric and fixed-width string arrays only, loaded with
 ``allow_pickle=False``) plus a JSON sidecar; both written atomically. They live
 in ``.toprec-cache/`` beside the data when that folder is writable, otherwise
@@ -22,7 +23,7 @@ import scipy.sparse as sp
 from ..io import atomic_path
 from .dataset import Dataset, ItemFeature
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: XXH3 content hashes; the sorted CSR column indices stored
 _CHUNK = 1 << 22
 
 
@@ -42,7 +43,9 @@ def _source_files(path: Path) -> list[Path]:
 
 
 def _file_hash(path: Path) -> str:
-    h = hashlib.blake2b(digest_size=16)
+    import xxhash
+
+    h = xxhash.xxh3_128()
     with open(path, "rb") as fh:
         while chunk := fh.read(_CHUNK):
             h.update(chunk)
@@ -89,6 +92,7 @@ def save(ds: Dataset, file: Path) -> None:
         "user": ds.user,
         "item": ds.item,
         "time": ds.time,
+        "matrix_indices": ds.matrix.indices,  # column indices sorted within each user: the CSR is ready on load
     }
     if ds.titles is not None:
         arrays["titles"] = _strings(ds.titles)
@@ -142,9 +146,20 @@ def load(file: Path) -> Dataset | None:
             shape=(len(item_ids), len(values)),
         )
         feats[name] = ItemFeature(m, values)
-    return Dataset(
+    ds = Dataset(
         user_ids, item_ids, a["user"], a["item"], a["time"], feats, titles, meta["name"], meta["summary"], _sorted=True
     )
+    indices = a["matrix_indices"]
+    if len(indices) == ds.n_events:
+        m = sp.csr_matrix(
+            (np.ones(len(indices), dtype=np.float32), indices, ds.user_ptr.astype(np.int64)),
+            shape=(ds.n_users, ds.n_items),
+        )
+        m.has_sorted_indices = True
+        m.indices.flags.writeable = False
+        m.data.flags.writeable = False
+        ds.__dict__["matrix"] = m  # the cached_property's slot
+    return ds
 
 
 def cached(path: Path, options: dict[str, Any], build: Callable[[], Dataset]) -> Dataset:

@@ -340,12 +340,10 @@ class RecVAE(TorchRecommender):
         return _nets()["recvae"](self.n_items, self.params.hidden, self.params.latent)
 
     def _make_optimizers(self, module):
-        import torch
-
         p = self.params
         return {
-            "encoder": torch.optim.Adam(module.encoder.parameters(), lr=p.lr, weight_decay=p.weight_decay),
-            "decoder": torch.optim.Adam(module.decoder.parameters(), lr=p.lr, weight_decay=p.weight_decay),
+            "encoder": self._adam(module.encoder.parameters(), p.lr, p.weight_decay),
+            "decoder": self._adam(module.decoder.parameters(), p.lr, p.weight_decay),
         }
 
     def _encoder_loss(self, module, users, x):

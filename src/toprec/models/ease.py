@@ -129,12 +129,21 @@ def ease_item_space_torch(X: sp.csr_matrix, l2: float, device: str, chunk_bytes:
     G = torch.zeros((n_items, n_items), dtype=torch.float32, device=device)
     rows = max(1, chunk_bytes // max(1, 4 * n_items))
     block = None
-    for s in range(0, n_users, rows):
-        part = X[s : s + rows]
-        if block is None or block.shape[0] != part.shape[0]:
-            block = torch.empty((part.shape[0], n_items), dtype=torch.float32, device=device)
-        dense_rows(part, device, torch.float32, out=block)
-        G.addmm_(block.T, block)
+    # TF32 tensor cores keep 10 mantissa bits of each input and accumulate in float32: exact for
+    # 0/1 (or any half-representable) values, so the Gram is then what float32 gives, ~8x faster
+    exact = bool(np.all(X.data == X.data.astype(np.float16))) and np.isfinite(X.data.astype(np.float16)).all()
+    old_precision = torch.get_float32_matmul_precision()
+    try:
+        if exact:
+            torch.set_float32_matmul_precision("high")
+        for s in range(0, n_users, rows):
+            part = X[s : s + rows] if (s > 0 or rows < n_users) else X
+            if block is None or block.shape[0] != part.shape[0]:
+                block = torch.empty((part.shape[0], n_items), dtype=torch.float32, device=device)
+            dense_rows(part, device, torch.float32, out=block)
+            G.addmm_(block.T, block)
+    finally:
+        torch.set_float32_matmul_precision(old_precision)
     del block
     G.diagonal().add_(float(l2))
     L = torch.linalg.cholesky(G)
@@ -170,12 +179,23 @@ class EASE(ItemItemRecommender):
         self._B_dev = None
         if form == "items" and device == "cuda":
             self._B_dev = ease_item_space_torch(X, p.l2, device)
-            self.similarity = self._B_dev.cpu().numpy()
+            self.similarity = None  # copied from the GPU when first asked for (save, host scoring)
         elif form == "items":
             self.similarity = ease_item_space(X, p.l2)
         else:
             self.similarity = None
             self.user_basis, self.diag_p = ease_user_space(X, p.l2)
+
+    @property
+    def similarity(self):
+        sim = self.__dict__.get("_similarity")
+        if sim is None and self.__dict__.get("_B_dev") is not None:
+            sim = self.__dict__["_similarity"] = self._B_dev.cpu().numpy()
+        return sim
+
+    @similarity.setter
+    def similarity(self, value) -> None:
+        self.__dict__["_similarity"] = value
 
     def _score(self, users: np.ndarray, history: sp.csr_matrix) -> np.ndarray:
         if self.form_ == "items" and getattr(self, "_B_dev", None) is not None:

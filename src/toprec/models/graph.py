@@ -2,8 +2,8 @@
 
 Both propagate embeddings over the symmetric normalised adjacency
 ``A_hat = D^-1/2 A D^-1/2`` of the (users + items) graph, built once with
-scipy from the training matrix and multiplied with ``torch.sparse.mm`` (CSR
-on the CPU, COO on CUDA) — there is never a dense adjacency
+scipy from the training matrix and multiplied with ``torch.sparse.mm`` (a CSR
+tensor on every device) — there is never a dense adjacency
 (:func:`normalized_adjacency`).
 
 * ``lightgcn`` (He et al. 2020): no weights, no non-linearity; the final
@@ -67,23 +67,19 @@ def normalized_adjacency(X: sp.csr_matrix) -> sp.csr_matrix:
 
 
 def to_torch_sparse(A: sp.csr_matrix, device="cpu"):
-    """A scipy CSR as a torch sparse tensor (CSR on the CPU, coalesced COO elsewhere)."""
+    """A scipy CSR as a torch sparse CSR tensor on ``device`` (cuSPARSE's CSR SpMM on CUDA, MKL's on the CPU)."""
     import torch
 
     A = sp.csr_matrix(A)
-    if str(device) == "cpu":
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # "sparse CSR support is in beta"
-            return torch.sparse_csr_tensor(
-                torch.from_numpy(A.indptr.astype(np.int64)),
-                torch.from_numpy(A.indices.astype(np.int64)),
-                torch.from_numpy(A.data.astype(np.float32)),
-                size=A.shape,
-                check_invariants=False,
-            )
-    coo = A.tocoo()
-    idx = torch.from_numpy(np.vstack([coo.row, coo.col]).astype(np.int64))
-    return torch.sparse_coo_tensor(idx, torch.from_numpy(coo.data.astype(np.float32)), A.shape).coalesce().to(device)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "sparse CSR support is in beta"
+        return torch.sparse_csr_tensor(
+            torch.from_numpy(A.indptr.astype(np.int64)).to(device),
+            torch.from_numpy(A.indices.astype(np.int64)).to(device),
+            torch.from_numpy(A.data.astype(np.float32)).to(device),
+            size=A.shape,
+            check_invariants=False,
+        )
 
 
 _SYM_SPMM = None

@@ -22,9 +22,10 @@ subclass implements. What the loop does, in order, for ``fit(train)``:
    (those epochs are appended to ``history`` with ``"refit": 1.0`` and a NaN
    recall; the callback is not called for them).
 
-Scores are computed in ``score_dtype``: ``auto`` = float64 on the CPU (a
-user's scores then do not depend on how many users share the batch: float32
-BLAS kernels round differently for different batch shapes), float32 on CUDA.
+Scores are computed in ``score_dtype``: ``auto`` = float64 on the CPU and on
+CUDA (a user's scores then do not depend on how many users share the batch:
+float32 BLAS kernels, cuBLAS's too, round differently for different batch
+shapes; the H100 runs float64 at about its float32 rate).
 
 Resume: with ``checkpoint_dir`` set, every epoch writes module, optimizer and
 RNG states (safetensors) and the loop state (JSON); ``resume=True`` continues
@@ -83,18 +84,40 @@ def _single_process() -> Iterator[None]:
             os.environ["TOPREC_WORKERS"] = old
 
 
-class RowMatrix:
-    """A users x items CSR matrix kept on the device; row batches densify there, vectorised."""
+#: a dense copy of the training matrix is kept on a CUDA device when it takes at most this many bytes
+DENSE_ROWS_MAX_BYTES = 4 << 30
 
-    def __init__(self, X: sp.csr_matrix, device):
+
+class RowMatrix:
+    """A users x items CSR matrix kept on the device; row batches densify there, vectorised.
+
+    On CUDA, when the dense matrix fits (``DENSE_ROWS_MAX_BYTES`` and a quarter
+    of the free memory), a dense copy is kept too: a batch is then one row
+    gather with no host synchronisation (the CSR gather must read the batch's
+    nonzero count back to the host), and :meth:`bag` returns the dense rows,
+    which every consumer (``prepare``, ``SparseIn``) accepts.
+    """
+
+    def __init__(self, X: sp.csr_matrix, device, dense: bool | None = None):
         torch = require_torch()
         X = sp.csr_matrix(X)
         self.shape = X.shape
         self.device = device
         self.indptr = torch.from_numpy(np.array(X.indptr, dtype=np.int64)).to(device)
-        self.indices = torch.from_numpy(np.array(X.indices, dtype=np.int64)).to(device)
+        self.indices = torch.from_numpy(np.array(X.indices, dtype=np.int32)).to(device).long()
         self.values = torch.from_numpy(np.array(X.data, dtype=np.float32)).to(device)
         self.counts = self.indptr[1:] - self.indptr[:-1]
+        nbytes = 4 * X.shape[0] * X.shape[1]
+        if dense is None:
+            dense = str(device).startswith("cuda") and nbytes <= DENSE_ROWS_MAX_BYTES
+            if dense:
+                free, _ = torch.cuda.mem_get_info(torch.device(device))
+                dense = nbytes <= free // 4
+        self.full = None
+        if dense:
+            self.full = torch.zeros(X.shape, dtype=torch.float32, device=device)
+            rows = torch.repeat_interleave(torch.arange(X.shape[0], device=device), self.counts)
+            self.full[rows, self.indices] = self.values
 
     def _gather(self, rows):
         """(row of each entry, position of each entry in the CSR arrays, counts) for ``rows``."""
@@ -111,6 +134,10 @@ class RowMatrix:
         """Dense float32 (len(rows), n_items) of the given rows (``out`` is reused when given)."""
         torch = require_torch()
         b = rows.shape[0]
+        if self.full is not None:
+            if out is None:
+                return self.full.index_select(0, rows)
+            return torch.index_select(self.full, 0, rows, out=out[:b])
         if out is None:
             out = torch.zeros((b, self.shape[1]), dtype=torch.float32, device=self.device)
         else:
@@ -122,7 +149,12 @@ class RowMatrix:
         return out
 
     def bag(self, rows):
-        """The given rows as ``(indices, offsets, values, row_of_entry)`` (``torch.nn.functional.embedding_bag`` input)."""
+        """The given rows as ``(indices, offsets, values, row_of_entry)`` (``torch.nn.functional.embedding_bag`` input).
+
+        With a dense copy on the device: the dense rows instead (see the class docstring).
+        """
+        if self.full is not None:
+            return self.full.index_select(0, rows)
         r, pos, _, first = self._gather(rows)
         return self.indices[pos], first, self.values[pos], r
 
@@ -150,7 +182,7 @@ class TorchParams(Params):
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: cuda when available")
     amp: Literal["off", "bf16", "fp16"] = Field("off", description="mixed precision autocast (CUDA only)")
     score_dtype: Literal["auto", "float64", "float32"] = Field(
-        "auto", description="scoring precision; auto: float64 on cpu (batch-invariant), float32 on cuda"
+        "auto", description="scoring precision; auto: float64 (scores do not depend on the batch size)"
     )
     refit: bool = Field(False, description="after early stopping, retrain on all the data for the best epoch count")
     checkpoint_dir: str | None = Field(None, description="write a checkpoint here every checkpoint_every epochs")
@@ -199,8 +231,13 @@ class TorchRecommender(Recommender):
         pass
 
     def _make_optimizers(self, module) -> dict:
+        return {"main": self._adam(module.parameters(), self.params.lr, self.params.weight_decay)}
+
+    def _adam(self, params, lr: float, weight_decay: float):
+        """Adam; on CUDA the fused kernel (one launch per step instead of several per parameter)."""
         torch = require_torch()
-        return {"main": torch.optim.Adam(module.parameters(), lr=self.params.lr, weight_decay=self.params.weight_decay)}
+        fused = True if str(getattr(self, "device_", "cpu")).startswith("cuda") else None
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=fused)
 
     def _batches(self, module, generator) -> Iterator:
         """Shuffled users with at least one event, ``batch_size`` at a time: (users, dense rows)."""
@@ -255,7 +292,7 @@ class TorchRecommender(Recommender):
         torch = require_torch()
         kind = self.params.score_dtype
         if kind == "auto":
-            kind = "float64" if self.device_ == "cpu" else "float32"
+            kind = "float64"
         return torch.float64 if kind == "float64" else torch.float32
 
     def _as_scoring(self, module):

@@ -1,0 +1,23 @@
+"""toprec.device: the on-device top-k equals a full stable sort (ties to the lower item), on CPU torch."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from toprec.device import _topk_rows  # noqa: E402
+
+
+@pytest.mark.parametrize("k", [1, 3, 10, 29, 30, 45])
+def test_topk_rows_equals_full_stable_sort_with_ties_and_masks(k):
+    rng = np.random.default_rng(k)
+    s = torch.from_numpy(rng.integers(0, 6, (200, 30)).astype(np.float32))  # many ties, across the cut too
+    s[rng.random((200, 30)) < 0.3] = -torch.inf  # masked items
+    s[:5] = -torch.inf  # rows with nothing left
+    s[5:10] = torch.from_numpy(rng.random((5, 30)).astype(np.float32))  # no ties
+    vals, idx = _topk_rows(torch, s.clone(), min(k, 30))
+    want_v, want_i = torch.sort(s, dim=1, descending=True, stable=True)
+    assert torch.equal(idx, want_i[:, : min(k, 30)])
+    assert torch.equal(vals, want_v[:, : min(k, 30)])
