@@ -4,13 +4,13 @@
 #
 #   bash benchmarks/gpu_session.sh OUTDIR [steps]
 #
-# steps: a comma list of info,tests,ease,neural,sequential (default: all). Each step has its own
+# steps: a comma list of info,tests,ease,neural,neural2048,sequential (default: all). Each step has its own
 # time limit (GPU_T_<STEP> seconds) and writes OUTDIR/<step>.log (+ JSON where the benchmark has one);
 # a failing step does not stop the others. The machine needs python3 with torch (CUDA), numpy, scipy,
 # pandas, pyarrow; wheels of anything else (pydantic, ...) can sit in .whl/ and are installed first.
 set -u
 OUT=${1:-/tmp/gpu-out}
-STEPS=${2:-info,tests,ease,neural,sequential}
+STEPS=${2:-info,tests,ease,neural,neural2048,sequential}
 mkdir -p "$OUT"
 PY=${PYTHON:-python3}
 export PYTHONUNBUFFERED=1 TOPREC_NO_TRACK=1
@@ -39,6 +39,10 @@ step ease "${GPU_T_EASE:-150}" "$PY" benchmarks/bench_ease.py --data "$SYNTH" --
 step neural "${GPU_T_NEURAL:-150}" "$PY" benchmarks/bench_neural.py speed --device cuda --synth "$SYNTH" \
   --models "${GPU_NEURAL_MODELS:-multidae,multivae,recvae}" --epochs "${GPU_EPOCHS:-3}" --warmup 1 --valid-repeats 3 --quiet \
   --json "$OUT/neural_speed_cuda.json"
+# the same at RecBole's default train_batch_size (2048), for a like-for-like comparison with its per-epoch times
+step neural2048 "${GPU_T_NEURAL:-150}" "$PY" benchmarks/bench_neural.py speed --device cuda --synth "$SYNTH" \
+  --models multidae,multivae,recvae -p multidae.batch_size=2048 -p multivae.batch_size=2048 -p recvae.batch_size=2048 \
+  --epochs "${GPU_EPOCHS:-3}" --warmup 1 --valid-repeats 1 --quiet --json "$OUT/neural_speed_cuda_b2048.json"
 step sequential "${GPU_T_SEQUENTIAL:-200}" "$PY" benchmarks/bench_sequential.py speed --device cuda --synth "$SYNTH" \
   --models "${GPU_SEQ_MODELS:-sasrec,bert4rec,lightgcn,ngcf,ncf}" --batches "${GPU_SEQ_BATCHES:-0}" --quiet \
   --json "$OUT/sequential_speed_cuda.json"
