@@ -380,13 +380,22 @@ class RecVAE(TorchRecommender):
 
         users = self._train_users
         prior = module.prior_encoder.eval()
-        mu = torch.zeros((self.n_users, self.params.latent), device=self.device_)
-        logvar = torch.zeros_like(mu)
+        shape = (self.n_users, self.params.latent)
+        if getattr(self, "_prior_mu", None) is None or tuple(self._prior_mu.shape) != shape:
+            # persistent buffers (a captured CUDA graph of the encoder step reads them), rewritten every epoch
+            self._prior_mu = torch.zeros(shape, device=self.device_)
+            self._prior_logvar = torch.zeros_like(self._prior_mu)
+        mu, logvar = self._prior_mu, self._prior_logvar
         with torch.no_grad():
             for start in range(0, len(users), 4 * self.params.batch_size):
                 u = users[start : start + 4 * self.params.batch_size]
                 mu[u], logvar[u] = prior(self.rows.bag(u), 0.0)
-        self._prior_mu, self._prior_logvar = mu, logvar
+
+    def _fit(self, X, train) -> None:
+        try:
+            super()._fit(X, train)
+        finally:
+            self._prior_mu = self._prior_logvar = None  # per-fit buffers
 
     def _train_epoch(self, module, optimizers, epoch, generator):
         import torch
@@ -395,22 +404,17 @@ class RecVAE(TorchRecommender):
         total = torch.zeros((), dtype=torch.float64, device=self.device_)
         count = 0
         self._prior_posteriors(module)
+        enc_loss = lambda u: self._encoder_loss(module, u, self._dense_batch(u))  # noqa: E731
+        dec_loss = lambda u: self._decoder_loss(module, u, self._dense_batch(u))  # noqa: E731
         for _ in range(self.params.enc_epochs):
-            for users, x in self._batches(module, generator):
-                enc.zero_grad(set_to_none=True)
-                with self._autocast():
-                    loss = self._encoder_loss(module, users, x)
-                self._step(loss, [enc])
+            for users in self._user_batches(generator):
+                loss = self._optimise("encoder", enc_loss, users, [enc])
                 total += loss.detach().double() * len(users)
                 count += len(users)
         module.update_prior()
-        self._prior_mu = self._prior_logvar = None
         for _ in range(self.params.dec_epochs):
-            for users, x in self._batches(module, generator):
-                dec.zero_grad(set_to_none=True)
-                with self._autocast():
-                    loss = self._decoder_loss(module, users, x)
-                self._step(loss, [dec])
+            for users in self._user_batches(generator):
+                self._optimise("decoder", dec_loss, users, [dec])
         return float(total) / max(1, count)
 
     def _forward_scores(self, module, users, history):
