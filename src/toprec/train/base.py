@@ -289,7 +289,7 @@ class TorchRecommender(Recommender):
             with self._autocast():
                 loss = loss_fn(users)
             self._step(loss, optimizers)
-            return loss
+            return loss.detach()  # frees the autograd graph now (a kept one ties gradients to this stream)
         st = self._graphs.setdefault(key, {"eager": 0})
         if "graph" in st:
             st["users"].copy_(users)
@@ -308,7 +308,7 @@ class TorchRecommender(Recommender):
                     opt.step()
             torch.cuda.current_stream().wait_stream(side)
             st["eager"] += 1
-            return loss
+            return loss.detach()
         st["users"] = users.clone()
         for opt in optimizers:
             opt.zero_grad(set_to_none=True)
@@ -319,9 +319,9 @@ class TorchRecommender(Recommender):
             loss.backward()
             for opt in optimizers:
                 opt.step()
-        st["graph"], st["loss"] = graph, loss
+        st["graph"], st["loss"] = graph, loss.detach()
         graph.replay()  # capturing records the step; this runs it
-        return loss
+        return st["loss"]
 
     def _train_epoch(self, module, optimizers: dict, epoch: int, generator) -> float:
         """One pass over ``_batches``; returns the mean loss (weighted by batch length)."""
