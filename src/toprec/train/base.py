@@ -268,8 +268,8 @@ class TorchRecommender(Recommender):
         """One step: zero the gradients, ``loss = loss_fn(users)``, backward, step; returns the loss tensor.
 
         On CUDA (``cuda_graphs``, no fp16 scaler) full batches of ``users`` are
-        replayed from a captured CUDA graph: three eager steps on a side stream
-        warm up (allocator, cuBLAS workspaces, optimizer state), the fourth is
+        replayed from a captured CUDA graph: three eager steps warm up
+        (allocator, cuBLAS workspaces, optimizer state), the fourth is
         captured and replayed, and later ones copy their user ids into the
         graph's input and replay it. A step costs its kernels' time instead of
         Python's per-op launch overhead (RecVAE at competition scale: ~4.7 ms a
@@ -295,18 +295,14 @@ class TorchRecommender(Recommender):
             st["users"].copy_(users)
             st["graph"].replay()
             return st["loss"]
-        if st["eager"] < 3:
-            side = torch.cuda.Stream()
-            side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side):
-                for opt in optimizers:
-                    opt.zero_grad(set_to_none=True)
-                with self._autocast():
-                    loss = loss_fn(users)
-                loss.backward()
-                for opt in optimizers:
-                    opt.step()
-            torch.cuda.current_stream().wait_stream(side)
+        if st["eager"] < 3:  # on the current stream: no tensor crosses streams (a side stream raced here)
+            for opt in optimizers:
+                opt.zero_grad(set_to_none=True)
+            with self._autocast():
+                loss = loss_fn(users)
+            loss.backward()
+            for opt in optimizers:
+                opt.step()
             st["eager"] += 1
             return loss.detach()
         st["users"] = users.clone()
