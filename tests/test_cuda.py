@@ -71,7 +71,7 @@ def test_recvae_cuda_graph_steps_train_like_eager_steps():
     def spy(epoch, logs):
         seen.append({k: "graph" in v for k, v in g._graphs.items()})
 
-    g = models.get("recvae", **params)
+    g = models.get("recvae", **params, cuda_graphs=True)
     g.fit(ds, callback=spy)
     e = models.get("recvae", **params, cuda_graphs=False).fit(ds)
     assert seen and seen[-1] == {"encoder": True, "decoder": True}  # both phases captured

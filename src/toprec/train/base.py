@@ -185,7 +185,7 @@ class TorchParams(Params):
         "auto", description="scoring precision; auto: float64 (scores do not depend on the batch size)"
     )
     cuda_graphs: bool = Field(
-        True, description="CUDA: replay full training batches from a captured CUDA graph (models that support it)"
+        False, description="experimental, CUDA: replay full training batches from a captured CUDA graph (RecVAE)"
     )
     refit: bool = Field(False, description="after early stopping, retrain on all the data for the best epoch count")
     checkpoint_dir: str | None = Field(None, description="write a checkpoint here every checkpoint_every epochs")
