@@ -382,7 +382,7 @@ class RecVAE(TorchRecommender):
         prior = module.prior_encoder.eval()
         shape = (self.n_users, self.params.latent)
         if getattr(self, "_prior_mu", None) is None or tuple(self._prior_mu.shape) != shape:
-            # persistent buffers (a captured CUDA graph of the encoder step reads them), rewritten every epoch
+            # buffers kept for the fit, rewritten every epoch
             self._prior_mu = torch.zeros(shape, device=self.device_)
             self._prior_logvar = torch.zeros_like(self._prior_mu)
         mu, logvar = self._prior_mu, self._prior_logvar
@@ -408,13 +408,13 @@ class RecVAE(TorchRecommender):
         dec_loss = lambda u: self._decoder_loss(module, u, self._dense_batch(u))  # noqa: E731
         for _ in range(self.params.enc_epochs):
             for users in self._user_batches(generator):
-                loss = self._optimise("encoder", enc_loss, users, [enc])
+                loss = self._optimise(enc_loss, users, [enc])
                 total += loss.detach().double() * len(users)
                 count += len(users)
         module.update_prior()
         for _ in range(self.params.dec_epochs):
             for users in self._user_batches(generator):
-                self._optimise("decoder", dec_loss, users, [dec])
+                self._optimise(dec_loss, users, [dec])
         return float(total) / max(1, count)
 
     def _forward_scores(self, module, users, history):

@@ -184,9 +184,6 @@ class TorchParams(Params):
     score_dtype: Literal["auto", "float64", "float32"] = Field(
         "auto", description="scoring precision; auto: float64 (scores do not depend on the batch size)"
     )
-    cuda_graphs: bool = Field(
-        False, description="experimental, CUDA: replay full training batches from a captured CUDA graph (RecVAE)"
-    )
     refit: bool = Field(False, description="after early stopping, retrain on all the data for the best epoch count")
     checkpoint_dir: str | None = Field(None, description="write a checkpoint here every checkpoint_every epochs")
     checkpoint_every: int = Field(1, ge=1, description="epochs between checkpoints")
@@ -240,7 +237,7 @@ class TorchRecommender(Recommender):
         """Adam; on CUDA the fused kernel (one launch per step instead of several per parameter)."""
         torch = require_torch()
         cuda = str(getattr(self, "device_", "cpu")).startswith("cuda")
-        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=True if cuda else None, capturable=cuda)
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=True if cuda else None)
 
     def _user_batches(self, generator) -> Iterator:
         """Shuffled users with at least one event, ``batch_size`` at a time (index tensors on the device)."""
@@ -264,60 +261,14 @@ class TorchRecommender(Recommender):
         for u in self._user_batches(generator):
             yield u, self._dense_batch(u)
 
-    def _optimise(self, key: str, loss_fn, users, optimizers: list):
-        """One step: zero the gradients, ``loss = loss_fn(users)``, backward, step; returns the loss tensor.
-
-        On CUDA (``cuda_graphs``, no fp16 scaler) full batches of ``users`` are
-        replayed from a captured CUDA graph: three eager steps warm up
-        (allocator, cuBLAS workspaces, optimizer state), the fourth is
-        captured and replayed, and later ones copy their user ids into the
-        graph's input and replay it. A step costs its kernels' time instead of
-        Python's per-op launch overhead (RecVAE at competition scale: ~4.7 ms a
-        step, launch-bound). ``loss_fn`` must read everything else from tensors
-        that keep their storage (parameters, optimizer state, persistent
-        buffers); the returned loss is overwritten by the next replay. Partial
-        batches run eagerly. Random draws inside (dropout, sampling) advance
-        with every replay.
-        """
-        torch = require_torch()
-        full = users.shape[0] == self.params.batch_size
-        use_graph = (full and self.device_ == "cuda" and self.params.cuda_graphs and self._scaler is None
-                     and self.rows.full is not None)  # the CSR gather reads a count back to the host: not capturable  # fmt: skip
-        if not use_graph:
-            for opt in optimizers:
-                opt.zero_grad(set_to_none=True)
-            with self._autocast():
-                loss = loss_fn(users)
-            self._step(loss, optimizers)
-            return loss.detach()  # frees the autograd graph now (a kept one ties gradients to this stream)
-        st = self._graphs.setdefault(key, {"eager": 0})
-        if "graph" in st:
-            st["users"].copy_(users)
-            st["graph"].replay()
-            return st["loss"]
-        if st["eager"] < 3:  # on the current stream: no tensor crosses streams (a side stream raced here)
-            for opt in optimizers:
-                opt.zero_grad(set_to_none=True)
-            with self._autocast():
-                loss = loss_fn(users)
-            loss.backward()
-            for opt in optimizers:
-                opt.step()
-            st["eager"] += 1
-            return loss.detach()
-        st["users"] = users.clone()
+    def _optimise(self, loss_fn, users, optimizers: list):
+        """One step: zero the gradients, ``loss = loss_fn(users)``, backward, step; returns the detached loss."""
         for opt in optimizers:
             opt.zero_grad(set_to_none=True)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            with self._autocast():
-                loss = loss_fn(st["users"])
-            loss.backward()
-            for opt in optimizers:
-                opt.step()
-        st["graph"], st["loss"] = graph, loss.detach()
-        graph.replay()  # capturing records the step; this runs it
-        return st["loss"]
+        with self._autocast():
+            loss = loss_fn(users)
+        self._step(loss, optimizers)
+        return loss.detach()
 
     def _train_epoch(self, module, optimizers: dict, epoch: int, generator) -> float:
         """One pass over ``_batches``; returns the mean loss (weighted by batch length)."""
@@ -485,7 +436,6 @@ class TorchRecommender(Recommender):
         finally:
             torch.set_num_threads(old_threads)
             self._row_buffer = None
-            self._graphs = {}
             self._train_users = None
             self.rows = None
 
@@ -521,7 +471,6 @@ class TorchRecommender(Recommender):
         self.rows = RowMatrix(X, self.device_)
         self._train_users = torch.from_numpy(np.flatnonzero(np.diff(X.indptr) > 0).astype(np.int64)).to(self.device_)
         self._row_buffer = None
-        self._graphs = {}
         self._scaler = torch.amp.GradScaler("cuda") if self.device_ == "cuda" and p.amp == "fp16" else None
         module = self._build_module().to(self.device_)
         self.module = module
