@@ -187,3 +187,22 @@ def test_gram_blocked_with_heavy_users_is_exact():
     G = gram_blocked(sp.csr_matrix(X), block=16)
     assert G.flags.c_contiguous and G.dtype == np.float32
     np.testing.assert_array_equal(G, X.T @ X)
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_gram_with_pairs_equals_the_stacked_gram(monkeypatch, workers):
+    """EASER's Gram from G = X^T X plus the A^T Z block column: exact, light and heavy rows, any worker count."""
+    from toprec.models import linalg
+
+    monkeypatch.setenv("TOPREC_WORKERS", workers)
+    monkeypatch.setattr(linalg, "PARALLEL_MIN_NNZ", 0)  # fork even for this small problem
+    rng = np.random.default_rng(7)
+    X = (rng.random((150, 40)) < 0.1).astype(np.float32)
+    X[:6] = rng.random((6, 40)) < 0.7  # heavy rows -> dense gemm
+    Xs = sp.csr_matrix(X)
+    pairs = select_pairs(Xs.T @ Xs.toarray(), 60, 1)
+    Z = pair_features(Xs, pairs)
+    A = np.hstack([X, Z.toarray()])
+    H = linalg.gram_with_pairs(Xs, Z, linalg.gram(Xs))
+    np.testing.assert_array_equal(H, A.T @ A)
+    np.testing.assert_array_equal(linalg.cross_gram(sp.csr_matrix(A), Z, block=7), A.T @ Z.toarray())

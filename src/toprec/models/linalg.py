@@ -86,6 +86,59 @@ def gram_blocked(
     return _add_heavy(H, A, heavy, chunk)
 
 
+def cross_gram(A: sp.csr_matrix, Z: sp.csr_matrix, dense_share: float = DENSE_USER_SHARE, block: int = 512,
+               chunk: int = 1024) -> np.ndarray:  # fmt: skip
+    """``A^T Z`` dense float32 (A.shape[1] x Z.shape[1]) for row-aligned sparse ``A`` and ``Z``.
+
+    Light rows (at most ``dense_share`` of A's columns) by sparse products,
+    ``block`` columns of Z at a time, the blocks split over forked workers
+    that write into shared memory; heavy rows densified in chunks and added by
+    BLAS gemm. Each block is computed by the same code whichever process
+    takes it, so the result does not depend on the number of workers.
+    """
+    A = sp.csr_matrix(A, dtype=np.float32)
+    Z = sp.csr_matrix(Z, dtype=np.float32)
+    n, m = A.shape[1], Z.shape[1]
+    counts = np.diff(A.indptr)
+    heavy = np.flatnonzero(counts > dense_share * n)
+    light = np.flatnonzero(counts <= dense_share * n)
+    AL, ZL = (A[light], Z[light]) if len(heavy) else (A, Z)
+    n_blocks = -(-m // block)
+    big = AL.nnz + ZL.nnz > PARALLEL_MIN_NNZ
+    out = parallel.shared_empty((n, m), np.float32) if big else np.empty((n, m), dtype=np.float32)
+    if m:
+        At = AL.T.tocsr()
+        Zc = ZL.tocsc()
+
+        def job(lo: int, hi: int) -> None:
+            for b in range(lo, hi):
+                s, e = b * block, min(m, (b + 1) * block)
+                out[:, s:e] = (At @ Zc[:, s:e]).toarray()
+
+        parallel.run_rows(n_blocks, job, parallel.workers() if big else 1)
+    if big:
+        out = np.array(out)  # out of shared memory
+    for s in range(0, len(heavy), chunk):
+        rows = heavy[s : s + chunk]
+        out += A[rows].toarray().T @ Z[rows].toarray()
+    return out
+
+
+def gram_with_pairs(X: sp.csr_matrix, Z: sp.csr_matrix, G: np.ndarray) -> np.ndarray:
+    """The Gram matrix of ``A = [X Z]`` given ``G = X^T X``: only the ``A^T Z`` block column is computed.
+
+    (``gram_blocked`` of the stacked matrix recomputes ``X^T X`` and both
+    halves of the symmetric result: about 2.4x the work for EASER's defaults.)
+    """
+    n, m = X.shape[1], Z.shape[1]
+    H = np.empty((n + m, n + m), dtype=np.float32)
+    H[:n, :n] = G
+    R = cross_gram(sp.hstack([X, Z], format="csr"), Z)
+    H[:, n:] = R
+    H[n:, :n] = R[:n].T
+    return H
+
+
 def _sparse_gram(X: sp.csr_matrix) -> np.ndarray:
     """``X^T X`` dense float32 by sparse products, users split over forked workers."""
     n = X.shape[1]

@@ -52,7 +52,7 @@ from pydantic import Field
 
 from ..errors import ToprecError
 from .base import ItemItemRecommender, Params
-from .linalg import gram, gram_blocked, spd_inverse
+from .linalg import gram, gram_blocked, gram_with_pairs, spd_inverse
 from .registry import register
 
 # --------------------------------------------------------------------- helpers
@@ -304,7 +304,6 @@ class EASER(ItemItemRecommender):
             self.similarity = _zero_diag_solution(_ensure_pd(self.name, spd_inverse, G))
             self.pairs, self.pair_weights = pairs, np.zeros((0, n), dtype=np.float32)
             return
-        del G
         Z = pair_features(X, pairs)
         a = np.float32(p.dropout / (1.0 - p.dropout))
         lam = np.concatenate(
@@ -314,9 +313,11 @@ class EASER(ItemItemRecommender):
             ]
         ).astype(np.float32)
         if p.solver == "exact":
-            H = gram_blocked(sp.hstack([X, Z], format="csr"))
+            H = gram_with_pairs(X, Z, G)
+            del G
             B, C = _ensure_pd(self.name, easer_exact, H, n, pairs, lam)
         else:
+            del G
             B, C = _ensure_pd(self.name, easer_admm, X, Z, pairs, lam, p.rho, p.iterations)
         self.similarity, self.pairs, self.pair_weights = B, pairs, C
 
