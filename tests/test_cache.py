@@ -21,6 +21,10 @@ def _same(a: Dataset, b: Dataset) -> None:
     assert (a.titles is None) == (b.titles is None)
     if a.titles is not None:
         assert list(a.titles) == list(b.titles)
+    ma, mb = a.matrix, b.matrix  # the cache stores the sorted CSR
+    assert ma.has_sorted_indices and mb.has_sorted_indices and ma.dtype == mb.dtype == np.float32
+    assert np.array_equal(ma.indptr, mb.indptr) and np.array_equal(ma.indices, mb.indices)
+    assert not mb.indices.flags.writeable and not mb.data.flags.writeable
 
 
 @pytest.mark.parametrize("layout", ["competition", "ml-100k", "recbole"])
@@ -65,6 +69,33 @@ def test_damaged_cache_entry_is_rebuilt(tmp_path):
     Dataset.load(folder, cache=True)
     for f in (folder / ".toprec-cache").glob("*.npz"):
         f.write_bytes(b"garbage")
+    ds = Dataset.load(folder, cache=True)
+    assert ds.summary["cache"] == "miss" and ds.n_events == 7
+    assert Dataset.load(folder, cache=True).summary["cache"] == "hit"
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "drop-member"])
+def test_cache_entry_with_bad_crc_truncated_or_missing_member_is_rebuilt(tmp_path, damage):
+    import zipfile
+
+    folder = tmp_path / "c"
+    shutil.copytree(FIXTURES / "competition", folder)
+    Dataset.load(folder, cache=True)
+    (entry,) = (folder / ".toprec-cache").glob("*.npz")
+    raw = bytearray(entry.read_bytes())
+    if damage == "truncate":
+        entry.write_bytes(bytes(raw[: len(raw) // 2]))
+    elif damage == "flip":
+        with zipfile.ZipFile(entry) as z:
+            info = z.getinfo("matrix_indices.npy")
+        raw[info.header_offset + 30 + len(info.filename) + info.file_size - 1] ^= 0xFF  # last data byte
+        entry.write_bytes(bytes(raw))
+    else:
+        with zipfile.ZipFile(entry) as z:
+            members = {n: z.read(n) for n in z.namelist() if n != "matrix_indices.npy"}
+        with zipfile.ZipFile(entry, "w") as z:
+            for n, data in members.items():
+                z.writestr(n, data)
     ds = Dataset.load(folder, cache=True)
     assert ds.summary["cache"] == "miss" and ds.n_events == 7
     assert Dataset.load(folder, cache=True).summary["cache"] == "hit"

@@ -21,3 +21,31 @@ def test_topk_rows_equals_full_stable_sort_with_ties_and_masks(k):
     want_v, want_i = torch.sort(s, dim=1, descending=True, stable=True)
     assert torch.equal(idx, want_i[:, : min(k, 30)])
     assert torch.equal(vals, want_v[:, : min(k, 30)])
+
+
+def test_dense_rows_sums_duplicates_like_scipy():
+    import scipy.sparse as sp
+
+    from toprec.device import dense_rows
+
+    m = sp.csr_matrix((np.array([1.0, 2.0, 3.0], dtype=np.float32), np.array([1, 1, 0]), np.array([0, 2, 3])),
+                      shape=(2, 3))  # row 0 holds column 1 twice  # fmt: skip
+    assert not m.has_canonical_format
+    np.testing.assert_array_equal(dense_rows(m, "cpu", torch.float32).numpy(), m.toarray())
+
+
+def test_cuda_matmul_tf32_switch_restores_the_setting():
+    from toprec.device import cuda_matmul_tf32
+
+    mm = torch.backends.cuda.matmul
+    before = mm.fp32_precision
+    with cuda_matmul_tf32(torch, True):
+        assert mm.fp32_precision == "tf32"
+        with cuda_matmul_tf32(torch, False):
+            assert mm.fp32_precision == "ieee"
+        assert mm.fp32_precision == "tf32"
+    assert mm.fp32_precision == before
+    with pytest.raises(KeyError):
+        with cuda_matmul_tf32(torch, True):
+            raise KeyError("boom")
+    assert mm.fp32_precision == before

@@ -179,3 +179,11 @@ def test_torch_item_space_and_device_topk_match_the_host_path():
     np.testing.assert_array_equal(a.items, b.items)  # k > n_items: -1 after the last item, like the host
     assert (b.items[:, -11:] == -1).all()
     np.testing.assert_allclose(dev.score(users), host.score(users), rtol=1e-5, atol=1e-5)
+    dev.DEVICE_ROWS = 16  # several padded device batches: the same lists for any subset of users
+    full = dev.recommend(np.arange(ds.n_users), k=10)
+    for subset in (np.arange(7), np.arange(50, 90), np.array([199, 3])):
+        part = dev.recommend(subset, k=10, batch_size=3)
+        np.testing.assert_array_equal(part.items, full.items[subset])
+        np.testing.assert_array_equal(part.scores, full.scores[subset])
+    nomask = dev.recommend(np.arange(ds.n_users), k=5, exclude_seen=False)  # host top-k, in this process
+    np.testing.assert_array_equal(nomask.items, host.recommend(np.arange(ds.n_users), k=5, exclude_seen=False).items)

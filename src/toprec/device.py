@@ -5,7 +5,8 @@ Nothing here imports torch at module import; each function asks for it.
 
 from __future__ import annotations
 
-from typing import Callable
+import contextlib
+from typing import Callable, Iterator
 
 import numpy as np
 import scipy.sparse as sp
@@ -22,8 +23,36 @@ def require_torch():
     return torch
 
 
+@contextlib.contextmanager
+def cuda_matmul_tf32(torch, enabled: bool) -> Iterator[None]:
+    """float32 CUDA matrix products on TF32 tensor cores (``enabled``) or in full float32, restored after.
+
+    Uses ``torch.backends.cuda.matmul.fp32_precision`` where torch has it
+    (2.9+: mixing it with the legacy ``set_float32_matmul_precision`` raises),
+    else the legacy ``allow_tf32`` flag; only the CUDA matmul setting changes.
+    """
+    mm = torch.backends.cuda.matmul
+    if hasattr(mm, "fp32_precision"):
+        old = mm.fp32_precision
+        mm.fp32_precision = "tf32" if enabled else "ieee"
+        try:
+            yield
+        finally:
+            mm.fp32_precision = old
+    else:  # pragma: no cover - torch < 2.9
+        old = mm.allow_tf32
+        mm.allow_tf32 = enabled
+        try:
+            yield
+        finally:
+            mm.allow_tf32 = old
+
+
 def dense_rows(csr: sp.csr_matrix, device, dtype, out=None):
-    """A scipy CSR matrix as a dense torch tensor on ``device`` (scattered there, no Python loop)."""
+    """A scipy CSR matrix as a dense torch tensor on ``device`` (scattered there, no Python loop).
+
+    Duplicate entries are summed, as scipy's ``toarray`` and products do.
+    """
     torch = require_torch()
     n, m = csr.shape
     if out is None:
@@ -35,7 +64,7 @@ def dense_rows(csr: sp.csr_matrix, device, dtype, out=None):
         rows = torch.repeat_interleave(torch.arange(n, device=device), counts)
         cols = torch.from_numpy(np.array(csr.indices, dtype=np.int64)).to(device)
         vals = torch.from_numpy(np.array(csr.data)).to(device=device, dtype=dtype)
-        out[rows, cols] = vals
+        out.index_put_((rows, cols), vals, accumulate=True)
     return out
 
 
@@ -69,6 +98,18 @@ def topk_on_device(
     bs = max(1, budget // max(1, n_items * 16))
     kk = min(k, n_items)
     items_dev, scores_dev = [], []
+    done = 0  # rows already copied to the host
+
+    def flush() -> None:
+        nonlocal done
+        if items_dev:
+            rows = sum(int(t.shape[0]) for t in items_dev)
+            out_items[done : done + rows, :kk] = torch.cat(items_dev).cpu().numpy()
+            out_scores[done : done + rows, :kk] = torch.cat(scores_dev).cpu().numpy()
+            done += rows
+            items_dev.clear()
+            scores_dev.clear()
+
     with torch.inference_mode():
         for start in range(0, n, bs):
             h = hist[start : start + bs]
@@ -83,9 +124,9 @@ def topk_on_device(
             idx[torch.isneginf(vals)] = -1
             items_dev.append(idx.to(torch.int32))
             scores_dev.append(vals)
-        if items_dev:  # one copy to the host at the end, not one per batch
-            out_items[:, :kk] = torch.cat(items_dev).cpu().numpy()
-            out_scores[:, :kk] = torch.cat(scores_dev).cpu().numpy()
+            if sum(int(t.shape[0]) for t in items_dev) * kk * 8 >= budget // 4:
+                flush()  # results wait on the device (no sync per batch), within a quarter of the budget
+        flush()
     if k > n_items:
         out_items[:, n_items:] = -1
         out_scores[:, n_items:] = -np.inf

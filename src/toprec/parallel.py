@@ -13,11 +13,12 @@ processes; 1 disables forking. Elsewhere than Linux everything runs in-process.
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import os
 import sys
 import traceback
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -37,6 +38,21 @@ def workers() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover
         return max(1, os.cpu_count() or 1)
+
+
+@contextlib.contextmanager
+def single_process() -> Iterator[None]:
+    """Run everything in this process (``TOPREC_WORKERS=1``) inside the block: forking after torch has
+    started its threads, or CUDA, is unsafe."""
+    old = os.environ.get("TOPREC_WORKERS")
+    os.environ["TOPREC_WORKERS"] = "1"
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("TOPREC_WORKERS", None)
+        else:
+            os.environ["TOPREC_WORKERS"] = old
 
 
 def shared_empty(shape: tuple[int, ...], dtype) -> np.ndarray:

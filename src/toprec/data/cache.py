@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import zipfile
 from pathlib import Path
 from typing import Any, Callable
 
@@ -117,6 +118,7 @@ def save(ds: Dataset, file: Path) -> None:
 
 
 def load(file: Path) -> Dataset | None:
+    """The cached dataset, or None when there is no entry or it cannot be read (it is then rebuilt)."""
     meta_file = file.with_suffix(".json")
     if not file.exists() or not meta_file.exists():
         return None
@@ -126,8 +128,12 @@ def load(file: Path) -> Dataset | None:
             return None
         with np.load(file, allow_pickle=False) as z:
             a = {k: z[k] for k in z.files}
-    except (OSError, ValueError, json.JSONDecodeError):
-        return None  # a damaged entry is ignored and rewritten
+        return _decode(meta, a)
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, json.JSONDecodeError):
+        return None  # a damaged entry (truncated, bad CRC, missing member) is ignored and rewritten
+
+
+def _decode(meta: dict[str, Any], a: dict[str, np.ndarray]) -> Dataset:
     user_ids, item_ids = a["user_ids"], a["item_ids"]
     if meta["id_object"]["user"]:
         user_ids = user_ids.astype(object)

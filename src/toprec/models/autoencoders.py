@@ -234,6 +234,8 @@ class MultiDAEParams(TorchParams):
 class MultiDAE(TorchRecommender):
     """Multi-DAE (Liang et al. 2018): denoising autoencoder with a multinomial likelihood."""
 
+    dense_rows_on_gpu = True
+
     name = "multidae"
     Params = MultiDAEParams
     variational: ClassVar[bool] = False
@@ -323,6 +325,8 @@ class RecVAEParams(TorchParams):
 @register
 class RecVAE(TorchRecommender):
     """RecVAE (Shenbin et al. 2020): composite prior, per-user beta, alternating encoder/decoder updates."""
+
+    dense_rows_on_gpu = True
 
     name = "recvae"
     Params = RecVAEParams
@@ -437,6 +441,8 @@ class CDAEParams(TorchParams):
 class CDAE(TorchRecommender):
     """CDAE (Wu et al. 2016): denoising autoencoder with a per-user input node, BCE over all items."""
 
+    dense_rows_on_gpu = True
+
     name = "cdae"
     Params = CDAEParams
     history_based: ClassVar[bool] = False
@@ -471,6 +477,8 @@ class AutoRecParams(TorchParams):
 @register
 class AutoRec(TorchRecommender):
     """U-AutoRec (Sedhain et al. 2015) for implicit data: squared error over every entry of the row."""
+
+    dense_rows_on_gpu = True
 
     name = "autorec"
     Params = AutoRecParams

@@ -87,7 +87,7 @@ def gram_blocked(
 
 
 def cross_gram(A: sp.csr_matrix, Z: sp.csr_matrix, dense_share: float = DENSE_USER_SHARE, block: int = 512,
-               chunk: int = 1024) -> np.ndarray:  # fmt: skip
+               chunk: int = 1024, out: np.ndarray | None = None) -> np.ndarray:  # fmt: skip
     """``A^T Z`` dense float32 (A.shape[1] x Z.shape[1]) for row-aligned sparse ``A`` and ``Z``.
 
     Light rows (at most ``dense_share`` of A's columns) by sparse products,
@@ -95,6 +95,8 @@ def cross_gram(A: sp.csr_matrix, Z: sp.csr_matrix, dense_share: float = DENSE_US
     that write into shared memory; heavy rows densified in chunks and added by
     BLAS gemm. Each block is computed by the same code whichever process
     takes it, so the result does not depend on the number of workers.
+    ``out``: where to write (a view into memory from ``parallel.shared_empty``
+    when the product is large enough to fork, see :func:`forks_for`).
     """
     A = sp.csr_matrix(A, dtype=np.float32)
     Z = sp.csr_matrix(Z, dtype=np.float32)
@@ -103,9 +105,9 @@ def cross_gram(A: sp.csr_matrix, Z: sp.csr_matrix, dense_share: float = DENSE_US
     heavy = np.flatnonzero(counts > dense_share * n)
     light = np.flatnonzero(counts <= dense_share * n)
     AL, ZL = (A[light], Z[light]) if len(heavy) else (A, Z)
-    n_blocks = -(-m // block)
-    big = AL.nnz + ZL.nnz > PARALLEL_MIN_NNZ
-    out = parallel.shared_empty((n, m), np.float32) if big else np.empty((n, m), dtype=np.float32)
+    big = forks_for(A, Z)
+    if out is None:
+        out = parallel.shared_empty((n, m), np.float32) if big else np.empty((n, m), dtype=np.float32)
     if m:
         At = AL.T.tocsr()
         Zc = ZL.tocsc()
@@ -115,13 +117,19 @@ def cross_gram(A: sp.csr_matrix, Z: sp.csr_matrix, dense_share: float = DENSE_US
                 s, e = b * block, min(m, (b + 1) * block)
                 out[:, s:e] = (At @ Zc[:, s:e]).toarray()
 
-        parallel.run_rows(n_blocks, job, parallel.workers() if big else 1)
-    if big:
-        out = np.array(out)  # out of shared memory
+        parallel.run_rows(-(-m // block), job, parallel.workers() if big else 1)
+    tmp = None
     for s in range(0, len(heavy), chunk):
         rows = heavy[s : s + chunk]
-        out += A[rows].toarray().T @ Z[rows].toarray()
+        Ah, Zh = A[rows].toarray(), Z[rows].toarray()
+        tmp = np.matmul(Ah.T, Zh, out=tmp)  # one (n x m) buffer for every chunk
+        out += tmp
     return out
+
+
+def forks_for(A: sp.csr_matrix, Z: sp.csr_matrix) -> bool:
+    """Whether :func:`cross_gram` splits its sparse blocks over forked workers."""
+    return A.nnz + Z.nnz > PARALLEL_MIN_NNZ and parallel.workers() > 1
 
 
 def gram_with_pairs(X: sp.csr_matrix, Z: sp.csr_matrix, G: np.ndarray) -> np.ndarray:
@@ -129,13 +137,15 @@ def gram_with_pairs(X: sp.csr_matrix, Z: sp.csr_matrix, G: np.ndarray) -> np.nda
 
     (``gram_blocked`` of the stacked matrix recomputes ``X^T X`` and both
     halves of the symmetric result: about 2.4x the work for EASER's defaults.)
+    The workers write the block column straight into the result.
     """
     n, m = X.shape[1], Z.shape[1]
-    H = np.empty((n + m, n + m), dtype=np.float32)
+    A = sp.hstack([X, Z], format="csr")
+    shape = (n + m, n + m)
+    H = parallel.shared_empty(shape, np.float32) if forks_for(A, Z) else np.empty(shape, dtype=np.float32)
     H[:n, :n] = G
-    R = cross_gram(sp.hstack([X, Z], format="csr"), Z)
-    H[:, n:] = R
-    H[n:, :n] = R[:n].T
+    cross_gram(A, Z, out=H[:, n:])
+    H[n:, :n] = H[:n, n:].T
     return H
 
 

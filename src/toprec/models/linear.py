@@ -314,7 +314,7 @@ class EASER(ItemItemRecommender):
         ).astype(np.float32)
         if p.solver == "exact":
             H = gram_with_pairs(X, Z, G)
-            del G
+            del G  # (X^T X is in H)
             B, C = _ensure_pd(self.name, easer_exact, H, n, pairs, lam)
         else:
             del G

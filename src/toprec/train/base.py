@@ -23,9 +23,13 @@ subclass implements. What the loop does, in order, for ``fit(train)``:
    recall; the callback is not called for them).
 
 Scores are computed in ``score_dtype``: ``auto`` = float64 on the CPU and on
-CUDA (a user's scores then do not depend on how many users share the batch:
-float32 BLAS kernels, cuBLAS's too, round differently for different batch
-shapes; the H100 runs float64 at about its float32 rate).
+data-centre GPUs with fast float64 (P100, V100, A100, H100/H200, B200; the
+H100 runs it at about its float32 rate), float32 on other GPUs. float32 BLAS
+kernels, cuBLAS's too, round differently for different batch shapes, so in
+float32 a user's scores (and rarely a near-tie's order) can depend on how
+many users share the batch; in float64 such differences vanish when the
+scores are rounded to float32 for ranking (verified on the H100 by the
+contract's batch-size test).
 
 Resume: with ``checkpoint_dir`` set, every epoch writes module, optimizer and
 RNG states (safetensors) and the loop state (JSON); ``resume=True`` continues
@@ -47,7 +51,7 @@ import numpy as np
 import scipy.sparse as sp
 from pydantic import Field
 
-from .. import metrics, progress
+from .. import metrics, parallel, progress
 from ..errors import ToprecError
 from ..models.base import Params, Recommender
 from ..device import dense_rows, require_torch, topk_on_device  # noqa: F401 (re-exported)
@@ -70,18 +74,7 @@ def resolve_device(device: str) -> str:
     return device
 
 
-@contextlib.contextmanager
-def _single_process() -> Iterator[None]:
-    """Score in this process: forking after torch has started its threads (or CUDA) is unsafe."""
-    old = os.environ.get("TOPREC_WORKERS")
-    os.environ["TOPREC_WORKERS"] = "1"
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop("TOPREC_WORKERS", None)
-        else:
-            os.environ["TOPREC_WORKERS"] = old
+_single_process = parallel.single_process  # forking after torch has started its threads (or CUDA) is unsafe
 
 
 #: a dense copy of the training matrix is kept on a CUDA device when it takes at most this many bytes
@@ -159,6 +152,17 @@ class RowMatrix:
         return self.indices[pos], first, self.values[pos], r
 
 
+#: CUDA compute capabilities with float64 at half (or full) the float32 rate
+FAST_FP64_CAPABILITIES = {(6, 0), (7, 0), (8, 0), (9, 0), (10, 0)}
+
+
+def _fast_fp64(torch, device) -> bool:
+    try:
+        return tuple(torch.cuda.get_device_capability(device)) in FAST_FP64_CAPABILITIES
+    except (RuntimeError, AssertionError, ValueError):  # pragma: no cover - no CUDA
+        return False
+
+
 def _usable_cores() -> int:
     try:
         return max(1, len(os.sched_getaffinity(0)))
@@ -182,7 +186,7 @@ class TorchParams(Params):
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: cuda when available")
     amp: Literal["off", "bf16", "fp16"] = Field("off", description="mixed precision autocast (CUDA only)")
     score_dtype: Literal["auto", "float64", "float32"] = Field(
-        "auto", description="scoring precision; auto: float64 (scores do not depend on the batch size)"
+        "auto", description="scoring precision; auto: float64 on the CPU and on GPUs with fast float64 (scores do not depend on the batch size), else float32"
     )
     refit: bool = Field(False, description="after early stopping, retrain on all the data for the best epoch count")
     checkpoint_dir: str | None = Field(None, description="write a checkpoint here every checkpoint_every epochs")
@@ -195,6 +199,9 @@ class TorchRecommender(Recommender):
     """Base of every torch model: epochs, early stopping, checkpoints, resume, device, scoring."""
 
     Params: ClassVar[type[Params]] = TorchParams
+    #: keep a dense copy of the training rows on a CUDA device (when it fits): for models whose batches read
+    #: ``self.rows`` (the autoencoders); the others would only hold the memory
+    dense_rows_on_gpu: ClassVar[bool] = False
 
     def __init__(self, **params: Any):
         require_torch()
@@ -311,7 +318,7 @@ class TorchRecommender(Recommender):
         torch = require_torch()
         kind = self.params.score_dtype
         if kind == "auto":
-            kind = "float64"
+            kind = "float64" if self.device_ == "cpu" or _fast_fp64(torch, self.device_) else "float32"
         return torch.float64 if kind == "float64" else torch.float32
 
     def _as_scoring(self, module):
@@ -468,7 +475,8 @@ class TorchRecommender(Recommender):
         torch.manual_seed(p.seed)
         generator = torch.Generator().manual_seed(p.seed)
         self._prepare(X, train)
-        self.rows = RowMatrix(X, self.device_)
+        self.rows = None  # the previous phase's copy goes before the new one is made
+        self.rows = RowMatrix(X, self.device_, dense=None if self.dense_rows_on_gpu else False)
         self._train_users = torch.from_numpy(np.flatnonzero(np.diff(X.indptr) > 0).astype(np.int64)).to(self.device_)
         self._row_buffer = None
         self._scaler = torch.amp.GradScaler("cuda") if self.device_ == "cuda" and p.amp == "fp16" else None
