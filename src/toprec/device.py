@@ -64,7 +64,8 @@ def dense_rows(csr: sp.csr_matrix, device, dtype, out=None):
         rows = torch.repeat_interleave(torch.arange(n, device=device), counts)
         cols = torch.from_numpy(np.array(csr.indices, dtype=np.int64)).to(device)
         vals = torch.from_numpy(np.array(csr.data)).to(device=device, dtype=dtype)
-        out.index_put_((rows, cols), vals, accumulate=True)
+        # a plain scatter where there are no duplicates (the usual case; accumulate sorts the indices first)
+        out.index_put_((rows, cols), vals, accumulate=not csr.has_canonical_format)
     return out
 
 
