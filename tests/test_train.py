@@ -319,3 +319,29 @@ def test_thread_choice(train):
     with m._threads(1):  # tiny: one thread
         assert torch.get_num_threads() == 1
     assert torch.get_num_threads() == before
+
+
+def _diverge_at(m, at_epoch: int):
+    real = m._train_epoch
+
+    def epoch_fn(module, optimizers, epoch, generator):
+        loss = real(module, optimizers, epoch, generator)
+        return float("nan") if epoch >= at_epoch else loss
+
+    m._train_epoch = epoch_fn
+    return m
+
+
+def test_divergence_after_a_validated_epoch_stops_and_keeps_the_best(train):
+    m = _diverge_at(models.get("multidae", **{**FAST, "epochs": 8}), 4)
+    with pytest.warns(RuntimeWarning, match="diverged at epoch 4"):
+        m.fit(train)
+    assert len(m.history) == 4 and math.isnan(m.history[-1]["loss"])
+    assert 1 <= m.best_epoch <= 3 and m.best_metric == max(h["recall@10"] for h in m.history[:3])
+    assert np.isfinite(m.score(np.arange(5))).all()  # the best epoch's weights, not the diverged ones
+
+
+def test_divergence_before_any_validated_epoch_is_a_one_line_error(train):
+    m = _diverge_at(models.get("multidae", **{**FAST, "valid_last": 0, "valid_random": 0}), 1)
+    with pytest.raises(ToprecError, match=r"training diverged at epoch 1 .*lower lr \(now 0\.01\)"):
+        m.fit(train)

@@ -44,6 +44,7 @@ import copy
 import math
 import os
 import time
+import warnings
 from pathlib import Path
 from typing import Any, ClassVar, Iterator, Literal
 
@@ -515,7 +516,20 @@ class TorchRecommender(Recommender):
                 module.train()
                 loss = self._train_epoch(module, optimizers, epoch, generator)
                 rec = float("nan")
-                if validate and (epoch % p.valid_every == 0 or epoch == max_epochs):
+                diverged = not math.isfinite(float(loss))
+                if diverged and best_state is None:
+                    raise ToprecError(
+                        f"model '{self.name}': training diverged at epoch {epoch} (loss {float(loss)}) before any "
+                        f"validated epoch; lower lr (now {p.lr:g})"
+                    )
+                if diverged:  # keep the best validated epoch, as early stopping would
+                    warnings.warn(
+                        f"model '{self.name}': training diverged at epoch {epoch} (loss {float(loss)}); stopped, "
+                        f"keeping epoch {best_epoch} (validation recall@10 {best_metric:.4f})",
+                        RuntimeWarning,
+                        stacklevel=2,
+                    )
+                elif validate and (epoch % p.valid_every == 0 or epoch == max_epochs):
                     rec = self._validate(module, holdout, X)
                     if rec > best_metric:
                         best_metric, best_epoch = rec, epoch
@@ -525,7 +539,7 @@ class TorchRecommender(Recommender):
                     logs["refit"] = 1.0
                 self.history.append(logs)
                 stalled = validate and p.patience > 0 and epoch - best_epoch >= p.patience
-                done = stalled or epoch >= max_epochs
+                done = diverged or stalled or epoch >= max_epochs
                 if p.checkpoint_dir and (epoch % p.checkpoint_every == 0 or done):
                     self._checkpoint(phase, fingerprint, module, optimizers, generator, epoch, best_epoch,
                                      best_metric, best_state, done)  # fmt: skip
