@@ -82,11 +82,12 @@ def topk_on_device(
     """The shared top-k (items in ``hist`` masked, cold users get ``popularity``) computed on ``device``.
 
     ``score_tensor(users_batch, hist_batch)`` returns a (b, n_items) tensor on
-    ``device`` that may be modified in place. A stable descending sort of
-    float32 scores puts ties in item order, so the lists equal
-    ``toprec.recommend.topk``'s (score desc, item asc, -1 after the last
-    finite score) without copying score matrices to the host. ``budget``
-    bounds the bytes of one batch's scores and sort buffers.
+    ``device`` that may be modified in place. Scores are ranked as float32
+    by :func:`_topk_rows` (the order of a stable descending sort: ties to the
+    lower item), so the lists equal ``toprec.recommend.topk``'s (score desc,
+    item asc, -1 after the last finite score) without copying score matrices
+    to the host. ``budget`` bounds the bytes of one batch's scores and sort
+    buffers; the lists wait on the device within a quarter of it.
     """
     torch = require_torch()
     from .recommend import Recommendations
