@@ -342,6 +342,24 @@ def test_divergence_after_a_validated_epoch_stops_and_keeps_the_best(train):
 
 
 def test_divergence_before_any_validated_epoch_is_a_one_line_error(train):
-    m = _diverge_at(models.get("multidae", **{**FAST, "valid_last": 0, "valid_random": 0}), 1)
-    with pytest.raises(ToprecError, match=r"training diverged at epoch 1 .*lower lr \(now 0\.01\)"):
+    m = _diverge_at(models.get("multidae", **FAST), 1)
+    with pytest.raises(ToprecError, match=r"training diverged at epoch 1 .*before any validated epoch; lower lr \(now 0\.01\)"):
+        m.fit(train)
+    m = _diverge_at(models.get("multidae", **{**FAST, "valid_last": 0, "valid_random": 0}), 3)
+    with pytest.raises(ToprecError, match=r"diverged at epoch 3 .*no validation holdout, so no earlier epoch was kept"):
+        m.fit(train)
+
+
+def test_divergence_in_the_refit_says_so(train):
+    m = models.get("multidae", **{**FAST, "epochs": 3, "refit": True})
+    real = m._train_epoch
+    calls = {"n": 0}
+
+    def epoch_fn(module, optimizers, epoch, generator):
+        calls["n"] += 1
+        loss = real(module, optimizers, epoch, generator)
+        return float("nan") if calls["n"] > 3 else loss  # the search's 3 epochs are fine, the refit's first is not
+
+    m._train_epoch = epoch_fn
+    with pytest.raises(ToprecError, match=r"the refit on all the data diverged at epoch 1 .*use refit=false"):
         m.fit(train)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import zipfile
 from pathlib import Path
 from typing import Any, Callable
 
@@ -129,8 +128,8 @@ def load(file: Path) -> Dataset | None:
         with np.load(file, allow_pickle=False) as z:
             a = {k: z[k] for k in z.files}
         return _decode(meta, a)
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, json.JSONDecodeError):
-        return None  # a damaged entry (truncated, bad CRC, missing member) is ignored and rewritten
+    except Exception:  # noqa: BLE001 - only a cache: any damage (bad CRC or header, truncation, missing member)
+        return None  # means the entry is ignored and rewritten
 
 
 def _decode(meta: dict[str, Any], a: dict[str, np.ndarray]) -> Dataset:

@@ -475,8 +475,8 @@ class TorchRecommender(Recommender):
         p = self.params
         torch.manual_seed(p.seed)
         generator = torch.Generator().manual_seed(p.seed)
+        self.rows = self._row_buffer = self.module = self._score_module = None  # the previous phase's go first
         self._prepare(X, train)
-        self.rows = None  # the previous phase's copy goes before the new one is made
         self.rows = RowMatrix(X, self.device_, dense=None if self.dense_rows_on_gpu else False)
         self._train_users = torch.from_numpy(np.flatnonzero(np.diff(X.indptr) > 0).astype(np.int64)).to(self.device_)
         self._row_buffer = None
@@ -518,10 +518,16 @@ class TorchRecommender(Recommender):
                 rec = float("nan")
                 diverged = not math.isfinite(float(loss))
                 if diverged and best_state is None:
-                    raise ToprecError(
-                        f"model '{self.name}': training diverged at epoch {epoch} (loss {float(loss)}) before any "
-                        f"validated epoch; lower lr (now {p.lr:g})"
-                    )
+                    if phase == "refit":
+                        why = (f"the refit on all the data diverged at epoch {epoch} (loss {float(loss)}; the search "
+                               f"phase's best epoch was {self.best_epoch}): use refit=false or a lower lr (now {p.lr:g})")
+                    elif validate:
+                        why = (f"training diverged at epoch {epoch} (loss {float(loss)}) before any validated epoch; "
+                               f"lower lr (now {p.lr:g})")
+                    else:
+                        why = (f"training diverged at epoch {epoch} (loss {float(loss)}; no validation holdout, so no "
+                               f"earlier epoch was kept); lower lr (now {p.lr:g})")
+                    raise ToprecError(f"model '{self.name}': {why}")  # fmt: skip
                 if diverged:  # keep the best validated epoch, as early stopping would
                     warnings.warn(
                         f"model '{self.name}': training diverged at epoch {epoch} (loss {float(loss)}); stopped, "
