@@ -12,6 +12,7 @@ or with an empty history) served by popularity, and save/load as
 from __future__ import annotations
 
 import abc
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -153,17 +154,30 @@ class Recommender(abc.ABC):
             raise ToprecError(f"k must be >= 1, got {k}")
         users = np.arange(self.n_users) if users is None else np.atleast_1d(np.asarray(users, dtype=np.int64))
         hist = self._history(users, history)
-        return topk(
-            self._score_with_fallback,
-            users,
-            self.n_items,
-            k,
-            hist,
-            hist if exclude_seen else None,
-            batch_size=batch_size,
-            memory_budget=memory_budget,
-            description=f"{self.name}: recommend",
-        )
+        if exclude_seen:
+            recs = self._recommend_on_device(users, hist, k)
+            if recs is not None:
+                return recs
+        with self._host_scoring(len(users)):
+            return topk(
+                self._score_with_fallback,
+                users,
+                self.n_items,
+                k,
+                hist,
+                hist if exclude_seen else None,
+                batch_size=batch_size,
+                memory_budget=memory_budget,
+                description=f"{self.name}: recommend",
+            )
+
+    def _recommend_on_device(self, users: np.ndarray, hist: sp.csr_matrix, k: int) -> Recommendations | None:
+        """Lists ranked on a GPU (same rules as ``topk``, seen items masked), or None to rank on the host."""
+        return None
+
+    def _host_scoring(self, n_rows: int) -> contextlib.AbstractContextManager:
+        """The context host scoring runs in (e.g. no forked workers once CUDA or torch threads started)."""
+        return contextlib.nullcontext()
 
     # ------------------------------------------------------------- persist
     def save(self, path: str | os.PathLike) -> Path:

@@ -26,7 +26,6 @@ from pydantic import Field
 
 from .. import parallel
 from ..errors import ToprecError
-from ..recommend import DEFAULT_MEMORY_BUDGET, Recommendations
 from .base import ItemItemRecommender, Params
 from .linalg import gram, spd_inverse
 from .registry import register
@@ -229,33 +228,21 @@ class EASE(ItemItemRecommender):
                 out.append((H @ B)[: part.shape[0]])
         return out[0] if len(out) == 1 else torch.cat(out)
 
-    def recommend(
-        self,
-        users=None,
-        k: int = 10,
-        exclude_seen: bool = True,
-        history: sp.csr_matrix | None = None,
-        batch_size: int | None = None,
-        memory_budget: int = DEFAULT_MEMORY_BUDGET,
-    ) -> Recommendations:
-        """The shared ``recommend``; when fitted on CUDA, scoring and top-k run there (same lists).
-
-        On the GPU users go in batches of ``DEVICE_ROWS`` whatever ``batch_size``
-        and ``memory_budget`` say, so the lists do not depend on them.
-        """
-        self._check_fitted()
+    def _recommend_on_device(self, users, hist, k):
+        """When fitted on CUDA, scoring and top-k run there, in batches of ``DEVICE_ROWS`` whatever
+        ``batch_size`` and ``memory_budget`` say, so the lists do not depend on them."""
         if getattr(self, "_B_dev", None) is None:
-            return super().recommend(users, k, exclude_seen, history, batch_size, memory_budget)
-        if exclude_seen and k >= 1:
-            from ..device import topk_on_device
+            return None
+        from ..device import topk_on_device
 
-            users = np.arange(self.n_users) if users is None else np.atleast_1d(np.asarray(users, dtype=np.int64))
-            return topk_on_device(
-                self._score_tensor, users, self._history(users, history), k, self.n_items, self.item_popularity,
-                self._B_dev.device, self.DEVICE_ROWS * self.n_items * 16,
-            )  # fmt: skip
-        with parallel.single_process():  # forked workers cannot use CUDA
-            return super().recommend(users, k, exclude_seen, history, batch_size, memory_budget)
+        return topk_on_device(
+            self._score_tensor, users, hist, k, self.n_items, self.item_popularity, self._B_dev.device,
+            self.DEVICE_ROWS * self.n_items * 16,
+        )  # fmt: skip
+
+    def _host_scoring(self, n_rows: int):
+        # forked workers cannot use CUDA once it has started here
+        return parallel.single_process() if getattr(self, "_B_dev", None) is not None else super()._host_scoring(n_rows)
 
     def _state(self) -> dict[str, Any]:
         if self.form_ == "items":

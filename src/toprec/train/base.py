@@ -362,15 +362,16 @@ class TorchRecommender(Recommender):
         finally:
             torch.set_num_threads(old)
 
-    def recommend(self, users=None, k: int = 10, exclude_seen: bool = True, history=None, **kwargs):
-        """The shared ``recommend``; on CUDA the top-k runs on the device (same lists)."""
-        self._check_fitted()
-        if self.device_ == "cuda" and exclude_seen and k >= 1 and type(self)._score_with is TorchRecommender._score_with:
-            users = np.arange(self.n_users) if users is None else np.atleast_1d(np.asarray(users, dtype=np.int64))
-            return self._topk_on_device(self._scoring_module(), users, self._history(users, history), k)
-        n = self.n_users if users is None else len(np.atleast_1d(users))
-        with _single_process(), self._threads(n):
-            return super().recommend(users, k, exclude_seen, history, **kwargs)
+    def _recommend_on_device(self, users, hist, k):
+        """On CUDA the shared top-k runs on the device (same lists)."""
+        if self.device_ == "cuda" and type(self)._score_with is TorchRecommender._score_with:
+            return self._topk_on_device(self._scoring_module(), users, hist, k)
+        return None
+
+    @contextlib.contextmanager
+    def _host_scoring(self, n_rows: int) -> Iterator[None]:
+        with _single_process(), self._threads(n_rows):
+            yield
 
     def score(self, users, history=None):
         self._check_fitted()
