@@ -239,11 +239,36 @@ def test_folds_never_leak(dataset):
     assert n.search_train.matrix.multiply(n.fold_b.truth).nnz == 0
     assert n.confirm_train.matrix.multiply(n.fold_b.truth).nnz == 0
     assert n.fold_a.truth.multiply(n.fold_b.truth).nnz == 0
+    e = make_folds(dataset, "events", seed=0, random=4)
+    assert e.search_train is e.confirm_train  # one fit serves both folds
+    assert np.array_equal(e.fold_a.users, e.fold_b.users) and len(e.fold_a.users) > 0
+    for fold in (e.fold_a, e.fold_b):
+        assert e.search_train.matrix.multiply(fold.truth).nnz == 0
+        assert np.array_equal(np.flatnonzero(np.diff(fold.truth.indptr)), fold.users)  # every user has truth
+    assert e.fold_a.truth.multiply(e.fold_b.truth).nnz == 0
+    # the events scheme is the nested cut scored with the validation fit: same holdouts, same training data
+    assert (e.search_train.matrix != n.search_train.matrix).nnz == 0
+    keep = np.zeros(e.fold_a.truth.shape[0], dtype=bool)
+    keep[e.fold_a.users] = True
+    for mine, nested in ((e.fold_a, n.fold_a), (e.fold_b, n.fold_b)):  # the nested holdouts, on the users with both
+        assert (mine.truth != validate_mod._rows(nested.truth, keep)).nnz == 0
+    assert set(e.fold_a.users) == set(n.fold_a.users) & set(n.fold_b.users)
     with pytest.raises(ToprecError, match="unknown validation scheme"):
         make_folds(dataset, "nope")
 
 
-@pytest.mark.parametrize("scheme", ["users", "nested"])
+def test_events_scheme_needs_users_with_two_holdouts():
+    from toprec import Dataset
+
+    users = np.repeat(np.arange(6), 15)  # 15 events each: one holdout of 1 + 9 fits, a second does not
+    items = np.tile(np.arange(15), 6)
+    data = Dataset.from_events(users, items, np.tile(np.arange(15), 6))
+    assert len(make_folds(data, "users", last=1, random=9).fold_a.users) == 3
+    with pytest.raises(ToprecError, match="two competition holdouts"):
+        make_folds(data, "events", last=1, random=9)
+
+
+@pytest.mark.parametrize("scheme", ["users", "events", "nested"])
 def test_search_never_sees_fold_b(dataset, members3, monkeypatch, scheme):
     folds = make_folds(dataset, scheme, seed=0, random=4)
     seen = []
@@ -259,7 +284,7 @@ def test_search_never_sees_fold_b(dataset, members3, monkeypatch, scheme):
     assert len(seen) == len(METHODS)  # method auto: one search per fusion method, every one on fold A
     for users, truth in seen:
         assert np.array_equal(users, folds.fold_a.users)
-        assert len(np.intersect1d(users, folds.fold_b.users)) == 0 or scheme == "nested"
+        assert len(np.intersect1d(users, folds.fold_b.users)) == 0 or scheme != "users"
         assert (truth != folds.fold_a.truth[folds.fold_a.users]).nnz == 0
     # and changing fold B's truth cannot change what the search chose
     monkeypatch.setattr(validate_mod, "run_search", real)
@@ -321,6 +346,21 @@ def test_align_reports_gap_and_spearman(dataset):
         assert row["gap"] == pytest.approx(row["fold_b"]["recall@10"] - row["fold_a"]["recall@10"])
     assert -1 <= rep["spearman"] <= 1
     assert rep["mean_abs_gap"] >= 0
+
+
+def test_align_events_scheme_scores_one_fit_on_both_holdouts(dataset):
+    folds = make_folds(dataset, "events", seed=2, random=4)
+    rep = align(dataset, ["popularity", "itemknn", "ease:l2=20"], folds=folds)
+    assert rep["scheme"] == "events" and rep["fold_a"]["users"] == rep["fold_b"]["users"] == len(folds.fold_a.users)
+    model = models.get("ease", l2=20).fit(folds.search_train)
+    recs = model.recommend(folds.fold_a.users, k=10)
+    for side, fold in (("fold_a", folds.fold_a), ("fold_b", folds.fold_b)):
+        by_hand = metrics.per_user("recall@10", recs.items, fold.truth[fold.users]).mean()
+        assert rep["models"][2][side]["recall@10"] == pytest.approx(by_hand)
+    # the same users on both sides: the gap's standard error is the paired one
+    ra = metrics.per_user("recall@10", recs.items, folds.fold_a.truth[folds.fold_a.users])
+    rb = metrics.per_user("recall@10", recs.items, folds.fold_b.truth[folds.fold_b.users])
+    assert rep["models"][2]["gap_se"] == pytest.approx((rb - ra).std(ddof=1) / np.sqrt(len(ra)))
 
 
 def test_gap_standard_error_by_hand():

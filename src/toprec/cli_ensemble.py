@@ -22,7 +22,8 @@ Scheme = Annotated[
     str,
     typer.Option(
         help="users: search on half the users' holdout, confirm on the other half (like public/private); "
-        "nested: validation cut from the training data vs a holdout of the full data (like local vs leaderboard)."
+        "events: validation cut from the training data vs the hidden-test holdout of the same users, one fit; "
+        "nested: like events, but the leaderboard side is refitted with the validation events (local vs leaderboard)."
     ),
 ]
 Last = Annotated[int, typer.Option(min=0, help="Latest events per user held out.")]
@@ -258,7 +259,7 @@ def align(
         typer.Option("--models", "-m", help="Comma-separated models, e.g. ease:l2=100,ease:l2=500,itemknn,rp3beta."),
     ],
     k: K = 10,
-    scheme: Scheme = "users",
+    scheme: Scheme = "events",
     seed: Seed = 0,
     last: Last = 1,
     random: Random = 9,
@@ -341,7 +342,9 @@ def _print_align_seeds(res: dict) -> None:
     from .cli import out
 
     first = res["runs"][0]
+    # no rules: the nine columns then fit 80 characters with model names uncut
     table = Table(
+        box=None,
         title=f"alignment over {len(res['seeds'])} split seeds ({len(first['models'])} models)",
         caption="|gap|: mean over models of |fold B - fold A| recall; gap: their mean (the offset all share); "
         "|gap-mean|: mean |gap - offset|; noise: what sampling alone gives for the column before it; "
@@ -350,7 +353,11 @@ def _print_align_seeds(res: dict) -> None:
     # short headers: the table must fit 80 columns (the caption explains them)
     cols = ("seed", "|gap|", "noise", "gap", "|gap-mean|", "noise", "rho", "best A", "best B")
     for col in cols:
-        table.add_column(col, justify="left" if col.startswith("best") else "right", no_wrap=not col.startswith("best"))
+        if col.startswith("best"):
+            table.add_column(col, no_wrap=True, min_width=max(len(str(r_[key])) for r_ in res["runs"]
+                                                              for key in ("best_fold_a", "best_fold_b")))
+        else:
+            table.add_column(col, justify="right", no_wrap=True)
     for s, rep in zip(res["seeds"], res["runs"]):
         table.add_row(str(s), f"{rep['mean_abs_gap']:.4f}", f"{rep['noise_abs_gap']:.4f}", f"{rep['mean_gap']:+.4f}",
                       f"{rep['mean_abs_gap_centred']:.4f}", f"{rep['noise_abs_gap_centred']:.4f}",

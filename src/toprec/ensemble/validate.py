@@ -34,7 +34,20 @@ Both folds share one split, so "the last event" is each user's real last
 event in both — the two folds are independent because their *users* are
 disjoint, not their events.
 
-``scheme="nested"`` is the local-validation-versus-leaderboard view instead:
+``scheme="events"`` asks the competition's own question — does a validation
+cut from the training data rank models like the hidden test of the *same*
+users? Fold B = ``competition(D, seed=s)`` stands in for the hidden test and
+fold A = ``competition(D - B, seed=s+1)`` is the validation cut from what is
+left exactly like B was cut from D; both are scored on the users that have
+both holdouts, with one fit per model on ``D - B - A`` (the submission a team
+makes with its validation models). The folds share their users and differ in
+their events, so a user's difficulty cancels out of the gap; what is left is
+the events' sampling noise and, with ``last > 0``, the shift from each user's
+last to their second-to-last event. For an ensemble search this is the weaker
+check (the search may fit the users themselves), so ``users`` stays the
+default there.
+
+``scheme="nested"`` is the local-validation-versus-leaderboard view with a refit:
 fold B = ``competition(D, seed=s)`` stands in for the hidden test (members
 fitted on ``T1 = D - B``), and fold A = ``competition(T1, seed=s+1)`` is the
 validation cut from the training data exactly like the hidden test was cut
@@ -66,7 +79,7 @@ from .fusion import METHODS, build_pool, check_method, fuse
 from .members import Member, parse_members
 from .search import SEARCHES, run_search
 
-SCHEMES = ("users", "nested")
+SCHEMES = ("users", "events", "nested")
 #: Ensemble(method=AUTO): validate() searches every fusion method on fold A and keeps the best
 #: (without validate(), recommend() uses rank, the competition's 1/log2(rank+1) vote)
 AUTO = "auto"
@@ -149,7 +162,20 @@ def make_folds(
     t1, hold_b = split.competition(data, last=last, random=random, seed=seed)
     t2, hold_a = split.competition(t1, last=last, random=random, seed=seed + 1)
     if len(hold_a.users) == 0 or len(hold_b.users) == 0:
-        raise ToprecError("validation: no user has enough events for a nested competition holdout")
+        raise ToprecError(
+            f"validation ({scheme} scheme): no user has enough events for two competition holdouts "
+            f"(last={last} + random={random} each, and one left to train on)"
+        )
+    if scheme == "events":
+        both = np.intersect1d(hold_a.users, hold_b.users)
+        # the two holdouts are disjoint events of the same users, and neither is in the training data
+        assert t2.matrix.multiply(hold_a.matrix).nnz == 0 and t2.matrix.multiply(hold_b.matrix).nnz == 0
+        assert hold_a.matrix.multiply(hold_b.matrix).nnz == 0
+        desc = (
+            f"events: B = competition(D, seed={seed}), A = competition(D - B, seed={seed + 1}); "
+            f"last={last}, random={random}; both scored on the same {len(both):,} users, fits on D - B - A"
+        )
+        return Folds(scheme, t2, t2, _fold(hold_a, both), _fold(hold_b, both), desc)
     desc = (
         f"nested: B = competition(D, seed={seed}) (fits on D - B), A = competition(D - B, seed={seed + 1})"
         f" (fits on D - B - A); last={last}, random={random}"
@@ -405,7 +431,7 @@ def align(
     data,
     members,
     k: int = 10,
-    scheme: str = "users",
+    scheme: str = "events",
     seed: int = 0,
     last: int = 1,
     random: int = 9,
@@ -413,6 +439,14 @@ def align(
     folds: Folds | None = None,
 ) -> dict[str, Any]:
     """For each model: fold-A (validation) vs fold-B (leaderboard stand-in) recall@k.
+
+    The default scheme is ``events``: fold A is a validation cut from the
+    training data exactly like fold B, the stand-in for the hidden test, was
+    cut from all of it, and both are scored on the same users — the
+    competition's question "does my validation rank models like the
+    leaderboard?". ``users`` instead compares two halves of the users (public
+    vs private leaderboard), ``nested`` adds the refit with the validation
+    events (its gaps then carry the gain from the extra training data).
 
     Returns per-model rows (``fold_a``, ``fold_b``, ``gap = fold_b - fold_a``,
     ``gap_se``: the gap's standard error from the per-user recalls) and, across
@@ -510,8 +544,9 @@ def align_seeds(data, members, seeds: Sequence[int], **kwargs) -> dict[str, Any]
     which fold moves every model's gap together by about ``noise_abs_gap``.
     Several seeds show the spread, and the averages are the expected values.
     With the ``users`` scheme a seed redraws the held-out events and the
-    halves; with ``nested`` it redraws only the random held-out events (the
-    evaluated users, and their last events, are the same for every seed).
+    halves; with ``events`` and ``nested`` it redraws only the random held-out
+    events (the evaluated users, and their last events, are the same for every
+    seed).
     """
     seeds = list(seeds)
     if not seeds:
