@@ -8,7 +8,8 @@ what is left, the validation a team cuts from its training data), on the users w
   B same fit  the same fit scored on B, A's items unmasked too (``--scheme events``)
   B A masked  the same fit scored on B with A's items removed from the lists, as any
               submission does with events it has seen (no refit)
-  B refit     refitted on D - B (A's events now training data, hence masked): ``--scheme nested``
+  B refit     refitted on D - B (A's events now training data, so also in the users' histories
+              when scoring, and masked): ``--scheme nested``
 
 So ``B A masked - B same fit`` is what masking the validation events is worth, and
 ``B refit - B A masked`` what the extra training data is worth.
@@ -46,6 +47,8 @@ def load(name: str, sample: Path) -> tuple[Dataset, int, int]:
 def masked_lists(items: np.ndarray, seen, k: int) -> np.ndarray:
     """Each row's first k items that are not in ``seen`` (CSR rows aligned with ``items``)."""
     n, width = items.shape
+    if (items < 0).any():
+        raise SystemExit("a list is shorter than the over-fetch (padding -1): fewer candidate items than needed")
     hit = np.asarray(seen[np.repeat(np.arange(n), width), items.ravel()]).reshape(n, width) > 0
     rank = np.where(hit, width, np.arange(width)[None, :])  # seen items sort after every unseen one
     order = np.argsort(rank, axis=1, kind="stable")[:, :k]

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from toprec import ToprecError, metrics, models
+from toprec import Dataset, ToprecError, metrics, models
 from toprec.ensemble import (
     Ensemble,
     align,
@@ -257,9 +257,31 @@ def test_folds_never_leak(dataset):
         make_folds(dataset, "nope")
 
 
-def test_events_scheme_needs_users_with_two_holdouts():
-    from toprec import Dataset
+def test_events_scheme_keeps_users_with_both_holdouts_and_b_has_the_real_last_events():
+    rng = np.random.default_rng(4)
+    sizes = np.where(np.arange(40) % 2 == 0, 8, 16)  # last 1 + random 4: 6 events for B, 11 for both
+    users = np.repeat(np.arange(40), sizes)
+    items = np.concatenate([rng.choice(30, n, replace=False) for n in sizes])
+    times = rng.permutation(len(users)).astype(np.int64)
+    data = Dataset.from_events(users, items, times)
+    e = make_folds(data, "events", seed=3, last=1, random=4)
+    n = make_folds(data, "nested", seed=3, last=1, random=4)
+    assert len(n.fold_b.users) == 40 and len(e.fold_a.users) == 20
+    assert np.array_equal(e.fold_a.users, e.fold_b.users)
+    assert (np.asarray(data.user_counts)[e.fold_b.users] == 16).all()
+    for fold in (e.fold_a, e.fold_b):
+        assert (np.diff(fold.truth.indptr)[fold.users] == 5).all() and fold.truth.nnz == 5 * 20
+    # fold B holds each user's real latest event (the hidden test's "last"), fold A does not
+    last_item = {}
+    for u, i, t in sorted(zip(users, items, times), key=lambda x: x[2]):
+        last_item[u] = i
+    for u in e.fold_b.users:
+        uid = data.user_ids[u]
+        col = int(np.flatnonzero(data.item_ids == last_item[uid])[0])
+        assert e.fold_b.truth[u, col] > 0 and e.fold_a.truth[u, col] == 0
 
+
+def test_events_scheme_needs_users_with_two_holdouts():
     users = np.repeat(np.arange(6), 15)  # 15 events each: one holdout of 1 + 9 fits, a second does not
     items = np.tile(np.arange(15), 6)
     data = Dataset.from_events(users, items, np.tile(np.arange(15), 6))
@@ -341,7 +363,7 @@ def test_failed_gain_warns(dataset):
 # ------------------------------------------------------- align, folds
 def test_align_reports_gap_and_spearman(dataset):
     rep = align(dataset, ["popularity", "itemknn", "ease:l2=20", "rp3beta"], random=4)
-    assert len(rep["models"]) == 4
+    assert len(rep["models"]) == 4 and rep["scheme"] == "events"  # the default: the competition's question
     for row in rep["models"]:
         assert row["gap"] == pytest.approx(row["fold_b"]["recall@10"] - row["fold_a"]["recall@10"])
     assert -1 <= rep["spearman"] <= 1
@@ -564,8 +586,13 @@ def test_cli_align_prints_gap_and_spearman(competition_dir, tmp_path):
                "--random", "4", "--json", tmp_path / "a.json", "-q")  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert "gap" in proc.stdout and "Spearman" in proc.stdout
-    assert len(json.loads((tmp_path / "a.json").read_text())["models"]) == 4
+    rep = json.loads((tmp_path / "a.json").read_text())
+    assert len(rep["models"]) == 4 and rep["scheme"] == "events" and rep["protocol"].startswith("events:")
     assert "sampling noise" in proc.stdout
+    proc = run("align", "--data", competition_dir, "--models", "popularity,itemknn,rp3beta", "--random", "4",
+               "--scheme", "users", "--json", tmp_path / "u.json", "-q")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((tmp_path / "u.json").read_text())["scheme"] == "users"
     proc = run("align", "--data", competition_dir, "--models", "popularity,itemknn,rp3beta", "--random", "4",
                "--repeats", "2", "--seed", "5", "--json", tmp_path / "b.json", "-q")  # fmt: skip
     assert proc.returncode == 0, proc.stderr

@@ -114,7 +114,8 @@ def ensemble(
 
     Each member's top-N lists are fused (rank: sum of w / log2(rank + 1)).
     The search sees only fold A; the chosen weights are reported on fold B,
-    which it never saw. If the gain over the best single member does not hold
+    which it never saw (other users; with --scheme events, other events of the
+    same users). If the gain over the best single member does not hold
     on fold B, the best fold-A member is written instead (unless --force).
     """
     from .cli import _load, _write_json, out
@@ -219,7 +220,8 @@ def _print_report(out, report: dict[str, Any]) -> None:
     fa, fb = report["fold_a"], report["fold_b"]
     table = Table(
         title=f"ensemble ({report['method']}, search {report['search']}): fold A {fa['users']:,} users (searched), "
-        f"fold B {fb['users']:,} users (never searched)",
+        + ("fold B: other held-out events of the same users (never searched)" if report.get("scheme") == "events"
+           else f"fold B {fb['users']:,} users (never searched)"),
         caption=report["protocol"],
     )
     for col in ("member", "weight", f"A {r}", f"B {r}", f"A {nd}", f"B {nd}"):

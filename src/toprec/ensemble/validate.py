@@ -4,7 +4,7 @@ Why: in the competition the last points came from ensembles whose weights and
 members were searched on a validation holdout, and top teams lost 0.01-0.02
 between the public and the private leaderboard — their searches fitted the
 noise of the users they searched on. So a search here is judged on users it
-never saw.
+never saw (or, with ``scheme="events"``, on events it never saw).
 
 The protocol (``scheme="users"``, the default)
 ----------------------------------------------
@@ -41,10 +41,12 @@ fold A = ``competition(D - B, seed=s+1)`` is the validation cut from what is
 left exactly like B was cut from D; both are scored on the users that have
 both holdouts, with one fit per model on ``D - B - A`` (the submission a team
 makes with its validation models). The folds share their users and differ in
-their events, so a user's difficulty cancels out of the gap; what is left is
-the events' sampling noise and, with ``last > 0``, the shift from each user's
-last to their second-to-last event. For an ensemble search this is the weaker
-check (the search may fit the users themselves), so ``users`` stays the
+their events, so a user's difficulty cancels out of the gap, and every user
+counts on both sides. With ``last > 0`` fold A's "last" is the latest event
+left after B (usually the second-to-last). Users need ``2 * (last + random) +
+1`` events to be in both folds; lighter users are left out (on ML-1M 5,084 of
+5,923 stay). For an ensemble search this is the weaker check (fold B's users
+are the searched ones, only their events are new), so ``users`` stays the
 default there.
 
 ``scheme="nested"`` is the local-validation-versus-leaderboard view with a refit:
@@ -263,13 +265,16 @@ class Ensemble:
         folds = folds or make_folds(data, scheme, seed, last, random, stratify)
         progress.log(f"validation: {folds.description}")
         same_fit = folds.search_train is folds.confirm_train
+        same_users = np.array_equal(folds.fold_a.users, folds.fold_b.users)
         timings: dict[str, float] = {}
         # ---- fold A lists (and, when the fit is shared, fold B lists sealed away for later)
         lists_a, sealed_b = [], []
         t0 = time.perf_counter()
         for m in self.members:
             lists_a.append(m.lists(folds.search_train, folds.fold_a.users, self.candidates, "search"))
-            if same_fit:
+            if same_fit and same_users:  # the events scheme: fold B's lists are fold A's (its truth differs)
+                sealed_b.append(lists_a[-1])
+            elif same_fit:
                 sealed_b.append(m.lists(folds.confirm_train, folds.fold_b.users, self.candidates, "search"))
             m.release()
         timings["members_fold_a_s"] = time.perf_counter() - t0
@@ -544,9 +549,9 @@ def align_seeds(data, members, seeds: Sequence[int], **kwargs) -> dict[str, Any]
     which fold moves every model's gap together by about ``noise_abs_gap``.
     Several seeds show the spread, and the averages are the expected values.
     With the ``users`` scheme a seed redraws the held-out events and the
-    halves; with ``events`` and ``nested`` it redraws only the random held-out
-    events (the evaluated users, and their last events, are the same for every
-    seed).
+    halves; with ``events`` and ``nested`` it redraws the random held-out
+    events, and with them fold A's "last" (the latest event left after fold B);
+    fold B's last events and the evaluated users stay the same.
     """
     seeds = list(seeds)
     if not seeds:
