@@ -113,6 +113,16 @@ class Folds:
     fold_b: Fold
     description: str
 
+    @property
+    def same_fit(self) -> bool:
+        """One fit serves both folds (users and events schemes)."""
+        return self.search_train is self.confirm_train
+
+    @property
+    def same_lists(self) -> bool:
+        """One fit and the same users (events scheme): fold A's lists are fold B's, only the truth differs."""
+        return self.same_fit and np.array_equal(self.fold_a.users, self.fold_b.users)
+
 
 def _rows(m: sp.csr_matrix, mask: np.ndarray) -> sp.csr_matrix:
     out = sp.csr_matrix(sp.diags(mask.astype(np.float32)) @ m)
@@ -264,15 +274,14 @@ class Ensemble:
         _bind(self.members, data, k, self.candidates)
         folds = folds or make_folds(data, scheme, seed, last, random, stratify)
         progress.log(f"validation: {folds.description}")
-        same_fit = folds.search_train is folds.confirm_train
-        same_users = np.array_equal(folds.fold_a.users, folds.fold_b.users)
+        same_fit = folds.same_fit
         timings: dict[str, float] = {}
         # ---- fold A lists (and, when the fit is shared, fold B lists sealed away for later)
         lists_a, sealed_b = [], []
         t0 = time.perf_counter()
         for m in self.members:
             lists_a.append(m.lists(folds.search_train, folds.fold_a.users, self.candidates, "search"))
-            if same_fit and same_users:  # the events scheme: fold B's lists are fold A's (its truth differs)
+            if folds.same_lists:
                 sealed_b.append(lists_a[-1])
             elif same_fit:
                 sealed_b.append(m.lists(folds.confirm_train, folds.fold_b.users, self.candidates, "search"))
@@ -476,8 +485,7 @@ def align(
             raise ToprecError(f"align: member '{m.label}' is a file; align needs models it can fit on each fold")
     folds = folds or make_folds(data, scheme, seed, last, random, stratify)
     progress.log(f"validation: {folds.description}")
-    same_fit = folds.search_train is folds.confirm_train
-    same_users = np.array_equal(folds.fold_a.users, folds.fold_b.users)
+    same_fit = folds.same_fit
     r = f"recall@{k}"
     rows = []
     per_a: list[np.ndarray] = []
@@ -487,8 +495,7 @@ def align(
         la = m.lists(folds.search_train, folds.fold_a.users, k, "search")
         if not same_fit:
             m.release()
-        # events scheme: one fit, the same users, so the same lists scored against the other holdout
-        lb = la if same_fit and same_users else m.lists(folds.confirm_train, folds.fold_b.users, k, "search")
+        lb = la if folds.same_lists else m.lists(folds.confirm_train, folds.fold_b.users, k, "search")
         m.release()
         a, b = _metrics(la, folds.fold_a, k), _metrics(lb, folds.fold_b, k)
         per_a.append(_per_user_recall(la, folds.fold_a, k))
