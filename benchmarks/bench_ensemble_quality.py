@@ -1,8 +1,12 @@
 #!/usr/bin/env python
-"""Does an ensemble beat its best member on users the search never saw? (ML-1M, competition protocol)
+"""Does an ensemble beat its best member on users the search never saw? (competition protocol)
 
     python benchmarks/bench_ensemble_quality.py --models-dir /tmp/ens-members \
         --json benchmarks/results/ensemble_quality_ml1m.json
+
+    # the competition sample in its file order (benchmarks/prepare_competition_sample.py --ordered)
+    python benchmarks/bench_ensemble_quality.py --data /tmp/compsample_ordered.csv --default-params \
+        --seed S --models-dir /tmp/ens-ordered-S --json benchmarks/results/ensemble_quality_ordered_seedS.json
 
 The protocol is exactly ``toprec ensemble``'s (``Ensemble.validate``, scheme
 ``users``): one competition holdout (each user's last event + 9 random earlier
@@ -22,6 +26,8 @@ import json
 import platform
 import time
 from pathlib import Path
+
+import pandas as pd
 
 from toprec import Dataset, models
 from toprec.ensemble import Ensemble, make_folds
@@ -47,12 +53,20 @@ def main() -> None:
     ap.add_argument("--methods", default="rank,rrf,score,product")
     ap.add_argument("--search", default="both")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--data", type=Path, default=SHARED / "ml-1m" / "derived" / "ml1m_ratings_ge4_with_time.csv.gz",
+                    help="user,item,<time> table (default: ML-1M ratings >= 4)")  # fmt: skip
+    ap.add_argument("--time-col", default=None, help="default: timestamp, or time if the table has that")
+    ap.add_argument("--seed", type=int, default=0, help="split seed (holdout and user halves)")
+    ap.add_argument("--scheme", default="users", help="users | events (toprec ensemble --scheme)")
+    ap.add_argument("--last", type=int, default=1, help="latest events per user held out")
+    ap.add_argument("--random", type=int, default=9, help="random earlier events per user held out")
+    ap.add_argument("--default-params", action="store_true",
+                    help="every member at its library defaults, not MEMBERS (which were chosen on ML-1M)")  # fmt: skip
     args = ap.parse_args()
-    data = Dataset.load(
-        SHARED / "ml-1m" / "derived" / "ml1m_ratings_ge4_with_time.csv.gz",
-        format="table", user_col="user", item_col="item", time_col="timestamp",
-    )  # fmt: skip
-    folds = make_folds(data, "users", seed=0, last=1, random=9)
+    header = pd.read_csv(args.data, nrows=0).columns
+    time_col = args.time_col or next((c for c in ("timestamp", "time") if c in header), None)
+    data = Dataset.load(args.data, format="table", user_col="user", item_col="item", time_col=time_col)
+    folds = make_folds(data, args.scheme, seed=args.seed, last=args.last, random=args.random)
     print(folds.description)
     names = [n.strip() for n in args.members.split(",") if n.strip()]
     paths, fit_s = [], {}
@@ -60,7 +74,8 @@ def main() -> None:
         path = args.models_dir / name
         if not (path / "model.json").exists():
             t0 = time.perf_counter()
-            model = models.get(name, **MEMBERS.get(name, {})).fit(folds.search_train)
+            params = {} if args.default_params else MEMBERS.get(name, {})
+            model = models.get(name, **params).fit(folds.search_train)
             fit_s[name] = round(time.perf_counter() - t0, 1)
             model.save(path)
             print(f"fitted {name} in {fit_s[name]} s -> {path}", flush=True)
@@ -85,7 +100,9 @@ def main() -> None:
         print(json.dumps(line), flush=True)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"machine": platform.processor() or platform.machine(), "folds": folds.description,
+        args.json.write_text(json.dumps({"machine": platform.processor() or platform.machine(), "data": str(args.data),
+                                         "seed": args.seed, "default_params": args.default_params, "scheme": args.scheme,
+                                         "folds": folds.description,
                                          "fit_s": fit_s, "results": rows}, indent=2, default=str) + "\n")  # fmt: skip
 
 
