@@ -6,11 +6,15 @@
 
     # the competition sample in its file order (benchmarks/prepare_competition_sample.py --ordered)
     python benchmarks/bench_ensemble_quality.py --data /tmp/compsample_ordered.csv --default-params \
-        --seed S --models-dir /tmp/ens-ordered-S --json benchmarks/results/ensemble_quality_ordered_seedS.json
+        --seed S --members ease,easer,ials,rp3beta,recvae,multivae,multidae,edlae,sasrec \
+        --models-dir /tmp/ens-ordered-S --json benchmarks/results/ensemble_quality_competition_ordered_seedS.json
 
-The protocol is exactly ``toprec ensemble``'s (``Ensemble.validate``, scheme
-``users``): one competition holdout (each user's last event + 9 random earlier
-ones, seed 0) cut from MovieLens-1M ratings >= 4; the held-out users split in
+    # ``--scheme events`` (search on a validation cut from the training data, confirm on the same users);
+    # the exact commands of every sample run are in benchmarks/results/ensemble_quality_competition_sample.md
+
+The protocol is exactly ``toprec ensemble``'s (``Ensemble.validate``; by default
+scheme ``users``): one competition holdout (each user's last event + 9 random
+earlier ones, seed 0) cut from MovieLens-1M ratings >= 4; the held-out users split in
 two activity-balanced halves; weights and member subset searched on fold A
 only; the chosen ensemble scored on fold B, which no search saw. Members are
 fitted once on the holdout's training part and saved (``--models-dir``: a
