@@ -67,9 +67,12 @@ def main() -> None:
     ap.add_argument("--default-params", action="store_true",
                     help="every member at its library defaults, not MEMBERS (which were chosen on ML-1M)")  # fmt: skip
     args = ap.parse_args()
-    header = pd.read_csv(args.data, nrows=0).columns
-    time_col = args.time_col or next((c for c in ("timestamp", "time") if c in header), None)
-    data = Dataset.load(args.data, format="table", user_col="user", item_col="item", time_col=time_col)
+    if args.data.is_dir():  # a folder in the competition layout (with item side files)
+        data = Dataset.load(args.data)
+    else:
+        header = pd.read_csv(args.data, nrows=0).columns
+        time_col = args.time_col or next((c for c in ("timestamp", "time") if c in header), None)
+        data = Dataset.load(args.data, format="table", user_col="user", item_col="item", time_col=time_col)
     folds = make_folds(data, args.scheme, seed=args.seed, last=args.last, random=args.random)
     print(folds.description)
     names = [n.strip() for n in args.members.split(",") if n.strip()]

@@ -3,6 +3,7 @@
 
     python benchmarks/prepare_competition_sample.py --out /tmp/compsample.csv
     python benchmarks/prepare_competition_sample.py --ordered --out /tmp/compsample_ordered.csv
+    python benchmarks/prepare_competition_sample.py --side --out /tmp/compsample_side   # + item side files
 
 ``../shared/data/boostcamp-movierec-2022/partial_sample_pro_sg`` holds 272,233
 real interactions of 1,645 users of the movie competition (31,360 x 6,807 in
@@ -46,6 +47,7 @@ import scipy.sparse as sp
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent / "shared" / "data" / "boostcamp-movierec-2022"
 DEFAULT = ROOT / "partial_sample_pro_sg"
+SIDE = ["titles.tsv", "years.tsv", "genres.tsv", "directors.tsv", "writers.tsv"]
 FILES = ["train.csv", "validation_tr.csv", "validation_te.csv", "test_tr_1.csv", "test_te_1.csv"]
 
 
@@ -91,12 +93,31 @@ def check_order(events: pd.DataFrame, years: pd.Series, seed: int = 0) -> dict:
     return out
 
 
+def write_folder(events: pd.DataFrame, side_dir: Path, out: Path) -> None:
+    """``out/`` in the competition layout, written to a temporary folder and renamed into place."""
+    import shutil
+
+    if "time" not in events:  # file order within each user (the files carry no time)
+        events = events.assign(time=events.groupby("user").cumcount())
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    events[["user", "item", "time"]].to_csv(tmp / "train_ratings.csv", index=False)
+    for name in SIDE:
+        shutil.copyfile(side_dir / name, tmp / name)
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--src", type=Path, default=DEFAULT)
     ap.add_argument("--out", type=Path, default=Path("/tmp/compsample.csv"))
     ap.add_argument("--ordered", action="store_true", help="train.csv's users only, with time = file position")
     ap.add_argument("--check-only", action="store_true", help="--ordered: print the order check, write nothing")
+    ap.add_argument("--side", action="store_true",
+                    help="--out is a folder in the competition layout: train_ratings.csv (user,item,time) and the "
+                    "items' titles/years/genres/directors/writers.tsv (for models that use side information)")
     args = ap.parse_args()
     sid = np.array([line.strip() for line in (args.src / "unique_sid.txt").read_text().splitlines() if line.strip()])
     frames = [pd.read_csv(args.src / name) for name in (FILES[:1] if args.ordered else FILES)]
@@ -119,10 +140,13 @@ def main() -> None:
         if args.check_only:
             return
         out["time"] = out.groupby("user").cumcount()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".tmp")
-    out.to_csv(tmp, index=False)
-    tmp.replace(args.out)
+    if args.side:
+        write_folder(out, args.src.parent, args.out)
+    else:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = args.out.with_suffix(".tmp")
+        out.to_csv(tmp, index=False)
+        tmp.replace(args.out)
     print(f"wrote {args.out}: {len(out):,} events, {out.user.nunique():,} users, {out.item.nunique():,} items")
 
 
