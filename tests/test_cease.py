@@ -101,3 +101,21 @@ def test_without_side_information_it_is_ease_with_a_warning():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         models.get("cease", l2=3.0).fit(_with_side())  # with side information: no warning
+
+
+def test_cli_uses_the_folder_side_files(cli, tmp_path):
+    """Sparse histories, items directed by their taste cluster's directors: cease beats ease through the CLI."""
+    from conftest import clustered_events, write_competition
+
+    events = clustered_events(n_users=300, n_items=240, per_user=8, n_clusters=8, seed=2)
+    folder = write_competition(tmp_path / "comp", events)
+    items = np.unique(events["item"])
+    pd.DataFrame({"item": items, "director": [f"d{(i - 1000) % 8}-{(i - 1000) // 80}" for i in items]}).to_csv(
+        folder / "directors.tsv", sep="\t", index=False
+    )
+    out = tmp_path / "r.json"
+    cli("evaluate", "--data", folder, "--model", "ease,cease", "--param", "ease.l2=20", "--param", "cease.l2=20", "--param", "cease.side_weight=0.5", "--random", "3", "--json", out, "-q")
+    import json
+
+    res = {r["model"]: r for r in json.loads(out.read_text())["results"]}
+    assert res["cease"]["metrics"]["recall@10"] > res["ease"]["metrics"]["recall@10"] + 0.02, res
