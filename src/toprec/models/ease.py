@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from typing import Any, Literal
 
 import numpy as np
@@ -332,22 +333,22 @@ class CEASE(EASE):
     search_space = {"l2": ("log_float", 1.0, 1e5), "side_weight": ("log_float", 1e-3, 1.0)}
 
     def _fit(self, X, train) -> None:
-        import warnings
-
         p = self.params
         S, self.side_features_ = side_rows(train, p.features, p.side_weight * p.l2, p.side_norm, self.name)
         if not self.side_features_:
             warnings.warn(f"model '{self.name}': no item side information in the dataset, fitting plain EASE",
                           stacklevel=3)  # fmt: skip
         self.side = S
+        self.__dict__.pop("_basis", None)
         super()._fit(sp.vstack([sp.csr_matrix(X, dtype=np.float32), S], format="csr"), train)
 
     def _basis_rows(self) -> sp.csr_matrix:
         rows = self.__dict__.get("_basis")
-        if rows is None or rows[0] is not self.train_matrix:
-            stacked = sp.vstack([sp.csr_matrix(self.train_matrix, dtype=np.float32), self.side], format="csr")
-            rows = self.__dict__["_basis"] = (self.train_matrix, stacked)
-        return rows[1]
+        if rows is None:  # cached: the interactions and the side rows stacked (reset by fit and load)
+            rows = self.__dict__["_basis"] = sp.vstack(
+                [sp.csr_matrix(self.train_matrix, dtype=np.float32), self.side], format="csr"
+            )
+        return rows
 
     def _state(self) -> dict[str, Any]:
         state = super()._state()
@@ -357,4 +358,5 @@ class CEASE(EASE):
 
     def _set_state(self, arrays: dict[str, Any]) -> None:
         super()._set_state(dict(arrays))
+        self.__dict__.pop("_basis", None)
         self.side = arrays.get("side", sp.csr_matrix((0, self.n_items), dtype=np.float32))
