@@ -40,6 +40,7 @@ import numpy as np
 import pandas as pd
 
 from toprec import Dataset, metrics, models, progress, split
+from toprec.data.loaders import _explode, _years_from_titles
 
 HERE = Path(__file__).resolve().parent
 SHARED = HERE.parents[1] / "shared" / "data"
@@ -53,12 +54,8 @@ def comp_sample() -> tuple[Dataset, int, int]:
     sys.path.insert(0, str(HERE))
     import prepare_competition_sample as prep
 
-    src = prep.DEFAULT
-    sid = np.array([s for s in (src / "unique_sid.txt").read_text().split() if s])
-    ev = pd.concat([pd.read_csv(src / f) for f in prep.FILES], ignore_index=True)
-    events = pd.DataFrame({"user": ev["uid"].to_numpy(), "item": sid[ev["sid"].to_numpy()].astype(np.int64)})
     with tempfile.TemporaryDirectory() as tmp:
-        prep.write_folder(events, src.parent, Path(tmp) / "sample")
+        prep.write_folder(prep.read_sample(), prep.DEFAULT.parent, Path(tmp) / "sample")
         return Dataset.load(Path(tmp) / "sample", cache=False), 0, 10
 
 
@@ -66,9 +63,8 @@ def ml1m() -> tuple[Dataset, int, int]:
     ev = pd.read_csv(SHARED / "ml-1m" / "derived" / "ml1m_ratings_ge4_with_time.csv.gz")
     movies = pd.read_csv(SHARED / "ml-1m" / "movies.dat", sep="::", engine="python", header=None,
                          names=["item", "title", "genres"], encoding="latin-1")  # fmt: skip
-    genres = movies.assign(value=movies["genres"].str.split("|")).explode("value")[["item", "value"]]
-    years = pd.DataFrame({"item": movies["item"], "value": movies["title"].str.extract(r"\((\d{4})\)\s*$")[0]})
-    feats = {"genres": genres, "years": years.dropna()}
+    items = movies["item"].to_numpy()  # genres and years parsed as the ml-1m folder loader does
+    feats = {"genres": _explode(items, movies["genres"], "|"), "years": _years_from_titles(items, movies["title"])}
     return Dataset.from_events(ev["user"].to_numpy(), ev["item"].to_numpy(), ev["timestamp"].to_numpy(),
                                features=feats, name="ml-1m"), 1, 9  # fmt: skip
 

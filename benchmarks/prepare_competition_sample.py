@@ -93,6 +93,16 @@ def check_order(events: pd.DataFrame, years: pd.Series, seed: int = 0) -> dict:
     return out
 
 
+def read_sample(src: Path = DEFAULT, ordered: bool = False) -> pd.DataFrame:
+    """``user, item`` (competition item ids) in file order: all five files, or ``train.csv`` alone."""
+    sid = np.array([line.strip() for line in (src / "unique_sid.txt").read_text().splitlines() if line.strip()])
+    events = pd.concat([pd.read_csv(src / name) for name in (FILES[:1] if ordered else FILES)], ignore_index=True)
+    out = pd.DataFrame({"user": events["uid"].to_numpy(), "item": sid[events["sid"].to_numpy()].astype(np.int64)})
+    dup = int(out.duplicated().sum())
+    assert dup == 0, f"{dup} repeated (user, item) pairs"
+    return out
+
+
 def write_folder(events: pd.DataFrame, side_dir: Path, out: Path) -> None:
     """``out/`` in the competition layout, written to a temporary folder and renamed into place."""
     import shutil
@@ -119,12 +129,7 @@ def main() -> None:
                     help="--out is a folder in the competition layout: train_ratings.csv (user,item,time) and the "
                     "items' titles/years/genres/directors/writers.tsv (for models that use side information)")
     args = ap.parse_args()
-    sid = np.array([line.strip() for line in (args.src / "unique_sid.txt").read_text().splitlines() if line.strip()])
-    frames = [pd.read_csv(args.src / name) for name in (FILES[:1] if args.ordered else FILES)]
-    events = pd.concat(frames, ignore_index=True)
-    out = pd.DataFrame({"user": events["uid"].to_numpy(), "item": sid[events["sid"].to_numpy()].astype(np.int64)})
-    dup = int(out.duplicated().sum())
-    assert dup == 0, f"{dup} repeated (user, item) pairs"
+    out = read_sample(args.src, args.ordered)
     if args.ordered:
         starts = out["user"].ne(out["user"].shift())
         assert int(starts.sum()) == out["user"].nunique(), "a user's rows are not contiguous: no order to keep"
