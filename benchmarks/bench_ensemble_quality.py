@@ -28,9 +28,11 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from toprec import Dataset, models
@@ -50,6 +52,18 @@ MEMBERS = {
 }
 
 
+def sample_users(path: Path, n: int, draw: int) -> Path:
+    """The table restricted to ``n`` users drawn without replacement (``default_rng(draw)``), as a temp CSV."""
+    events = pd.read_csv(path)
+    users = np.sort(events["user"].unique())
+    if n > len(users):
+        raise SystemExit(f"--sample-users {n}: {path} has only {len(users):,} users")
+    keep = np.random.default_rng(draw).choice(users, size=n, replace=False)
+    out = Path(tempfile.mkdtemp(prefix="toprec-users-")) / f"{path.name.split('.')[0]}_{n}users_draw{draw}.csv"
+    events[events["user"].isin(keep)].to_csv(out, index=False)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models-dir", type=Path, default=Path("/tmp/ens-members"))
@@ -64,6 +78,9 @@ def main() -> None:
     ap.add_argument("--scheme", default="users", help="users | events (toprec ensemble --scheme)")
     ap.add_argument("--last", type=int, default=1, help="latest events per user held out")
     ap.add_argument("--random", type=int, default=9, help="random earlier events per user held out")
+    ap.add_argument("--sample-users", type=int, default=0,
+                    help="keep this many users of the table, drawn at random (0 = all): the user-count curve")  # fmt: skip
+    ap.add_argument("--sample-draw", type=int, default=0, help="seed of that draw (numpy default_rng)")
     ap.add_argument("--default-params", action="store_true",
                     help="every member at its library defaults, not MEMBERS (which were chosen on ML-1M)")  # fmt: skip
     args = ap.parse_args()
@@ -72,7 +89,10 @@ def main() -> None:
     else:
         header = pd.read_csv(args.data, nrows=0).columns
         time_col = args.time_col or next((c for c in ("timestamp", "time") if c in header), None)
-        data = Dataset.load(args.data, format="table", user_col="user", item_col="item", time_col=time_col)
+        path = args.data
+        if args.sample_users:
+            path = sample_users(args.data, args.sample_users, args.sample_draw)
+        data = Dataset.load(path, format="table", user_col="user", item_col="item", time_col=time_col)
     folds = make_folds(data, args.scheme, seed=args.seed, last=args.last, random=args.random)
     print(folds.description)
     names = [n.strip() for n in args.members.split(",") if n.strip()]
@@ -109,6 +129,7 @@ def main() -> None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"machine": platform.processor() or platform.machine(), "data": str(args.data),
                                          "seed": args.seed, "default_params": args.default_params, "scheme": args.scheme,
+                                         "sample_users": args.sample_users, "sample_draw": args.sample_draw,
                                          "folds": folds.description,
                                          "fit_s": fit_s, "results": rows}, indent=2, default=str) + "\n")  # fmt: skip
 

@@ -1,0 +1,250 @@
+#!/usr/bin/env python
+"""Beyond one weight vector: activity-bucketed weights and a learned re-ranker, searched on fold A, scored on fold B.
+
+    # members fitted and saved by bench_ensemble_quality.py (same --data/--seed/--scheme/--last/--random)
+    python benchmarks/bench_ensemble_alternatives.py --data /tmp/compsample_side --scheme events --last 0 \
+        --random 10 --seed 3 --models-dir /tmp/ens-side-3 \
+        --members ease,easer,ials,rp3beta,recvae,multivae,multidae,edlae,cease \
+        --json benchmarks/results/ensemble_alternatives_competition_side_seed3.json
+
+Needs ``pip install lightgbm`` (the ``bench`` extra) for the re-ranker rows.
+
+Same folds and the same saved member fits as ``bench_ensemble_quality.py``
+(``toprec.ensemble.make_folds``); each member's top-100 for the folds' users.
+Every alternative sees fold A's truth only; fold B is scored once. Rows:
+
+* ``one weight vector``: what ``toprec ensemble`` does (``run_search`` on fold A,
+  method ``rank`` and ``score``) — the reference.
+* ``3 activity buckets``: users cut into terciles of their number of training
+  events (edges from fold A's users); one weight search per bucket on fold A;
+  fold B's users get their bucket's weights. Tests whether members' strengths
+  differ by user activity enough to pay for three times the searched weights.
+* ``re-ranker``: a LightGBM model (``lambdarank`` and ``binary`` objectives) on
+  the union of the members' candidates, trained on fold A's labels (80% of the
+  fold's users; the other 20% stop the boosting), applied to fold B. Features per
+  (user, candidate): each member's per-user standardised score and
+  1/log2(rank+1) (0 when not listed), how many members list it, log item
+  popularity, log user activity, and for each item side file the user's mean
+  and max affinity (share of the user's history with the candidate's genre /
+  director / writer), the candidate's year and its difference from the user's
+  mean year.
+
+The gain is over the best member on fold B in hindsight, with the paired z of
+that difference (same users), like ``Ensemble.validate``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from bench_ensemble_quality import sample_users  # noqa: E402  (benchmarks/ is the script's folder)
+from toprec import Dataset, models, progress
+from toprec.ensemble import make_folds
+from toprec.ensemble.fusion import build_pool, topk_columns
+from toprec.ensemble.search import run_search
+from toprec.metrics import hit_matrix, per_user
+
+K, N = 10, 100
+
+
+def _recall(items: np.ndarray, truth: sp.csr_matrix) -> np.ndarray:
+    return per_user(f"recall@{K}", items[:, :K], truth)
+
+
+def _top_items(pool_items: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    cols, _ = topk_columns(np.where(pool_items >= 0, scores, -np.inf).astype(np.float32), K)
+    return np.where(cols >= 0, np.take_along_axis(pool_items, np.maximum(cols, 0), 1), -1)
+
+
+def _z(gain: np.ndarray) -> float:
+    se = gain.std(ddof=1) / np.sqrt(len(gain))
+    return float(gain.mean() / se) if se > 0 else float("nan")
+
+
+def _rows(lists, sel):
+    return [type(r)(r.users[sel], r.items[sel], r.scores[sel]) for r in lists]
+
+
+def _search(lists, users, truth, method, seed):
+    pool = build_pool(lists, method, users)
+    res = run_search(pool, truth, K, "both", start=np.full(len(lists), 1 / len(lists)), min_gain=1e-4, seed=seed)
+    return res.weights
+
+
+def _fuse_items(lists, users, weights, method):
+    pool = build_pool(lists, method, users)
+    cols, _ = pool.top_columns(weights, K)
+    return np.where(cols >= 0, np.take_along_axis(pool.items, np.maximum(cols, 0), 1), -1)
+
+
+def features(data, train, users, lists, names):
+    """(n, L) candidate items and (n, L, F) features of the union of the members' lists."""
+    ps, pr = build_pool(lists, "score", users), build_pool(lists, "rank", users)
+    items = ps.items
+    n, L = items.shape
+    it = np.maximum(items, 0)
+    X = train.matrix.tocsr()
+    Xu = X[users]
+    cols, fnames = [], []
+    for m, name in enumerate(names):
+        cols += [ps.contrib[m], pr.contrib[m]]
+        fnames += [f"{name}_z", f"{name}_rank"]
+    cols.append(ps.present.sum(0)), fnames.append("n_listed")
+    cols.append(np.log1p(np.asarray(X.sum(0)).ravel())[it]), fnames.append("log_popularity")
+    act = np.log1p(np.diff(X.indptr))[users]
+    cols.append(np.broadcast_to(act[:, None], (n, L))), fnames.append("log_activity")
+    flat_user, flat_item = np.repeat(np.arange(n), L), it.ravel()
+    n_hist = np.maximum(np.diff(Xu.indptr), 1).astype(np.float64)
+    for fname, feat in sorted(data.features.items()):
+        F = feat.matrix.tocsr().astype(np.float64)
+        if fname == "titles":
+            continue
+        if fname == "years":
+            year = pd.to_numeric(pd.Series(feat.values), errors="coerce").to_numpy(dtype=np.float64)
+            has = np.asarray(F.sum(1)).ravel()
+            iy = np.asarray(F @ np.nan_to_num(year)).ravel() / np.maximum(has, 1)
+            iy[has == 0] = np.nan
+            known = (~np.isnan(iy)).astype(np.float64)
+            uy = (Xu @ np.nan_to_num(iy)) / np.maximum(Xu @ known, 1)
+            cols += [iy[it], iy[it] - uy[:, None]]
+            fnames += ["year", "year_minus_user_mean"]
+            continue
+        profile = np.asarray((Xu @ F).todense()) / n_hist[:, None]  # share of the history with each value
+        rows = F[flat_item]
+        r = np.repeat(np.arange(rows.shape[0]), np.diff(rows.indptr))
+        vals = profile[flat_user[r], rows.indices]
+        mean = np.bincount(r, weights=vals, minlength=rows.shape[0])
+        mx = np.zeros(rows.shape[0])
+        np.maximum.at(mx, r, vals)
+        cols += [mean.reshape(n, L), mx.reshape(n, L)]
+        fnames += [f"{fname}_affinity", f"{fname}_affinity_max"]
+    return items, np.stack([np.asarray(c, dtype=np.float32) for c in cols], -1), fnames
+
+
+def reranker(objective, feats_a, items_a, truth_a, feats_b, items_b, seed):
+    import lightgbm as lgb
+
+    valid_a, valid_b = items_a >= 0, items_b >= 0
+    y = hit_matrix(items_a, truth_a)
+    n = len(items_a)
+    perm = np.random.default_rng(seed).permutation(n)
+    fit_rows, stop_rows = np.sort(perm[: int(0.8 * n)]), np.sort(perm[int(0.8 * n) :])
+
+    def part(rows):
+        v = valid_a[rows]
+        return feats_a[rows][v], y[rows][v].astype(np.float32), v.sum(1)
+
+    (xf, yf, gf), (xs, ys, gs) = part(fit_rows), part(stop_rows)
+    common = dict(learning_rate=0.05, num_leaves=31, min_child_samples=100, subsample=0.8, subsample_freq=1,
+                  colsample_bytree=0.8, n_estimators=1000, random_state=seed, n_jobs=2, verbose=-1)  # fmt: skip
+    stop = [lgb.early_stopping(50, verbose=False)]
+    if objective == "lambdarank":
+        model = lgb.LGBMRanker(objective="lambdarank", lambdarank_truncation_level=20, **common)
+        model.fit(xf, yf, group=gf, eval_X=(xs,), eval_y=(ys,), eval_group=[gs], eval_at=[K], callbacks=stop)
+        predict = model.predict
+    else:
+        model = lgb.LGBMClassifier(objective="binary", **common)
+        model.fit(xf, yf, eval_X=(xs,), eval_y=(ys,), callbacks=stop)
+        predict = lambda x: model.predict_proba(x)[:, 1]  # noqa: E731
+    scores = np.full(items_b.shape, -np.inf)
+    scores[valid_b] = predict(feats_b[valid_b])
+    return _top_items(items_b, scores), int(model.best_iteration_ or model.n_estimators)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, required=True, help="competition-layout folder or user,item[,time] CSV")
+    ap.add_argument("--models-dir", type=Path, required=True, help="members saved by bench_ensemble_quality.py")
+    ap.add_argument("--members", required=True)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--scheme", default="events")
+    ap.add_argument("--last", type=int, default=1)
+    ap.add_argument("--random", type=int, default=9)
+    ap.add_argument("--sample-users", type=int, default=0, help="as bench_ensemble_quality.py (same draw)")
+    ap.add_argument("--sample-draw", type=int, default=0)
+    ap.add_argument("--buckets", type=int, default=3)
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args()
+    progress.set_quiet(True)
+    if args.data.is_dir():
+        data = Dataset.load(args.data)
+    else:
+        header = pd.read_csv(args.data, nrows=0).columns
+        time_col = next((c for c in ("timestamp", "time") if c in header), None)
+        path = sample_users(args.data, args.sample_users, args.sample_draw) if args.sample_users else args.data
+        data = Dataset.load(path, format="table", user_col="user", item_col="item", time_col=time_col)
+    folds = make_folds(data, args.scheme, seed=args.seed, last=args.last, random=args.random)
+    if not folds.same_fit:
+        sys.exit("bench_ensemble_alternatives: the users or events scheme (one fit serves both folds)")
+    names = [s.strip() for s in args.members.split(",") if s.strip()]
+    ua, ub = folds.fold_a.users, folds.fold_b.users
+    ta, tb = folds.fold_a.truth[ua], folds.fold_b.truth[ub]
+    lists_a, lists_b = [], []
+    for name in names:
+        path = args.models_dir / name
+        if not (path / "model.json").exists():
+            sys.exit(f"bench_ensemble_alternatives: no saved member at {path} (run bench_ensemble_quality.py first)")
+        model = models.Recommender.load(path)
+        lists_a.append(model.recommend(ua, k=N))
+        lists_b.append(lists_a[-1] if np.array_equal(ua, ub) else model.recommend(ub, k=N))
+    member_b = {nm: _recall(lb.items, tb) for nm, lb in zip(names, lists_b)}
+    best = max(member_b, key=lambda nm: member_b[nm].mean())
+    rows = []
+
+    def row(name, items_b, **extra):
+        r = _recall(items_b, tb)
+        rows.append({"alternative": name, "fold_b": float(r.mean()), "best_member": best,
+                     "best_member_fold_b": float(member_b[best].mean()),
+                     "relative_gain": float(r.mean() / member_b[best].mean() - 1), "z": _z(r - member_b[best]), **extra})  # fmt: skip
+        print(f"{name:<34} fold B {r.mean():.4f}  vs {best} {member_b[best].mean():.4f}: "
+              f"{rows[-1]['relative_gain']:+.1%} (z {rows[-1]['z']:.1f})", flush=True)  # fmt: skip
+
+    act = np.asarray(folds.search_train.user_counts)
+    edges = np.quantile(act[ua], np.linspace(0, 1, args.buckets + 1)[1:-1])
+    bucket_a, bucket_b = np.searchsorted(edges, act[ua], side="right"), np.searchsorted(edges, act[ub], side="right")
+    for method in ("rank", "score"):
+        t0 = time.perf_counter()
+        w = _search(lists_a, ua, ta, method, args.seed)
+        row(f"one weight vector ({method})", _fuse_items(lists_b, ub, w, method),
+            weights={nm: round(float(x), 3) for nm, x in zip(names, w) if x > 0}, seconds=round(time.perf_counter() - t0, 1))  # fmt: skip
+        t0 = time.perf_counter()
+        out = np.full((len(ub), K), -1, dtype=np.int64)
+        per_bucket = []
+        for b in range(args.buckets):
+            sa, sb = np.flatnonzero(bucket_a == b), np.flatnonzero(bucket_b == b)
+            wb = _search(_rows(lists_a, sa), ua[sa], ta[sa], method, args.seed)
+            per_bucket.append({nm: round(float(x), 3) for nm, x in zip(names, wb) if x > 0})
+            if len(sb):
+                out[sb] = _fuse_items(_rows(lists_b, sb), ub[sb], wb, method)
+        row(f"{args.buckets} activity buckets ({method})", out, weights=per_bucket,
+            seconds=round(time.perf_counter() - t0, 1))  # fmt: skip
+    try:
+        import lightgbm  # noqa: F401
+    except ImportError:
+        print("lightgbm is not installed (pip install lightgbm): re-ranker rows skipped")
+    else:
+        items_a, feats_a, fnames = features(data, folds.search_train, ua, lists_a, names)
+        items_b, feats_b, _ = features(data, folds.search_train, ub, lists_b, names)
+        for objective in ("lambdarank", "binary"):
+            t0 = time.perf_counter()
+            top, iters = reranker(objective, feats_a, items_a, ta, feats_b, items_b, args.seed)
+            row(f"re-ranker ({objective})", top, trees=iters, features=fnames, seconds=round(time.perf_counter() - t0, 1))
+    if args.json:
+        args.json.write_text(json.dumps({"machine": platform.processor() or platform.machine(), "data": str(args.data),
+                                         "seed": args.seed, "sample_users": args.sample_users, "sample_draw": args.sample_draw,
+                                         "folds": folds.description, "members": names,
+                                         "members_fold_b": {nm: round(float(v.mean()), 4) for nm, v in member_b.items()},
+                                         "rows": rows}, indent=2) + "\n")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
