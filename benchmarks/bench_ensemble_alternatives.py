@@ -7,7 +7,7 @@
         --members ease,easer,ials,rp3beta,recvae,multivae,multidae,edlae,cease \
         --json benchmarks/results/ensemble_alternatives_competition_side_seed3.json
 
-Needs ``pip install lightgbm`` (the ``bench`` extra) for the re-ranker rows.
+Needs ``pip install lightgbm`` (the ``bench`` or ``rerank`` extra) for the re-ranker rows.
 
 Same folds and the same saved member fits as ``bench_ensemble_quality.py``
 (``toprec.ensemble.make_folds``); each member's top-100 for the folds' users.
@@ -19,15 +19,11 @@ Every alternative sees fold A's truth only; fold B is scored once. Rows:
   events (edges from fold A's users); one weight search per bucket on fold A;
   fold B's users get their bucket's weights. Tests whether members' strengths
   differ by user activity enough to pay for three times the searched weights.
-* ``re-ranker``: a LightGBM model (``lambdarank`` and ``binary`` objectives) on
-  the union of the members' candidates, trained on fold A's labels (80% of the
-  fold's users; the other 20% stop the boosting), applied to fold B. Features per
-  (user, candidate): each member's per-user standardised score and
-  1/log2(rank+1) (0 when not listed), how many members list it, log item
-  popularity, log user activity, and for each item side file the user's mean
-  and max affinity (share of the user's history with the candidate's genre /
-  director / writer), the candidate's year and its difference from the user's
-  mean year.
+* ``re-ranker``: ``toprec``'s own (``Ensemble(method="rerank")``,
+  :mod:`toprec.ensemble.rerank`: LightGBM, binary objective, features listed
+  there) and a ``lambdarank`` variant on the same features and the same split:
+  trained on fold A's labels (80% of the fold's users; the other 20% stop the
+  boosting), applied once to fold B.
 
 The gain is over the best member on fold B in hindsight, with the paired z of
 that difference (same users), like ``Ensemble.validate``.
@@ -50,6 +46,7 @@ from bench_ensemble_quality import sample_users  # noqa: E402  (benchmarks/ is t
 from toprec import Dataset, models, progress
 from toprec.ensemble import make_folds
 from toprec.ensemble.fusion import build_pool, topk_columns
+from toprec.ensemble.rerank import EARLY_STOP, PARAMS, Reranker, candidate_features
 from toprec.ensemble.search import run_search
 from toprec.metrics import hit_matrix, per_user
 
@@ -86,51 +83,8 @@ def _fuse_items(lists, users, weights, method):
     return np.where(cols >= 0, np.take_along_axis(pool.items, np.maximum(cols, 0), 1), -1)
 
 
-def features(data, train, users, lists, names):
-    """(n, L) candidate items and (n, L, F) features of the union of the members' lists."""
-    ps, pr = build_pool(lists, "score", users), build_pool(lists, "rank", users)
-    items = ps.items
-    n, L = items.shape
-    it = np.maximum(items, 0)
-    X = train.matrix.tocsr()
-    Xu = X[users]
-    cols, fnames = [], []
-    for m, name in enumerate(names):
-        cols += [ps.contrib[m], pr.contrib[m]]
-        fnames += [f"{name}_z", f"{name}_rank"]
-    cols.append(ps.present.sum(0)), fnames.append("n_listed")
-    cols.append(np.log1p(np.asarray(X.sum(0)).ravel())[it]), fnames.append("log_popularity")
-    act = np.log1p(np.diff(X.indptr))[users]
-    cols.append(np.broadcast_to(act[:, None], (n, L))), fnames.append("log_activity")
-    flat_user, flat_item = np.repeat(np.arange(n), L), it.ravel()
-    n_hist = np.maximum(np.diff(Xu.indptr), 1).astype(np.float64)
-    for fname, feat in sorted(data.features.items()):
-        F = feat.matrix.tocsr().astype(np.float64)
-        if fname == "titles":
-            continue
-        if fname == "years":
-            year = pd.to_numeric(pd.Series(feat.values), errors="coerce").to_numpy(dtype=np.float64)
-            has = np.asarray(F.sum(1)).ravel()
-            iy = np.asarray(F @ np.nan_to_num(year)).ravel() / np.maximum(has, 1)
-            iy[has == 0] = np.nan
-            known = (~np.isnan(iy)).astype(np.float64)
-            uy = (Xu @ np.nan_to_num(iy)) / np.maximum(Xu @ known, 1)
-            cols += [iy[it], iy[it] - uy[:, None]]
-            fnames += ["year", "year_minus_user_mean"]
-            continue
-        profile = np.asarray((Xu @ F).todense()) / n_hist[:, None]  # share of the history with each value
-        rows = F[flat_item]
-        r = np.repeat(np.arange(rows.shape[0]), np.diff(rows.indptr))
-        vals = profile[flat_user[r], rows.indices]
-        mean = np.bincount(r, weights=vals, minlength=rows.shape[0])
-        mx = np.zeros(rows.shape[0])
-        np.maximum.at(mx, r, vals)
-        cols += [mean.reshape(n, L), mx.reshape(n, L)]
-        fnames += [f"{fname}_affinity", f"{fname}_affinity_max"]
-    return items, np.stack([np.asarray(c, dtype=np.float32) for c in cols], -1), fnames
-
-
-def reranker(objective, feats_a, items_a, truth_a, feats_b, items_b, seed):
+def lambdarank(feats_a, items_a, truth_a, feats_b, items_b, seed):
+    """LightGBM lambdarank on the same features and the same 80/20 split of fold A as ``toprec``'s re-ranker."""
     import lightgbm as lgb
 
     valid_a, valid_b = items_a >= 0, items_b >= 0
@@ -144,19 +98,12 @@ def reranker(objective, feats_a, items_a, truth_a, feats_b, items_b, seed):
         return feats_a[rows][v], y[rows][v].astype(np.float32), v.sum(1)
 
     (xf, yf, gf), (xs, ys, gs) = part(fit_rows), part(stop_rows)
-    common = dict(learning_rate=0.05, num_leaves=31, min_child_samples=100, subsample=0.8, subsample_freq=1,
-                  colsample_bytree=0.8, n_estimators=1000, random_state=seed, n_jobs=2, verbose=-1)  # fmt: skip
-    stop = [lgb.early_stopping(50, verbose=False)]
-    if objective == "lambdarank":
-        model = lgb.LGBMRanker(objective="lambdarank", lambdarank_truncation_level=20, **common)
-        model.fit(xf, yf, group=gf, eval_X=(xs,), eval_y=(ys,), eval_group=[gs], eval_at=[K], callbacks=stop)
-        predict = model.predict
-    else:
-        model = lgb.LGBMClassifier(objective="binary", **common)
-        model.fit(xf, yf, eval_X=(xs,), eval_y=(ys,), callbacks=stop)
-        predict = lambda x: model.predict_proba(x)[:, 1]  # noqa: E731
+    params = {**PARAMS, "objective": "lambdarank"}
+    model = lgb.LGBMRanker(**params, lambdarank_truncation_level=20, random_state=seed)
+    model.fit(xf, yf, group=gf, eval_X=(xs,), eval_y=(ys,), eval_group=[gs], eval_at=[K],
+              callbacks=[lgb.early_stopping(EARLY_STOP, verbose=False)])  # fmt: skip
     scores = np.full(items_b.shape, -np.inf)
-    scores[valid_b] = predict(feats_b[valid_b])
+    scores[valid_b] = model.predict(feats_b[valid_b])
     return _top_items(items_b, scores), int(model.best_iteration_ or model.n_estimators)
 
 
@@ -232,12 +179,15 @@ def main() -> None:
     except ImportError:
         print("lightgbm is not installed (pip install lightgbm): re-ranker rows skipped")
     else:
-        items_a, feats_a, fnames = features(data, folds.search_train, ua, lists_a, names)
-        items_b, feats_b, _ = features(data, folds.search_train, ub, lists_b, names)
-        for objective in ("lambdarank", "binary"):
-            t0 = time.perf_counter()
-            top, iters = reranker(objective, feats_a, items_a, ta, feats_b, items_b, args.seed)
-            row(f"re-ranker ({objective})", top, trees=iters, features=fnames, seconds=round(time.perf_counter() - t0, 1))
+        items_a, feats_a, fnames = candidate_features(data, folds.search_train, ua, lists_a, names)
+        items_b, feats_b, _ = candidate_features(data, folds.search_train, ub, lists_b, names)
+        t0 = time.perf_counter()
+        top, iters = lambdarank(feats_a, items_a, ta, feats_b, items_b, args.seed)
+        row("re-ranker (lambdarank)", top, trees=iters, features=fnames, seconds=round(time.perf_counter() - t0, 1))
+        t0 = time.perf_counter()
+        ranker = Reranker(names, seed=args.seed).fit(data, folds.search_train, ua, lists_a, ta)
+        top = ranker.recommend(data, folds.search_train, ub, lists_b, K).items
+        row("re-ranker (toprec rerank: binary)", top, trees=ranker.trees, seconds=round(time.perf_counter() - t0, 1))
     if args.json:
         args.json.write_text(json.dumps({"machine": platform.processor() or platform.machine(), "data": str(args.data),
                                          "seed": args.seed, "sample_users": args.sample_users, "sample_draw": args.sample_draw,

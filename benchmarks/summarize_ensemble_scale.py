@@ -8,7 +8,8 @@ Reads ``benchmarks/results/ensemble_quality_ml1m*_events_seed*.json``
 and the matching ``ensemble_alternatives_ml1m*.json``
 (``bench_ensemble_alternatives.py``). For each run the fusion method is the
 one ``--method auto`` would keep (the best fold-A recall; ties: the earlier
-method), so no fold-B number chooses anything.
+method), so no fold-B number chooses anything. The last three columns are
+the relative fold-B gains of the alternatives (same fits, same folds).
 """
 
 from __future__ import annotations
@@ -54,19 +55,20 @@ def main() -> None:
                 "z": rep["gain_fold_b_z"],
                 "recvae": members["recvae"] / members[best] - 1,
                 "buckets": alts.get("3 activity buckets (score)"),
-                "rerank": alts.get("re-ranker (lambdarank)"),
+                "rerank": alts.get("re-ranker (toprec rerank: binary)"),
+                "lambdarank": alts.get("re-ranker (lambdarank)"),
                 "file": path.name,
             }
         )
     rows.sort(key=lambda r: (r["users"], str(r["draw"]), r["seed"]))
     print("| users | draw | split seed | scored | auto method | ensemble B | best member B | gain (z) "
-          "| RecVAE vs best | 3 buckets (score) | re-ranker (lambdarank) |")  # fmt: skip
-    print("| ---: | ---: | ---: | ---: | --- | ---: | --- | ---: | ---: | ---: | ---: |")
+          "| RecVAE vs best | 3 buckets (score) | rerank | rerank (lambdarank) |")  # fmt: skip
+    print("| ---: | ---: | ---: | ---: | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |")
     for r in rows:
         pct = lambda v: "" if v is None else f"{v:+.1%}"  # noqa: E731
         print(f"| {r['users']:,} | {r['draw']} | {r['seed']} | {r['scored']:,} | {r['method']} | {r['ens_b']:.4f} "
               f"| {r['best']} {r['best_b']:.4f} | {r['gain']:+.1%} ({r['z']:.1f}) | {r['recvae']:+.0%} "
-              f"| {pct(r['buckets'])} | {pct(r['rerank'])} |")  # fmt: skip
+              f"| {pct(r['buckets'])} | {pct(r['rerank'])} | {pct(r['lambdarank'])} |")  # fmt: skip
 
 
 if __name__ == "__main__":

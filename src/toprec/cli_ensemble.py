@@ -75,7 +75,8 @@ def ensemble(
     method: Annotated[
         str,
         typer.Option(help="auto (every method searched on fold A, the best kept; rank with --no-validate) | "
-                     "rank (1/log2(rank+1)) | rrf | borda | score | product"),
+                     "rank (1/log2(rank+1)) | rrf | borda | score | product | rerank (a LightGBM re-ranker trained "
+                     "on fold A over the members' candidates; needs lightgbm)"),
     ] = "auto",
     search: Annotated[str, typer.Option(help="none | weights | subset | both")] = "both",
     k: K = 10,
@@ -122,12 +123,18 @@ def ensemble(
     from .ensemble import Ensemble
     from .ensemble.fusion import METHODS
     from .ensemble.search import SEARCHES
-    from .ensemble.validate import AUTO, SCHEMES
+    from .ensemble.validate import AUTO, RERANK, SCHEMES
 
     progress.set_quiet(quiet)
-    method = _check_choice(method, (AUTO, *METHODS), "fusion method")
+    method = _check_choice(method, (AUTO, *METHODS, RERANK), "fusion method")
     if method == AUTO and no_validate:
         method = "rank"  # nothing to choose on: the competition's soft vote
+    if method == RERANK:
+        if no_validate:
+            raise ToprecError("--method rerank trains its ranker on fold A: it cannot run with --no-validate")
+        from .ensemble.rerank import lightgbm
+
+        lightgbm()  # missing lightgbm: a one-line error before any fitting
     search = _check_choice(search, SEARCHES, "search")
     scheme = _check_choice(scheme, SCHEMES, "validation scheme")
     if k > candidates:
@@ -233,6 +240,9 @@ def _print_report(out, report: dict[str, Any]) -> None:
     table.add_row("ensemble", "", f"{e['fold_a'][r]:.4f}", f"{e['fold_b'][r]:.4f}", f"{e['fold_a'][nd]:.4f}",
                   f"{e['fold_b'][nd]:.4f}", style="bold")  # fmt: skip
     out.print(table)
+    if report.get("rerank"):
+        out.print(f"re-ranker: {report['rerank']['trees']} trees on {len(report['rerank']['features'])} features; "
+                  "fold A is its training fold (its fold-A recall is in-sample), fold B the test")  # fmt: skip
     if report.get("method_requested") == "auto":
         tried = ", ".join(f"{m} {v:.4f}" for m, v in report["methods_fold_a"].items())
         out.print(f"method auto: fold-A {r} after each method's search: {tried}; kept {report['method']}")

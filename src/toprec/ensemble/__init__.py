@@ -11,6 +11,8 @@
 * :mod:`.search` — coordinate ascent on the weights, greedy member subset.
 * :mod:`.validate` — the protocol (search on fold A, confirm on fold B; see
   its docstring), ``Ensemble``, ``align``, ``evaluate_folds``.
+* :mod:`.rerank` — ``method="rerank"``: a LightGBM re-ranker over the members'
+  candidates, trained on fold A (needs ``lightgbm``; never picked by ``auto``).
 * :mod:`.members` — members as model names (``ease:l2=300``), saved model
   folders, or ``user,item[,score]`` files.
 """

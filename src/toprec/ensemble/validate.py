@@ -79,12 +79,14 @@ from ..errors import ToprecError
 from ..recommend import Recommendations
 from .fusion import METHODS, build_pool, check_method, fuse
 from .members import Member, parse_members
-from .search import SEARCHES, run_search
+from .search import SEARCHES, SearchResult, run_search
 
 SCHEMES = ("users", "events", "nested")
 #: Ensemble(method=AUTO): validate() searches every fusion method on fold A and keeps the best
 #: (without validate(), recommend() uses rank, the competition's 1/log2(rank+1) vote)
 AUTO = "auto"
+#: Ensemble(method=RERANK): a LightGBM re-ranker trained on fold A (:mod:`toprec.ensemble.rerank`); never chosen by auto
+RERANK = "rerank"
 
 
 @dataclass
@@ -226,7 +228,9 @@ class Ensemble:
 
     def __init__(self, members, method: str = AUTO, weights: Sequence[float] | None = None, candidates: int = 100):
         self.members: list[Member] = parse_members(members)
-        self.method = AUTO if method.strip().lower() == AUTO else check_method(method)
+        name = method.strip().lower()
+        self.method = name if name in (AUTO, RERANK) else check_method(method)
+        self.reranker = None
         if candidates < 1:
             raise ToprecError(f"candidates must be >= 1, got {candidates}")
         self.candidates = int(candidates)
@@ -293,6 +297,8 @@ class Ensemble:
         methods = METHODS if requested == AUTO else (requested,)
         tried: dict[str, float] = {}
         best = None
+        if requested == RERANK:
+            return self._validate_rerank(data, folds, lists_a, sealed_b, k, min_gain, seed, timings, t0, t_start)
         with progress.task(f"search ({search}) on fold A: {len(folds.fold_a.users):,} users"):
             truth_a = folds.fold_a.truth[folds.fold_a.users]
             for method in methods:
@@ -326,6 +332,38 @@ class Ensemble:
         timings["total_s"] = time.perf_counter() - t_start
         report["timings"] = {key: round(v, 3) for key, v in timings.items()}
         self.weights = weights
+        self.report = report
+        return report
+
+    def _validate_rerank(self, data, folds, lists_a, sealed_b, k, min_gain, seed, timings, t0, t_start):
+        """Train the re-ranker on fold A's truth (every member is a feature), score it once on fold B."""
+        from .rerank import Reranker
+
+        fa, fb = folds.fold_a, folds.fold_b
+        with progress.task(f"re-ranker trained on fold A: {len(fa.users):,} users"):
+            ranker = Reranker(self.labels, seed=seed).fit(data, folds.search_train, fa.users, lists_a, fa.truth[fa.users])
+            ens_a = ranker.recommend(data, folds.search_train, fa.users, lists_a, k)
+        timings["search_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        lists_b = sealed_b
+        if not folds.same_fit:
+            lists_b = []
+            for m in self.members:
+                lists_b.append(m.lists(folds.confirm_train, fb.users, self.candidates, "search"))
+                m.release()
+        ens_b = ranker.recommend(data, folds.confirm_train, fb.users, lists_b, k)
+        timings["confirm_s"] = time.perf_counter() - t0
+        weights = np.full(len(self.members), 1.0 / len(self.members))  # every member feeds the ranker
+        score_a = float(_per_user_recall(ens_a, fa, k).mean())
+        result = SearchResult(weights, score_a, 1, [{"rerank_trees": ranker.trees}])
+        report = self._report(folds, lists_a, lists_b, ens_a, ens_b, weights, result, "rerank", k, min_gain, seed)
+        report["rerank"] = {"trees": ranker.trees, "features": ranker.feature_names,
+                            "note": "fold A is the ranker's training fold (80% fit, 20% early stopping): its fold-A "
+                                    "recall is in-sample; fold B is the test"}  # fmt: skip
+        timings["total_s"] = time.perf_counter() - t_start
+        report["timings"] = {key: round(v, 3) for key, v in timings.items()}
+        self.weights = weights
+        self.reranker = ranker
         self.report = report
         return report
 
@@ -431,7 +469,12 @@ class Ensemble:
         seen = data.matrix[np.where(known, users, 0)]
         if not known.all():
             seen = sp.csr_matrix(sp.diags(known.astype(np.float32)) @ seen)
-        method = "rank" if self.method == AUTO else self.method  # auto, never validated: the competition's vote
+        if self.method == RERANK and len(keep) > 1:
+            if self.reranker is None or len(keep) != len(self.members):
+                raise ToprecError("method 'rerank': the re-ranker is trained on fold A: run validate() first")
+            return self.reranker.recommend(data, data, users, lists, k, exclude=seen)
+        # auto, never validated: the competition's vote; rerank fallen back to one member: its own list
+        method = "rank" if self.method in (AUTO, RERANK) else self.method
         return fuse(lists, self.weights[keep], method, k, users=users, exclude=seen)
 
     def release(self) -> None:

@@ -1,0 +1,125 @@
+"""The learned re-ranker (Ensemble(method="rerank")): features by hand, the fold-A/B protocol, errors, CLI."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from toprec import Dataset, ToprecError, metrics
+from toprec.ensemble import Ensemble, make_folds
+from toprec.ensemble.rerank import Reranker, candidate_features
+from toprec.recommend import Recommendations
+
+pytest.importorskip("lightgbm")
+
+from test_ensemble import assert_one_line_error, run  # noqa: E402
+
+
+def test_candidate_features_by_hand():
+    # u0 watched items 0 (genre A) and 1 (A, B); u1 watched 2 (B), 3 (A), 4 (C)
+    data = Dataset.from_events(
+        np.array(["u0", "u0", "u1", "u1", "u1"]),
+        np.array([0, 1, 2, 3, 4]),
+        features={"genres": pd.DataFrame({"item": [0, 1, 1, 2, 3, 4], "value": list("AABBAC")})},
+    )
+    u0 = data.user_index(["u0"])
+    m1 = Recommendations(u0, np.array([[2, 3]], dtype=np.int32), np.array([[3.0, 1.0]], dtype=np.float32))
+    m2 = Recommendations(u0, np.array([[3, 4]], dtype=np.int32), np.array([[5.0, 1.0]], dtype=np.float32))
+    items, feats, names = candidate_features(data, data, u0, [m1, m2], ["m1", "m2"])
+    assert items.tolist() == [[2, 3, 4]]  # the union, item-sorted
+    f = {name: feats[0, :, j].tolist() for j, name in enumerate(names)}
+    # z over each member's own list (mean 2 / 3, std 1 / 2) minus the list's floor; 0 where not listed
+    np.testing.assert_allclose(f["m1_z"], [2.0, 0.0, 0.0])
+    np.testing.assert_allclose(f["m2_z"], [0.0, 2.0, 0.0])
+    np.testing.assert_allclose(f["m1_rank"], [1.0, 1 / np.log2(3), 0.0], rtol=1e-6)
+    np.testing.assert_allclose(f["m2_rank"], [0.0, 1.0, 1 / np.log2(3)], rtol=1e-6)
+    assert f["n_listed"] == [1, 2, 1]
+    np.testing.assert_allclose(f["log_popularity"], np.log1p([1, 1, 1]), rtol=1e-6)
+    np.testing.assert_allclose(f["log_activity"], np.log1p([2, 2, 2]), rtol=1e-6)
+    # u0's history: A in 2 of 2 items, B in 1 of 2; item 2 is B, item 3 is A, item 4 is C
+    np.testing.assert_allclose(f["genres_affinity"], [0.5, 1.0, 0.0])
+    np.testing.assert_allclose(f["genres_affinity_max"], [0.5, 1.0, 0.0])
+
+
+def _shuffled_union_recall(ens, dataset, report, k):
+    """fold-B recall of the members' candidate union in a random order: what a broken ranker would score."""
+    folds = make_folds(dataset, "users", seed=0, last=1, random=4)
+    fb = folds.fold_b
+    lists = [m.lists(folds.confirm_train, fb.users, ens.candidates, "search") for m in ens.members]
+    items, _, _ = candidate_features(dataset, folds.confirm_train, fb.users, lists, ens.labels)
+    rng = np.random.default_rng(0)
+    noise = np.where(items >= 0, rng.random(items.shape), -1)
+    top = np.take_along_axis(items, np.argsort(-noise, axis=1)[:, :k], 1)
+    return metrics.per_user(f"recall@{k}", top, fb.truth[fb.users]).mean()
+
+
+def test_rerank_validate_then_recommend(dataset):
+    members = ["popularity", "itemknn", "ease:l2=20"]
+    ens = Ensemble(members, method="rerank", candidates=30)
+    rep = ens.validate(dataset, random=4)
+    assert rep["method"] == "rerank" and rep["search"] == "rerank"
+    assert rep["fold_a"]["users"] + rep["fold_b"]["users"] == 120
+    assert rep["rerank"]["trees"] >= 1 and "ease:l2=20_z" in rep["rerank"]["features"]
+    recall_b = rep["ensemble"]["fold_b"]["recall@10"]
+    # trained on fold A only, it must rank fold B's candidates far better than chance...
+    assert recall_b > 1.5 * _shuffled_union_recall(ens, dataset, rep, 10)
+    # ...and be in the league of its members (popularity is the weak one on clustered data)
+    by_label = {m["label"]: m["fold_b"]["recall@10"] for m in rep["members"]}
+    assert recall_b > by_label["popularity"]
+    recs = ens.fit(dataset).recommend(k=10)
+    assert recs.items.shape == (120, 10) and (recs.items >= 0).all()
+    assert dataset.matrix[np.repeat(np.arange(120), 10), recs.items.ravel()].sum() == 0  # seen items masked
+    assert all(len(set(row)) == 10 for row in recs.items.tolist())
+    # same seed, same ranker, same recommendations
+    again = Ensemble(members, method="rerank", candidates=30)
+    again.validate(dataset, random=4)
+    assert np.array_equal(again.fit(dataset).recommend(k=10).items, recs.items)
+
+
+def test_rerank_batches_users_without_changing_results(dataset, monkeypatch):
+    from toprec.ensemble import rerank
+
+    ens = Ensemble(["itemknn", "ease:l2=20"], method="rerank", candidates=20)
+    ens.validate(dataset, random=4)
+    whole = ens.fit(dataset).recommend(k=5)
+    monkeypatch.setattr(rerank, "BATCH_USERS", 7)
+    assert np.array_equal(ens.recommend(k=5).items, whole.items)
+    # the CLI's fallback when the gain does not hold on fold B: one member alone, its own list
+    ens.weights = np.array([0.0, 1.0])
+    alone = ens.recommend(k=5)
+    from toprec import models
+
+    own = models.get("ease", l2=20).fit(dataset).recommend(dataset.users, k=5)
+    assert np.array_equal(alone.items, own.items)
+
+
+def test_rerank_needs_validation_and_lightgbm(dataset, monkeypatch):
+    ens = Ensemble(["itemknn", "ease:l2=20"], method="rerank", candidates=20)
+    with pytest.raises(ToprecError, match="run validate"):
+        ens.fit(dataset).recommend(k=5)
+    monkeypatch.setitem(sys.modules, "lightgbm", None)
+    with pytest.raises(ToprecError, match="needs lightgbm"):
+        Reranker(["a"]).fit(dataset, dataset, np.arange(3), [], None)
+
+
+def test_auto_never_picks_rerank(dataset):
+    rep = Ensemble(["itemknn", "ease:l2=20"], method="auto", candidates=20).validate(dataset, random=4)
+    assert "rerank" not in rep["methods_fold_a"] and rep["method"] != "rerank"
+
+
+def test_cli_ensemble_rerank(competition_dir, tmp_path, events):
+    sub = tmp_path / "sub.csv"
+    proc = run("ensemble", "--data", competition_dir, "--members", "itemknn,ease:l2=20", "--method", "rerank",
+               "--random", "4", "-n", "30", "-k", "5", "--output", sub, "--force", "-q")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "re-ranker:" in proc.stdout
+    frame = pd.read_csv(sub)
+    assert len(frame) == 120 * 5 and frame.groupby("user").size().eq(5).all()
+    seen = set(zip(events["user"], events["item"]))
+    assert not any((u, i) in seen for u, i in zip(frame["user"], frame["item"]))
+    proc = run("ensemble", "--data", competition_dir, "--members", "itemknn,ease:l2=20", "--method", "rerank",
+               "--no-validate", "--search", "none", "--output", sub, "-q")  # fmt: skip
+    assert_one_line_error(proc, "rerank", "--no-validate")
