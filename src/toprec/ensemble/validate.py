@@ -341,7 +341,8 @@ class Ensemble:
 
         fa, fb = folds.fold_a, folds.fold_b
         with progress.task(f"re-ranker trained on fold A: {len(fa.users):,} users"):
-            ranker = Reranker(self.labels, seed=seed).fit(data, folds.search_train, fa.users, lists_a, fa.truth[fa.users])
+            ranker = Reranker(self.labels, seed=seed)
+            ranker.fit(data, folds.search_train, fa.users, lists_a, fa.truth[fa.users])
             ens_a = ranker.recommend(data, folds.search_train, fa.users, lists_a, k)
         timings["search_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
@@ -464,14 +465,14 @@ class Ensemble:
         _bind(self.members, data, k, self.candidates)
         users = data.users if users is None else np.atleast_1d(np.asarray(users, dtype=np.int64))
         keep = np.flatnonzero(self.weights > 0)
+        if self.method == RERANK and len(keep) > 1 and (self.reranker is None or len(keep) != len(self.members)):
+            raise ToprecError("method 'rerank': the re-ranker is trained on fold A: run validate() first")
         lists = [self.members[i].lists(data, users, self.candidates, stage) for i in keep]
         known = (users >= 0) & (users < data.n_users)
         seen = data.matrix[np.where(known, users, 0)]
         if not known.all():
             seen = sp.csr_matrix(sp.diags(known.astype(np.float32)) @ seen)
         if self.method == RERANK and len(keep) > 1:
-            if self.reranker is None or len(keep) != len(self.members):
-                raise ToprecError("method 'rerank': the re-ranker is trained on fold A: run validate() first")
             return self.reranker.recommend(data, data, users, lists, k, exclude=seen)
         # auto, never validated: the competition's vote; rerank fallen back to one member: its own list
         method = "rank" if self.method in (AUTO, RERANK) else self.method
