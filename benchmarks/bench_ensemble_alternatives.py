@@ -45,8 +45,8 @@ import scipy.sparse as sp
 from bench_ensemble_quality import sample_users  # noqa: E402  (benchmarks/ is the script's folder)
 from toprec import Dataset, models, progress
 from toprec.ensemble import make_folds
-from toprec.ensemble.fusion import build_pool, topk_columns
-from toprec.ensemble.rerank import EARLY_STOP, PARAMS, Reranker, candidate_features
+from toprec.ensemble.fusion import build_pool
+from toprec.ensemble.rerank import EARLY_STOP, PARAMS, Reranker, candidate_features, select_rows, split_users, top_k
 from toprec.ensemble.search import run_search
 from toprec.metrics import hit_matrix, per_user
 
@@ -57,18 +57,9 @@ def _recall(items: np.ndarray, truth: sp.csr_matrix) -> np.ndarray:
     return per_user(f"recall@{K}", items[:, :K], truth)
 
 
-def _top_items(pool_items: np.ndarray, scores: np.ndarray) -> np.ndarray:
-    cols, _ = topk_columns(np.where(pool_items >= 0, scores, -np.inf).astype(np.float32), K)
-    return np.where(cols >= 0, np.take_along_axis(pool_items, np.maximum(cols, 0), 1), -1)
-
-
 def _z(gain: np.ndarray) -> float:
     se = gain.std(ddof=1) / np.sqrt(len(gain))
     return float(gain.mean() / se) if se > 0 else float("nan")
-
-
-def _rows(lists, sel):
-    return [type(r)(r.users[sel], r.items[sel], r.scores[sel]) for r in lists]
 
 
 def _search(lists, users, truth, method, seed):
@@ -78,20 +69,16 @@ def _search(lists, users, truth, method, seed):
 
 
 def _fuse_items(lists, users, weights, method):
-    pool = build_pool(lists, method, users)
-    cols, _ = pool.top_columns(weights, K)
-    return np.where(cols >= 0, np.take_along_axis(pool.items, np.maximum(cols, 0), 1), -1)
+    return build_pool(lists, method, users).recommend(weights, K).items
 
 
-def lambdarank(feats_a, items_a, truth_a, feats_b, items_b, seed):
+def lambdarank(feats_a, items_a, truth_a, feats_b, items_b, users_b, seed):
     """LightGBM lambdarank on the same features and the same 80/20 split of fold A as ``toprec``'s re-ranker."""
     import lightgbm as lgb
 
     valid_a, valid_b = items_a >= 0, items_b >= 0
     y = hit_matrix(items_a, truth_a)
-    n = len(items_a)
-    perm = np.random.default_rng(seed).permutation(n)
-    fit_rows, stop_rows = np.sort(perm[: int(0.8 * n)]), np.sort(perm[int(0.8 * n) :])
+    fit_rows, stop_rows = split_users(len(items_a), seed)
 
     def part(rows):
         v = valid_a[rows]
@@ -104,7 +91,7 @@ def lambdarank(feats_a, items_a, truth_a, feats_b, items_b, seed):
               callbacks=[lgb.early_stopping(EARLY_STOP, verbose=False)])  # fmt: skip
     scores = np.full(items_b.shape, -np.inf)
     scores[valid_b] = model.predict(feats_b[valid_b])
-    return _top_items(items_b, scores), int(model.best_iteration_ or model.n_estimators)
+    return top_k(users_b, items_b, scores, K).items, int(model.best_iteration_ or model.n_estimators)
 
 
 def main() -> None:
@@ -168,10 +155,10 @@ def main() -> None:
         per_bucket = []
         for b in range(args.buckets):
             sa, sb = np.flatnonzero(bucket_a == b), np.flatnonzero(bucket_b == b)
-            wb = _search(_rows(lists_a, sa), ua[sa], ta[sa], method, args.seed)
+            wb = _search(select_rows(lists_a, sa), ua[sa], ta[sa], method, args.seed)
             per_bucket.append({nm: round(float(x), 3) for nm, x in zip(names, wb) if x > 0})
             if len(sb):
-                out[sb] = _fuse_items(_rows(lists_b, sb), ub[sb], wb, method)
+                out[sb] = _fuse_items(select_rows(lists_b, sb), ub[sb], wb, method)
         row(f"{args.buckets} activity buckets ({method})", out, weights=per_bucket,
             seconds=round(time.perf_counter() - t0, 1))  # fmt: skip
     try:
@@ -182,7 +169,7 @@ def main() -> None:
         items_a, feats_a, fnames = candidate_features(data, folds.search_train, ua, lists_a, names)
         items_b, feats_b, _ = candidate_features(data, folds.search_train, ub, lists_b, names)
         t0 = time.perf_counter()
-        top, iters = lambdarank(feats_a, items_a, ta, feats_b, items_b, args.seed)
+        top, iters = lambdarank(feats_a, items_a, ta, feats_b, items_b, ub, args.seed)
         row("re-ranker (lambdarank)", top, trees=iters, features=fnames, seconds=round(time.perf_counter() - t0, 1))
         t0 = time.perf_counter()
         ranker = Reranker(names, seed=args.seed).fit(data, folds.search_train, ua, lists_a, ta)

@@ -37,7 +37,7 @@ import scipy.sparse as sp
 
 from ..errors import ToprecError
 from ..recommend import Recommendations
-from .fusion import _recommendations, build_pool, topk_columns
+from .fusion import _blocked, _recommendations, build_pool, topk_columns
 
 #: users per feature batch at prediction time (features are (users, union, F) float32)
 BATCH_USERS = 2048
@@ -124,8 +124,26 @@ def candidate_features(
     return items, feats, names
 
 
-def _rows(lists: Sequence[Recommendations], sel: np.ndarray) -> list[Recommendations]:
+def select_rows(lists: Sequence[Recommendations], sel: np.ndarray) -> list[Recommendations]:
+    """The members' lists restricted to rows ``sel``."""
     return [Recommendations(r.users[sel], r.items[sel], r.scores[sel]) for r in lists]
+
+
+def split_users(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows that fit the ranker (80%) and rows that stop its boosting (20%; none when n < 2)."""
+    perm = np.random.default_rng(seed).permutation(n)
+    cut = max(1, min(n - 1, int(0.8 * n))) if n > 1 else n
+    return np.sort(perm[:cut]), np.sort(perm[cut:])
+
+
+def top_k(users, items, scores, k: int, exclude: sp.csr_matrix | None = None) -> Recommendations:
+    """Top ``k`` candidates per row by ``scores`` (-inf where ``items`` is padding or ``exclude`` lists it)."""
+    scores = np.where(items >= 0, scores, -np.inf).astype(np.float32)
+    blocked = _blocked(items, exclude)
+    if blocked is not None:
+        scores[blocked] = -np.inf
+    cols, top = topk_columns(scores, k)
+    return _recommendations(users, items, cols, top, "score")
 
 
 class Reranker:
@@ -138,8 +156,11 @@ class Reranker:
         self.model = None
         self.feature_names: list[str] = []
         self.trees = 0
+        #: fit(k=...): the training users' top k by the fitted ranker (in-sample), without recomputing features
+        self.fit_recs: Recommendations | None = None
 
-    def fit(self, data, train, users: np.ndarray, lists: Sequence[Recommendations], truth: sp.csr_matrix):
+    def fit(self, data, train, users: np.ndarray, lists: Sequence[Recommendations], truth: sp.csr_matrix,
+            k: int | None = None):  # fmt: skip
         """``truth``: CSR rows aligned with ``users`` (the fold's held-out items)."""
         from ..metrics import hit_matrix
 
@@ -149,10 +170,7 @@ class Reranker:
         y = hit_matrix(items, sp.csr_matrix(truth))
         if not y[valid].any():
             raise ToprecError("rerank: no held-out item is among the members' candidates on fold A")
-        n = len(users)
-        perm = np.random.default_rng(self.seed).permutation(n)
-        cut = max(1, min(n - 1, int(0.8 * n))) if n > 1 else n
-        fit_rows, stop_rows = np.sort(perm[:cut]), np.sort(perm[cut:])
+        fit_rows, stop_rows = split_users(len(users), self.seed)
         model = lgb.LGBMClassifier(**PARAMS, random_state=self.seed, n_jobs=self.threads or None)
         x_fit, y_fit = feats[fit_rows][valid[fit_rows]], y[fit_rows][valid[fit_rows]]
         if len(stop_rows) and y[stop_rows][valid[stop_rows]].any():
@@ -165,7 +183,16 @@ class Reranker:
             model.fit(x_fit, y_fit)
             self.trees = 100
         self.model = model
+        if k is not None:
+            self.fit_recs = top_k(np.asarray(users, dtype=np.int64), items, self._predict(items, feats), k)
         return self
+
+    def _predict(self, items: np.ndarray, feats: np.ndarray) -> np.ndarray:
+        valid = items >= 0
+        scores = np.full(items.shape, -np.inf, dtype=np.float32)
+        if valid.any():
+            scores[valid] = self.model.predict_proba(feats[valid])[:, 1]
+        return scores
 
     def recommend(
         self, data, train, users: np.ndarray, lists: Sequence[Recommendations], k: int,
@@ -174,21 +201,12 @@ class Reranker:
         """Top ``k`` of the union of the members' lists by the ranker's probability (users in batches)."""
         if self.model is None:
             raise ToprecError("rerank: the re-ranker is trained on fold A: run validate() first")
-        from ..metrics import hit_matrix
-
         users = np.asarray(users, dtype=np.int64)
         out_items = np.full((len(users), k), -1, dtype=np.int32)
         out_scores = np.full((len(users), k), -np.inf, dtype=np.float32)
         for start in range(0, len(users), BATCH_USERS):
             sel = np.arange(start, min(start + BATCH_USERS, len(users)))
-            items, feats, _ = candidate_features(data, train, users[sel], _rows(lists, sel), self.labels)
-            valid = items >= 0
-            scores = np.full(items.shape, -np.inf, dtype=np.float32)
-            if valid.any():
-                scores[valid] = self.model.predict_proba(feats[valid])[:, 1]
-            if exclude is not None:
-                scores[hit_matrix(items, sp.csr_matrix(exclude[sel]))] = -np.inf
-            cols, top = topk_columns(scores, k)
-            recs = _recommendations(users[sel], items, cols, top, "score")
+            items, feats, _ = candidate_features(data, train, users[sel], select_rows(lists, sel), self.labels)
+            recs = top_k(users[sel], items, self._predict(items, feats), k, None if exclude is None else exclude[sel])
             out_items[sel], out_scores[sel] = recs.items, recs.scores
         return Recommendations(users, out_items, out_scores)

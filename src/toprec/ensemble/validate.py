@@ -342,8 +342,8 @@ class Ensemble:
         fa, fb = folds.fold_a, folds.fold_b
         with progress.task(f"re-ranker trained on fold A: {len(fa.users):,} users"):
             ranker = Reranker(self.labels, seed=seed)
-            ranker.fit(data, folds.search_train, fa.users, lists_a, fa.truth[fa.users])
-            ens_a = ranker.recommend(data, folds.search_train, fa.users, lists_a, k)
+            ranker.fit(data, folds.search_train, fa.users, lists_a, fa.truth[fa.users], k=k)
+            ens_a = ranker.fit_recs
         timings["search_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         lists_b = sealed_b
