@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from toprec.recommend import batch_size_for, mask_rows, topk, topk_rows
+from toprec.recommend import batch_size_for, mask_rows, seen_and_cold, topk, topk_rows
 
 
 def test_topk_rows_ties_go_to_lower_index():
@@ -29,6 +29,26 @@ def test_mask_rows():
     ex = sp.csr_matrix(np.array([[1, 0, 0, 1], [0, 1, 0, 0]], dtype=np.float32))
     mask_rows(s, ex)
     assert np.isneginf(s).tolist() == [[True, False, False, True], [False, True, False, False]]
+
+
+def test_seen_and_cold_fills_cold_rows_then_masks_seen_items():
+    hist = sp.csr_matrix(np.array([[1, 0, 0, 1], [0, 0, 0, 0]], dtype=np.float32))  # row 1: cold
+    s = np.ones((2, 4), np.float32)
+    seen_and_cold(s, hist, popularity=np.array([4, 3, 2, 1], np.float32), exclude=hist)
+    assert s.tolist() == [[-np.inf, 1, 1, -np.inf], [4, 3, 2, 1]]
+    # candidate layout: columns hold items; seen candidates and padding (-1) are masked
+    items = np.array([[3, 1, -1], [0, 2, 1]])
+    s = np.ones((2, 3), np.float32)
+    seen_and_cold(s, exclude=sp.csr_matrix(np.array([[0, 1, 0, 0], [0, 0, 0, 0]], dtype=np.float32)), items=items)
+    assert s.tolist() == [[1, -np.inf, -np.inf], [1, 1, 1]]
+
+
+def test_topk_with_popularity_serves_cold_users():
+    base = np.arange(12, dtype=np.float32).reshape(3, 4)
+    hist = sp.csr_matrix(np.array([[0, 0, 0, 1], [0, 0, 0, 0], [1, 0, 0, 0]], dtype=np.float32))
+    pop = np.array([9, 8, 7, 6], np.float32)
+    got = topk(lambda u, h: base[u].copy(), np.arange(3), 4, 2, hist, hist, popularity=pop)
+    assert got.items.tolist() == [[2, 1], [0, 1], [3, 2]]
 
 
 def test_topk_batch_invariance_with_random_scores_and_masks():

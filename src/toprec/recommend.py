@@ -1,11 +1,16 @@
-"""Recommendations and the one shared batched top-k every model uses.
+"""Recommendations and the one top-k: every model, the trainer's validation and the ensembles rank here.
 
-Scores are computed in user batches sized by a memory budget; every item in
-a user's history is masked in place; the top k come from ``argpartition``
-then a sort of those k, written into preallocated output arrays. There is no
-Python loop over users. Ties are broken by the lower item index, so the
-result for a user depends only on that user's scores — identical for any
-batch size.
+- :func:`topk_rows`: the ranking primitive. On the host ``argpartition``
+  then a sort of those k, written into preallocated output arrays; on a
+  torch device ``torch.topk`` then the same order. Ties are broken by the
+  lower item index, so the result for a user depends only on that user's
+  scores: identical for any batch size, on either path.
+- :func:`seen_and_cold`: the one rule for scores: users with an empty history
+  get popularity, items in a user's history (or listed to exclude) are
+  masked in place.
+- :func:`topk`: scores computed in user batches sized by a memory budget,
+  then the rule and the primitive, on the host or on a device. There is no
+  Python loop over users.
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ import pandas as pd
 import scipy.sparse as sp
 
 from . import parallel, progress
+from .device import require_torch
+from .errors import ToprecError
 from .io import atomic_path
 
 DEFAULT_MEMORY_BUDGET = 512 * 2**20  # bytes of score matrix per batch
@@ -70,12 +77,56 @@ def batch_size_for(n_items: int, memory_budget: int = DEFAULT_MEMORY_BUDGET, fac
     return max(1, int(memory_budget // max(1, n_items * 4 * factor)))
 
 
-def mask_rows(scores: np.ndarray, exclude: sp.csr_matrix, value: float = -np.inf) -> None:
-    """Set ``scores[r, j] = value`` for every stored entry (r, j) of ``exclude`` (in place)."""
+def mask_rows(scores, exclude: sp.csr_matrix, value: float = -np.inf) -> None:
+    """Set ``scores[r, j] = value`` for every stored entry (r, j) of ``exclude`` (in place; numpy or torch)."""
     if exclude.nnz == 0:
         return
     rows = np.repeat(np.arange(exclude.shape[0]), np.diff(exclude.indptr))
-    scores[rows, exclude.indices] = value
+    cols = exclude.indices
+    if not isinstance(scores, np.ndarray):  # a torch tensor: the indices go to its device
+        torch = require_torch()
+        rows = torch.from_numpy(rows.astype(np.int64)).to(scores.device)
+        cols = torch.from_numpy(np.array(cols, dtype=np.int64)).to(scores.device)
+    scores[rows, cols] = value
+
+
+def seen_columns(items: np.ndarray, exclude: sp.csr_matrix) -> np.ndarray:
+    """Boolean (n, L): column c of row r holds no item (-1) or an item listed in row r of ``exclude``.
+
+    For score blocks whose columns are candidate items (``items[r, c]``), not the catalogue.
+    """
+    from .metrics import hit_matrix
+
+    if exclude.nnz == 0:
+        return items < 0
+    if exclude.shape[0] != items.shape[0]:
+        raise ToprecError(f"exclude has {exclude.shape[0]} rows for {items.shape[0]} users")
+    return hit_matrix(items, sp.csr_matrix(exclude)) | (items < 0)
+
+
+def seen_and_cold(scores, history: sp.csr_matrix | None = None, popularity=None,
+                  exclude: sp.csr_matrix | None = None, items: np.ndarray | None = None):  # fmt: skip
+    """The one rule for a block of scores (numpy, or a torch tensor on any device), in place; returns it.
+
+    Cold users first: rows whose ``history`` row is empty get ``popularity``
+    (when given). Then the seen items: every entry of ``exclude`` (rows
+    aligned) becomes -inf, so it is never ranked. With ``items`` (n, L) the
+    columns are candidate items rather than the catalogue: candidates listed
+    in ``exclude`` and padding (-1) become -inf.
+    """
+    if popularity is not None:
+        cold = np.diff(history.indptr) == 0
+        if cold.any():
+            if not isinstance(scores, np.ndarray):
+                torch = require_torch()
+                cold = torch.from_numpy(cold).to(scores.device)
+                popularity = torch.as_tensor(popularity, dtype=torch.float32, device=scores.device)
+            scores[cold] = popularity
+    if items is not None:
+        scores[items < 0 if exclude is None else seen_columns(items, exclude)] = -np.inf
+    elif exclude is not None:
+        mask_rows(scores, exclude)
+    return scores
 
 
 def _candidates(scores: np.ndarray, k: int):
@@ -103,12 +154,24 @@ def _candidates(scores: np.ndarray, k: int):
     return cols, np.take_along_axis(scores, cols, axis=1)
 
 
-def topk_rows(scores: np.ndarray, k: int, out_items: np.ndarray, out_scores: np.ndarray) -> None:
-    """Top k of each row (best first, ties to the lower index) into preallocated arrays.
+def topk_rows(scores, k: int, out_items: np.ndarray | None = None, out_scores: np.ndarray | None = None):
+    """Top k of each row: score descending, ties to the lower column; returns ``(items, scores)``, (n, k).
 
-    Entries equal to -inf are treated as unavailable and reported as item -1.
+    The one ranking primitive. Entries equal to -inf are unavailable: past a
+    row's last finite score the items are -1 (scores -inf), and so are the
+    columns past the row's width. A numpy array is ranked on the host into
+    ``out_items`` / ``out_scores`` (allocated, int32 / float32, when not
+    given); a torch tensor is ranked on its device and the result stays
+    there (int32 items). Both give the same lists: the order of a full stable
+    descending sort, whatever the number of rows ranked together.
     """
+    if not isinstance(scores, np.ndarray):
+        return _topk_rows_torch(scores, k)
     n, m = scores.shape
+    if out_items is None:
+        out_items = np.empty((n, k), dtype=np.int32)
+    if out_scores is None:
+        out_scores = np.empty((n, k), dtype=np.float32)
     kk = min(k, m)
     cand = _candidates(scores, kk) if kk < m else None
     if cand is not None:
@@ -134,6 +197,41 @@ def topk_rows(scores: np.ndarray, k: int, out_items: np.ndarray, out_scores: np.
     if kk < k:
         out_items[:, kk:] = -1
         out_scores[:, kk:] = -np.inf
+    return out_items, out_scores
+
+
+def _topk_rows_torch(s, k: int):
+    """:func:`topk_rows` of a torch tensor, on its device.
+
+    ``torch.topk`` of k + 1 columns, then the candidates ordered by (score desc,
+    column asc). Where the k-th and (k+1)-th scores tie, which of the tied
+    columns made the cut is unspecified, so those rows (rare with real
+    scores; rows with fewer than k unmasked items) take the full stable sort.
+    """
+    torch = require_torch()
+    n, m = s.shape
+    kk = min(k, m)
+    if kk >= m or n == 0:
+        vals, idx = torch.sort(s, dim=1, descending=True, stable=True)
+        vals, idx = vals[:, :kk], idx[:, :kk]
+    else:
+        vals, idx = torch.topk(s, kk + 1, dim=1, sorted=True)
+        tie = vals[:, kk - 1] == vals[:, kk]
+        vals, idx = vals[:, :kk], idx[:, :kk]
+        o = torch.argsort(idx, dim=1)  # candidates by column, then a stable sort by score
+        idx, vals = idx.gather(1, o), vals.gather(1, o)
+        o = torch.sort(vals, dim=1, descending=True, stable=True).indices
+        idx, vals = idx.gather(1, o), vals.gather(1, o)
+        rows = torch.nonzero(tie).flatten()
+        if rows.numel():
+            v, i = torch.sort(s[rows], dim=1, descending=True, stable=True)
+            vals[rows], idx[rows] = v[:, :kk], i[:, :kk]
+    idx = idx.to(torch.int32)
+    idx[torch.isneginf(vals)] = -1
+    if kk < k:
+        idx = torch.cat([idx, idx.new_full((n, k - kk), -1)], dim=1)
+        vals = torch.cat([vals, vals.new_full((n, k - kk), -torch.inf)], dim=1)
+    return idx, vals
 
 
 def _fix_boundary_ties(scores: np.ndarray, items: np.ndarray, top: np.ndarray, k: int) -> None:
@@ -167,14 +265,27 @@ def topk(
     batch_size: int | None = None,
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
     description: str = "recommend",
+    popularity: np.ndarray | None = None,
+    device=None,
 ) -> Recommendations:
-    """Batched top-k over ``users``.
+    """Batched top-k over ``users``: scores, :func:`seen_and_cold`, :func:`topk_rows`, batch after batch.
 
-    ``score_fn(users_batch, history_batch)`` returns a float32 (b, n_items)
-    array the function may modify in place. ``history`` rows align with
-    ``users``; ``exclude`` (also aligned) lists the items to mask.
+    ``score_fn(users_batch, history_batch)`` returns a (b, n_items) score
+    block the function may modify in place. ``history`` rows align with
+    ``users``; ``exclude`` (also aligned) lists the items to mask;
+    ``popularity`` (when given) scores the users whose history is empty.
+
+    ``device`` None: scores are numpy arrays, ranked on the host (rows split
+    over forked workers when there are many). Else a torch device: scores are
+    tensors there and are ranked there; the lists wait on the device within a
+    quarter of ``memory_budget`` and only they cross to the host. Either way
+    the lists are the same, and do not depend on ``batch_size``.
     """
     users = np.asarray(users, dtype=np.int64)
+    if device is not None:
+        return _topk_on_device(score_fn, users, k, history, exclude, popularity, device,
+                               batch_size or batch_size_for(n_items, memory_budget, factor=4), memory_budget,
+                               description)  # fmt: skip
     n = len(users)
     bs = batch_size or batch_size_for(n_items, memory_budget)
     n_workers = parallel.workers() if n >= 2 * min(bs, PARALLEL_MIN_USERS) and n >= PARALLEL_MIN_USERS else 1
@@ -191,14 +302,47 @@ def topk(
         def job(lo: int, hi: int) -> None:
             for start in range(lo, hi, bs):
                 stop = min(hi, start + bs)
-                scores = score_fn(users[start:stop], history[start:stop])
-                scores = np.asarray(scores, dtype=np.float32)
-                if exclude is not None:
-                    mask_rows(scores, exclude[start:stop])
+                h = history[start:stop]
+                scores = np.asarray(score_fn(users[start:stop], h), dtype=np.float32)
+                seen_and_cold(scores, h, popularity, None if exclude is None else exclude[start:stop])
                 topk_rows(scores, k, out_items[start:stop], out_scores[start:stop])
                 bar.advance((stop - start) * n_workers)
 
         parallel.run_rows(n, job, n_workers)
     if n_workers > 1:  # copy out of shared memory
         out_items, out_scores = np.array(out_items), np.array(out_scores)
+    return Recommendations(users, out_items, out_scores)
+
+
+def _topk_on_device(score_fn, users, k, history, exclude, popularity, device, bs, memory_budget, description):
+    """:func:`topk` with the score blocks and the ranking on a torch ``device`` (see there)."""
+    torch = require_torch()
+    n = len(users)
+    out_items = np.empty((n, k), dtype=np.int32)
+    out_scores = np.empty((n, k), dtype=np.float32)
+    if popularity is not None:
+        popularity = torch.from_numpy(np.asarray(popularity, dtype=np.float32)).to(device)
+    waiting: list = []  # (items, scores) still on the device
+    done = 0  # rows already copied to the host
+
+    def flush() -> None:
+        nonlocal done
+        if waiting:
+            items = torch.cat([w[0] for w in waiting]).cpu().numpy()
+            out_items[done : done + len(items)] = items
+            out_scores[done : done + len(items)] = torch.cat([w[1] for w in waiting]).cpu().numpy()
+            done += len(items)
+            waiting.clear()
+
+    with torch.inference_mode(), progress.task(description, total=n) as bar:
+        for start in range(0, n, bs):
+            stop = min(n, start + bs)
+            h = history[start:stop]
+            s = score_fn(users[start:stop], h).to(torch.float32)
+            seen_and_cold(s, h, popularity, None if exclude is None else exclude[start:stop])
+            waiting.append(topk_rows(s, k))
+            bar.advance(stop - start)
+            if sum(int(w[0].shape[0]) for w in waiting) * k * 8 >= memory_budget // 4:
+                flush()  # no host synchronisation per batch
+        flush()
     return Recommendations(users, out_items, out_scores)

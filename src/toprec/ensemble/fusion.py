@@ -32,9 +32,8 @@ Implementation: the members' (n, N) item arrays are concatenated to
 becomes a compact, item-sorted (n, L) layout (L = the largest union). Each
 member's contribution is scattered into that layout once (a
 :class:`CandidatePool`), so a fused score for any weight vector is one
-tensor contraction, and the top k a partition on a packed (score, -column)
-key: exact, with ties resolved to the lower item index like
-:func:`toprec.recommend.topk_rows`. No Python loop over users.
+tensor contraction, and the top k the shared :func:`toprec.recommend.topk_rows`
+(ties resolved to the lower item index). No Python loop over users.
 """
 
 from __future__ import annotations
@@ -46,7 +45,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..errors import ToprecError
-from ..recommend import Recommendations
+from ..recommend import Recommendations, seen_and_cold, seen_columns, topk_rows
 
 METHODS = ("rank", "rrf", "borda", "score", "product")
 RRF_K = 60.0
@@ -119,7 +118,7 @@ class CandidatePool:
     ``contrib`` (M, n, L) float32: member m's value minus its floor where it
     lists the item, else 0. ``floor`` (M, n): the per-row floors.
     ``present`` (M, n, L) bool: member m lists the item. ``blocked`` (n, L)
-    bool or None: candidates that may never be recommended (seen items).
+    bool or None: candidates that may never be recommended (seen items, padding).
     """
 
     users: np.ndarray
@@ -179,35 +178,16 @@ def _weights(weights, m: int) -> np.ndarray:
     return w
 
 
-def _key(scores: np.ndarray) -> np.ndarray:
-    """Order-preserving int64 key of float32 scores with ties to the lower column."""
-    s = np.asarray(scores, dtype=np.float32) + np.float32(0.0)  # -0.0 -> 0.0
-    s = np.where(np.isnan(s), np.float32(-np.inf), s)
-    bits = s.view(np.int32).astype(np.int64)
-    bits = np.where(bits < 0, bits ^ 0x7FFFFFFF, bits)  # negative floats: reverse their order
-    n, L = s.shape
-    return (bits << 20) + (L - 1 - np.arange(L, dtype=np.int64))[None, :]
-
-
 def topk_columns(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Top k columns per row by (score desc, column asc); -1 where the score is -inf."""
-    n, L = scores.shape
-    if L >= 2**20:
-        raise ToprecError("fusion: more than 2^20 candidates per user")
-    kk = min(k, L)
-    key = _key(scores)
-    if kk < L:
-        part = np.argpartition(key, L - kk, axis=1)[:, L - kk :]
-    else:
-        part = np.broadcast_to(np.arange(L), (n, L)).copy()
-    order = np.argsort(-np.take_along_axis(key, part, axis=1), axis=1)
-    cols = np.take_along_axis(part, order, axis=1)
-    top = np.take_along_axis(scores, cols, axis=1)
-    cols = np.where(np.isneginf(top) | np.isnan(top), -1, cols)
-    if kk < k:
-        cols = np.concatenate([cols, np.full((n, k - kk), -1, dtype=cols.dtype)], axis=1)
-        top = np.concatenate([top, np.full((n, k - kk), -np.inf, dtype=top.dtype)], axis=1)
-    return cols.astype(np.int64), top
+    """Top k columns per row by (score desc, column asc); -1 where the score is -inf (or NaN).
+
+    :func:`toprec.recommend.topk_rows` with int64 columns.
+    """
+    scores = np.asarray(scores)
+    if np.isnan(scores).any():
+        scores = np.where(np.isnan(scores), -np.inf, scores).astype(scores.dtype)
+    n = scores.shape[0]
+    return topk_rows(scores, k, np.empty((n, k), dtype=np.int64), np.empty((n, k), dtype=scores.dtype))
 
 
 def _as_arrays(member) -> tuple[np.ndarray, np.ndarray | None]:
@@ -294,16 +274,6 @@ def _union(prepared, method: str, n: int) -> _Union:
     return _Union(items.reshape(n, L), flat[valid], member, values, floor)
 
 
-def _blocked(union_items: np.ndarray, exclude: sp.csr_matrix | None) -> np.ndarray | None:
-    if exclude is None or exclude.nnz == 0:
-        return None
-    from ..metrics import hit_matrix
-
-    if exclude.shape[0] != union_items.shape[0]:
-        raise ToprecError(f"fusion: exclude has {exclude.shape[0]} rows for {union_items.shape[0]} users")
-    return hit_matrix(union_items, sp.csr_matrix(exclude))
-
-
 def build_pool(
     lists: Sequence,
     method: str = "rank",
@@ -328,9 +298,8 @@ def build_pool(
     idx = u.member.astype(np.int64) * (n * L) + u.flat
     contrib[idx] = u.values
     present[idx] = True
-    return CandidatePool(
-        users, u.items, contrib.reshape(M, n, L), u.floor, present.reshape(M, n, L), method, _blocked(u.items, exclude)
-    )
+    blocked = None if exclude is None else seen_columns(u.items, exclude)
+    return CandidatePool(users, u.items, contrib.reshape(M, n, L), u.floor, present.reshape(M, n, L), method, blocked)
 
 
 def compact(items: np.ndarray, scores: np.ndarray | None, drop: np.ndarray):
@@ -378,10 +347,6 @@ def fuse(
     L = u.items.shape[1]
     total = np.bincount(u.flat, weights=u.values * w[u.member], minlength=n * L).reshape(n, L)
     total += (w[:, None] * u.floor).sum(0)[:, None]
-    total = total.astype(np.float32)
-    total[u.items < 0] = -np.inf
-    blocked = _blocked(u.items, exclude)
-    if blocked is not None:
-        total[blocked] = -np.inf
+    total = seen_and_cold(total.astype(np.float32), exclude=exclude, items=u.items)
     cols, top = topk_columns(total, k)
     return _recommendations(users, u.items, cols, top, method)

@@ -36,8 +36,8 @@ import pandas as pd
 import scipy.sparse as sp
 
 from ..errors import ToprecError
-from ..recommend import Recommendations
-from .fusion import _blocked, _recommendations, build_pool, topk_columns
+from ..recommend import Recommendations, seen_and_cold
+from .fusion import _recommendations, build_pool, topk_columns
 
 #: users per feature batch at prediction time (features are (users, union, F) float32)
 BATCH_USERS = 2048
@@ -138,10 +138,7 @@ def split_users(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 def top_k(users, items, scores, k: int, exclude: sp.csr_matrix | None = None) -> Recommendations:
     """Top ``k`` candidates per row by ``scores`` (-inf where ``items`` is padding or ``exclude`` lists it)."""
-    scores = np.where(items >= 0, scores, -np.inf).astype(np.float32)
-    blocked = _blocked(items, exclude)
-    if blocked is not None:
-        scores[blocked] = -np.inf
+    scores = seen_and_cold(np.array(scores, dtype=np.float32), exclude=exclude, items=items)
     cols, top = topk_columns(scores, k)
     return _recommendations(users, items, cols, top, "score")
 

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from .. import __version__
 from ..errors import ToprecError
 from ..io import atomic_dir
-from ..recommend import DEFAULT_MEMORY_BUDGET, Recommendations, topk
+from ..recommend import DEFAULT_MEMORY_BUDGET, Recommendations, seen_and_cold, topk
 
 
 class Params(BaseModel):
@@ -121,11 +121,9 @@ class Recommender(abc.ABC):
         return sp.csr_matrix(rows)
 
     def _score_with_fallback(self, users: np.ndarray, history: sp.csr_matrix) -> np.ndarray:
+        """Scores, and popularity for users with no history (unknown, or no events), for every model."""
         scores = np.asarray(self._score(users, history), dtype=np.float32)
-        cold = np.diff(history.indptr) == 0  # unknown, or no events: popularity, for every model
-        if cold.any():
-            scores[cold] = self.item_popularity
-        return scores
+        return seen_and_cold(scores, history, self.item_popularity)
 
     def score(self, users, history: sp.csr_matrix | None = None) -> np.ndarray:
         """Dense scores for ``users`` (internal indices; -1 or out-of-range = unknown)."""
@@ -160,7 +158,7 @@ class Recommender(abc.ABC):
                 return recs
         with self._host_scoring(len(users)):
             return topk(
-                self._score_with_fallback,
+                self._score,
                 users,
                 self.n_items,
                 k,
@@ -169,10 +167,11 @@ class Recommender(abc.ABC):
                 batch_size=batch_size,
                 memory_budget=memory_budget,
                 description=f"{self.name}: recommend",
+                popularity=self.item_popularity,
             )
 
     def _recommend_on_device(self, users: np.ndarray, hist: sp.csr_matrix, k: int) -> Recommendations | None:
-        """Lists ranked on a GPU (same rules as ``topk``, seen items masked), or None to rank on the host."""
+        """Lists ranked on a GPU (``topk`` with a ``device``, seen items masked), or None to rank on the host."""
         return None
 
     def _host_scoring(self, n_rows: int) -> contextlib.AbstractContextManager:

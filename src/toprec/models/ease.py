@@ -27,6 +27,7 @@ from pydantic import Field
 
 from .. import parallel
 from ..errors import ToprecError
+from ..recommend import topk
 from .base import ItemItemRecommender, Params
 from .linalg import gram, spd_inverse
 from .registry import register
@@ -238,11 +239,9 @@ class EASE(ItemItemRecommender):
         ``batch_size`` and ``memory_budget`` say, so the lists do not depend on them."""
         if getattr(self, "_B_dev", None) is None:
             return None
-        from ..device import topk_on_device
-
-        return topk_on_device(
-            self._score_tensor, users, hist, k, self.n_items, self.item_popularity, self._B_dev.device,
-            self.DEVICE_ROWS * self.n_items * 16,
+        return topk(
+            self._score_tensor, users, self.n_items, k, hist, hist, memory_budget=self.DEVICE_ROWS * self.n_items * 16,
+            popularity=self.item_popularity, device=self._B_dev.device,
         )  # fmt: skip
 
     def _host_scoring(self, n_rows: int):

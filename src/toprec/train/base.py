@@ -55,7 +55,7 @@ from pydantic import Field
 from .. import metrics, parallel, progress
 from ..errors import ToprecError
 from ..models.base import Params, Recommender
-from ..device import dense_rows, require_torch, topk_on_device  # noqa: F401 (re-exported)
+from ..device import dense_rows, require_torch  # noqa: F401 (re-exported)
 from ..recommend import topk
 
 # parameters that do not change what a run computes (a checkpoint stays valid across them)
@@ -364,9 +364,7 @@ class TorchRecommender(Recommender):
 
     def _recommend_on_device(self, users, hist, k):
         """On CUDA the shared top-k runs on the device (same lists)."""
-        if self.device_ == "cuda" and type(self)._score_with is TorchRecommender._score_with:
-            return self._topk_on_device(self._scoring_module(), users, hist, k)
-        return None
+        return self._topk_on_device(self._scoring_module(), users, hist, k) if self._on_device() else None
 
     @contextlib.contextmanager
     def _host_scoring(self, n_rows: int) -> Iterator[None]:
@@ -403,28 +401,27 @@ class TorchRecommender(Recommender):
 
     def _validate(self, module, holdout, X: sp.csr_matrix) -> float:
         users = holdout.users
-        scoring = self._as_scoring(module)
-        hist = sp.csr_matrix(X[users])
-        pop = self.item_popularity
-
-        def score_fn(u, h):
-            s = self._score_with(scoring, u, h)
-            s[np.diff(h.indptr) == 0] = pop
-            return s
-
-        if self.device_ == "cuda" and type(self)._score_with is TorchRecommender._score_with:
-            recs = self._topk_on_device(scoring, users, hist, 10)
-        else:
-            with _single_process():
-                recs = topk(score_fn, users, self.n_items, 10, hist, hist, description=f"{self.name}: validate")
+        recs = self._rank(self._as_scoring(module), users, sp.csr_matrix(X[users]), 10, f"{self.name}: validate")
         module.train()
         return float(metrics.evaluate(recs, holdout, ["recall@10"])["recall@10"])
 
+    def _on_device(self) -> bool:
+        """Whether the top-k runs on the device: on CUDA, unless a subclass scores its own way."""
+        return self.device_ == "cuda" and type(self)._score_with is TorchRecommender._score_with
+
+    def _rank(self, module, users: np.ndarray, hist: sp.csr_matrix, k: int, description: str):
+        """The shared top-k of ``module``'s scores (seen items masked, cold users get popularity)."""
+        if self._on_device():
+            return self._topk_on_device(module, users, hist, k)
+        with _single_process():
+            return topk(lambda u, h: self._score_with(module, u, h), users, self.n_items, k, hist, hist,
+                        description=description, popularity=self.item_popularity)  # fmt: skip
+
     def _topk_on_device(self, module, users: np.ndarray, hist: sp.csr_matrix, k: int, budget: int = 1 << 30):
         """The shared top-k (seen items masked, cold users get popularity) computed on the device."""
-        return topk_on_device(
-            lambda u, h: self._score_tensor(module, u, h), users, hist, k, self.n_items, self.item_popularity,
-            self.device_, budget,
+        return topk(
+            lambda u, h: self._score_tensor(module, u, h), users, self.n_items, k, hist, hist, memory_budget=budget,
+            popularity=self.item_popularity, device=self.device_,
         )  # fmt: skip
 
     # ================================================================= fit
