@@ -156,11 +156,45 @@ class Dataset:
         return ds
 
     @classmethod
-    def load(cls, path: str | os.PathLike, **options: Any) -> "Dataset":
-        """Load a dataset folder or file; the layout is detected (see ``toprec.data.loaders``)."""
-        from .loaders import load
+    def load(
+        cls,
+        path: str | os.PathLike,
+        format: str = "auto",
+        user_col: str | None = None,
+        item_col: str | None = None,
+        time_col: str | None = None,
+        rating_col: str | None = None,
+        min_rating: float | None = None,
+        sep: str | None = None,
+        cache: bool = False,
+    ) -> "Dataset":
+        """Load a dataset folder or file; ``format='auto'`` detects the layout (see :mod:`toprec.data.loaders`).
 
-        return load(path, **options)
+        Naming ``user_col``/``item_col`` means a plain table file (CSV/TSV/Parquet).
+        ``cache=True`` keeps a binary copy of the parsed result (see
+        :mod:`toprec.data.cache`) and reuses it while the source files are
+        unchanged; ``summary["cache"]`` then says ``hit`` or ``miss``.
+        """
+        from . import loaders  # parsing needs pyarrow: imported on the first load, not with toprec
+
+        path = Path(path)
+        options = dict(format=format, user_col=user_col, item_col=item_col, time_col=time_col,
+                       rating_col=rating_col, min_rating=min_rating, sep=sep)  # fmt: skip
+
+        def build() -> Dataset:
+            raw = loaders.read(path, **options)
+            return cls.from_events(raw.users, raw.items, raw.times, features=raw.features, titles=raw.titles,
+                                   name=raw.name, summary=raw.summary)  # fmt: skip
+
+        if not cache:
+            return build()
+        from . import cache as _cache
+
+        if not path.exists():
+            raise ToprecError(f"{path}: no such file or folder")
+        ds, hit = _cache.cached(path, options, build, _to_arrays, _from_arrays)
+        ds.summary["cache"] = "hit" if hit else "miss"
+        return ds
 
     # -------------------------------------------------------------- shapes
     @property
@@ -320,3 +354,67 @@ def _build_feature(item_ids: np.ndarray, frame: pd.DataFrame) -> tuple[ItemFeatu
     m.sum_duplicates()
     m.data[:] = 1.0
     return ItemFeature(m, np.asarray(uniques)), n_unknown
+
+
+# ------------------------------------------------------------- the cache's form
+def _to_arrays(ds: Dataset) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """The arrays and metadata :mod:`toprec.data.cache` stores for ``ds`` (no pickled objects)."""
+    arrays: dict[str, np.ndarray] = {
+        "user_ids": ds.user_ids,
+        "item_ids": ds.item_ids,
+        "user": ds.user,
+        "item": ds.item,
+        "time": ds.time,
+        "matrix_indices": ds.matrix.indices,  # column indices sorted within each user: the CSR is ready on load
+    }
+    if ds.titles is not None:
+        arrays["titles"] = ds.titles
+        arrays["titles_mask"] = np.asarray([t is not None for t in ds.titles])
+    for name, feat in ds.features.items():
+        m = feat.matrix
+        arrays[f"feat.{name}.indptr"] = m.indptr
+        arrays[f"feat.{name}.indices"] = m.indices
+        arrays[f"feat.{name}.values"] = feat.values
+    meta = {
+        "name": ds.name,
+        "summary": ds.summary,
+        "features": sorted(ds.features),
+        "id_object": {"user": ds.user_ids.dtype == object, "item": ds.item_ids.dtype == object},
+    }
+    return arrays, meta
+
+
+def _from_arrays(meta: dict[str, Any], a: dict[str, np.ndarray]) -> Dataset:
+    """The dataset :func:`_to_arrays` stored (strings come back as fixed-width unicode: objects again here)."""
+    user_ids, item_ids = a["user_ids"], a["item_ids"]
+    if meta["id_object"]["user"]:
+        user_ids = user_ids.astype(object)
+    if meta["id_object"]["item"]:
+        item_ids = item_ids.astype(object)
+    titles = None
+    if "titles" in a:
+        titles = a["titles"].astype(object)
+        titles[~a["titles_mask"]] = None
+    feats = {}
+    for name in meta["features"]:
+        values = a[f"feat.{name}.values"].astype(object)
+        indices = a[f"feat.{name}.indices"]
+        m = sp.csr_matrix(
+            (np.ones(len(indices), dtype=np.float32), indices, a[f"feat.{name}.indptr"]),
+            shape=(len(item_ids), len(values)),
+        )
+        feats[name] = ItemFeature(m, values)
+    ds = Dataset(
+        user_ids, item_ids, a["user"], a["item"], a["time"], feats, titles, meta["name"], meta["summary"], _sorted=True
+    )
+    indices = a["matrix_indices"]
+    if len(indices) == ds.n_events:
+        m = sp.csr_matrix(
+            (np.ones(len(indices), dtype=np.float32), indices, ds.user_ptr.astype(np.int64)),
+            shape=(ds.n_users, ds.n_items),
+        )
+        m.has_sorted_indices = True
+        m.indices.flags.writeable = False
+        m.data.flags.writeable = False
+        ds.__dict__["matrix"] = m  # the cached_property's slot
+    return ds

@@ -1,4 +1,8 @@
-"""Loaders: every supported layout becomes the same :class:`Dataset`.
+"""Loaders: every supported layout is read into the same :class:`RawEvents`.
+
+:meth:`toprec.Dataset.load` turns them into a :class:`~toprec.data.dataset.Dataset`
+(``Dataset.from_events``), through the binary cache when asked; this module
+only parses files and never builds a dataset itself.
 
 Layouts (detected from what a folder holds, or forced with ``format=``):
 
@@ -19,6 +23,7 @@ from __future__ import annotations
 import io
 import os
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +33,6 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from ..errors import ToprecError
-from .dataset import Dataset
 
 COMPETITION_SIDE = ("titles", "years", "genres", "directors", "writers")
 FORMATS = ("auto", "competition", "ml-100k", "ml-1m", "ml-csv", "recbole", "table")
@@ -37,6 +41,23 @@ ML100K_GENRES = [
     "unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary", "Drama",
     "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller", "War", "Western",
 ]  # fmt: skip
+
+
+@dataclass
+class RawEvents:
+    """What a loader reads, before :meth:`Dataset.from_events <toprec.data.dataset.Dataset.from_events>`.
+
+    External ids as read; ``features`` maps a name (``genres``...) to an
+    ``item, value`` frame and ``titles`` is an ``item, title`` frame.
+    """
+
+    users: np.ndarray
+    items: np.ndarray
+    times: np.ndarray | None
+    features: dict[str, pd.DataFrame] = field(default_factory=dict)
+    titles: pd.DataFrame | None = None
+    name: str = ""
+    summary: dict[str, Any] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------- reading
@@ -215,7 +236,7 @@ def _explode(items: np.ndarray, values: pd.Series, sep: str) -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------- layouts
-def load_competition(folder: Path, min_rating: float | None = None) -> Dataset:
+def read_competition(folder: Path, min_rating: float | None = None) -> RawEvents:
     path = folder / "train_ratings.csv"
     users, items, times, summary = read_events(path, "user", "item", "time", "rating", min_rating)
     features = {}
@@ -228,12 +249,10 @@ def load_competition(folder: Path, min_rating: float | None = None) -> Dataset:
             titles = frame.rename(columns={"value": "title"})
         else:
             features[name] = frame
-    return Dataset.from_events(
-        users, items, times, features=features, titles=titles, name=folder.name, summary=summary | {"format": "competition"}
-    )
+    return RawEvents(users, items, times, features, titles, folder.name, summary | {"format": "competition"})
 
 
-def load_ml100k(folder: Path, min_rating: float | None = None) -> Dataset:
+def read_ml100k(folder: Path, min_rating: float | None = None) -> RawEvents:
     names = ["user", "item", "rating", "time"]
     users, items, times, summary = read_events(
         folder / "u.data", "user", "item", "time", "rating", min_rating, sep="\t", names=names, row_offset=1
@@ -256,12 +275,10 @@ def load_ml100k(folder: Path, min_rating: float | None = None) -> Dataset:
         r, c = np.nonzero(flags)
         features["genres"] = pd.DataFrame({"item": item_ids[r], "value": np.asarray(genres, dtype=object)[c]})
         features["years"] = _years_from_titles(item_ids, frame["title"])
-    return Dataset.from_events(
-        users, items, times, features=features, titles=titles, name=folder.name, summary=summary | {"format": "ml-100k"}
-    )
+    return RawEvents(users, items, times, features, titles, folder.name, summary | {"format": "ml-100k"})
 
 
-def load_ml1m(folder: Path, min_rating: float | None = None) -> Dataset:
+def read_ml1m(folder: Path, min_rating: float | None = None) -> RawEvents:
     names = ["user", "item", "rating", "time"]
     users, items, times, summary = read_events(
         folder / "ratings.dat", "user", "item", "time", "rating", min_rating, sep="::", names=names, row_offset=1
@@ -275,12 +292,10 @@ def load_ml1m(folder: Path, min_rating: float | None = None) -> Dataset:
         titles = pd.DataFrame({"item": item_ids, "title": frame["title"]})
         features["genres"] = _explode(item_ids, frame["genres"], "|")
         features["years"] = _years_from_titles(item_ids, frame["title"])
-    return Dataset.from_events(
-        users, items, times, features=features, titles=titles, name=folder.name, summary=summary | {"format": "ml-1m"}
-    )
+    return RawEvents(users, items, times, features, titles, folder.name, summary | {"format": "ml-1m"})
 
 
-def load_ml_csv(folder: Path, min_rating: float | None = None) -> Dataset:
+def read_ml_csv(folder: Path, min_rating: float | None = None) -> RawEvents:
     users, items, times, summary = read_events(
         folder / "ratings.csv", "userId", "movieId", "timestamp", "rating", min_rating
     )
@@ -296,9 +311,7 @@ def load_ml_csv(folder: Path, min_rating: float | None = None) -> Dataset:
                 g = _explode(item_ids, frame["genres"], "|")
                 features["genres"] = g[g["value"] != "(no genres listed)"]
             features["years"] = _years_from_titles(item_ids, frame["title"])
-    return Dataset.from_events(
-        users, items, times, features=features, titles=titles, name=folder.name, summary=summary | {"format": "ml-csv"}
-    )
+    return RawEvents(users, items, times, features, titles, folder.name, summary | {"format": "ml-csv"})
 
 
 def _recbole_fields(table: pa.Table) -> dict[str, str]:
@@ -306,7 +319,7 @@ def _recbole_fields(table: pa.Table) -> dict[str, str]:
     return {c.split(":")[0]: c for c in table.column_names}
 
 
-def load_recbole(path: Path, min_rating: float | None = None) -> Dataset:
+def read_recbole(path: Path, min_rating: float | None = None) -> RawEvents:
     if path.is_dir():
         inters = sorted(path.glob("*.inter"))
         if not inters:
@@ -350,9 +363,7 @@ def load_recbole(path: Path, min_rating: float | None = None) -> Dataset:
             elif kind == "token":
                 frame = pd.DataFrame({"item": item_ids, "value": values}).dropna()
                 features[rename.get(bare, bare)] = frame
-    return Dataset.from_events(
-        users, items, times, features=features, titles=titles, name=inter.stem, summary=summary | {"format": "recbole"}
-    )
+    return RawEvents(users, items, times, features, titles, inter.stem, summary | {"format": "recbole"})
 
 
 def _sniff_sep(path: Path) -> str:
@@ -374,7 +385,7 @@ def _sniff_sep(path: Path) -> str:
     return ","
 
 
-def load_table(
+def read_plain_table(
     path: Path,
     user_col: str = "user",
     item_col: str = "item",
@@ -382,12 +393,12 @@ def load_table(
     rating_col: str | None = "rating",
     min_rating: float | None = None,
     sep: str | None = None,
-) -> Dataset:
+) -> RawEvents:
     _check_file(path)
     if sep is None:
         sep = _sniff_sep(path)
     users, items, times, summary = read_events(path, user_col, item_col, time_col, rating_col, min_rating, sep=sep)
-    return Dataset.from_events(users, items, times, name=path.stem.split(".")[0], summary=summary | {"format": "table"})
+    return RawEvents(users, items, times, name=path.stem.split(".")[0], summary=summary | {"format": "table"})
 
 
 def detect_format(path: Path) -> str:
@@ -410,7 +421,7 @@ def detect_format(path: Path) -> str:
     )
 
 
-def load(
+def read(
     path: str | os.PathLike,
     format: str = "auto",
     user_col: str | None = None,
@@ -419,23 +430,12 @@ def load(
     rating_col: str | None = None,
     min_rating: float | None = None,
     sep: str | None = None,
-    cache: bool = False,
-) -> Dataset:
-    """Load a dataset folder or file; ``format='auto'`` detects the layout.
+) -> RawEvents:
+    """Read a dataset folder or file; ``format='auto'`` detects the layout.
 
     Naming ``user_col``/``item_col`` means a plain table file (CSV/TSV/Parquet).
-    ``cache=True`` keeps a binary copy of the parsed result (see
-    :mod:`toprec.data.cache`) and reuses it while the source files are unchanged.
     """
     path = Path(path)
-    if cache:
-        from . import cache as _cache
-
-        if not path.exists():
-            raise ToprecError(f"{path}: no such file or folder")
-        options = dict(format=format, user_col=user_col, item_col=item_col, time_col=time_col,
-                       rating_col=rating_col, min_rating=min_rating, sep=sep)  # fmt: skip
-        return _cache.cached(path, options, lambda: load(path, cache=False, **options))
     if format not in FORMATS:
         raise ToprecError(f"unknown data format '{format}' (choose from {', '.join(FORMATS)})")
     if format == "auto":
@@ -443,7 +443,7 @@ def load(
     if format == "table":
         if path.is_dir():
             raise ToprecError(f"{path}: a table format needs a file, not a folder")
-        return load_table(
+        return read_plain_table(
             path,
             user_col or "user",
             item_col or "item",
@@ -454,11 +454,11 @@ def load(
         )
     if not path.exists():
         raise ToprecError(f"{path}: no such file or folder")
-    loaders = {
-        "competition": load_competition,
-        "ml-100k": load_ml100k,
-        "ml-1m": load_ml1m,
-        "ml-csv": load_ml_csv,
-        "recbole": load_recbole,
+    readers = {
+        "competition": read_competition,
+        "ml-100k": read_ml100k,
+        "ml-1m": read_ml1m,
+        "ml-csv": read_ml_csv,
+        "recbole": read_recbole,
     }
-    return loaders[format](path, min_rating=min_rating)
+    return readers[format](path, min_rating=min_rating)

@@ -19,17 +19,22 @@ _NOT_MODELS = {"base", "registry", "linalg"}
 
 
 def _ensure_loaded() -> None:
-    """Import every module of this package once; models register themselves on import."""
+    """Import every model module of this folder once; models register themselves on import.
+
+    A plugin lookup: the modules are found with :mod:`pkgutil` in this file's
+    own folder and imported by name, so the registry never imports the
+    ``models`` package (whose ``__init__`` imports the registry).
+    """
     if _REGISTRY.get("__loaded__"):
         return
     import importlib
     import pkgutil
+    from pathlib import Path
 
-    from .. import models as pkg
-
-    for info in pkgutil.iter_modules(pkg.__path__):
+    package = __name__.rpartition(".")[0]
+    for info in pkgutil.iter_modules([str(Path(__file__).parent)]):
         if info.name not in _NOT_MODELS and not info.name.startswith("_"):
-            importlib.import_module(f"{pkg.__name__}.{info.name}")
+            importlib.import_module(f"{package}.{info.name}")
     _REGISTRY["__loaded__"] = True  # type: ignore[assignment]
 
 
