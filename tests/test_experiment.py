@@ -81,7 +81,8 @@ def test_config_defaults_and_full_model_params(tmp_path, competition_dir):
     cfg = cfgmod.load(write_yaml(tmp_path / "r.yaml", base_config(competition_dir)))
     assert cfg.split.protocol == "competition" and cfg.split.last == 1 and cfg.split.random == 9
     assert cfg.metrics.k == 10 and cfg.tracking.enabled
-    assert cfg.model.params == {"l2": 20}
+    # validated once against the model's Params: full, typed, defaults included
+    assert cfg.model.params == {"l2": 20.0, "form": "auto", "device": "auto"}
 
 
 @pytest.mark.parametrize(
@@ -129,33 +130,7 @@ def test_config_bad_yaml_missing_file_and_set_override(tmp_path, competition_dir
         cfgmod.load(good, ["split.sed=3"])
 
 
-def test_cli_args_round_trip_through_config(tmp_path, competition_dir):
-    """from_cli -> YAML -> to_cli -> from_cli is the identity, for every command."""
-    common = dict(data=competition_dir, fmt="auto", user_col=None, item_col=None, time_col=None, rating_col=None,
-                  min_rating=None, no_cache=False, tracking_uri=None, no_track=False)  # fmt: skip
-    calls = {
-        "evaluate": dict(common, model="ease,itemknn", param=["ease.l2=35.5", "itemknn.k=7"], device=None,
-                         protocol="competition", last=1, random=4, seed=2, cutoff=0.9, k=5,
-                         json_out=tmp_path / "r.json", folds=1),
-        "submit": dict(common, model="ease", param=["l2=12"], device="cpu", output=tmp_path / "s.csv", k=10,
-                       save_model=tmp_path / "m"),
-        "ensemble": dict(common, members="ease:l2=10,itemknn", output=tmp_path / "e.csv", method="rrf",
-                         search="weights", k=10, candidates=50, weights="1,0.5", scheme="users", seed=1, last=1,
-                         random=9, min_gain=1e-4, restarts=2, no_stratify=True, no_validate=False, force=True,
-                         json_out=None),
-        "tune": dict(common, model="ease", param=["form=items"], device=None, trials=7, timeout=30.0,
-                     storage="sqlite:///x.db", study="s", workers=2, no_prune=True, out=tmp_path / "t", seed=3,
-                     last=1, random=9, k=10, heartbeat=5),
-    }  # fmt: skip
-    for command, args in calls.items():
-        cfg = cfgmod.from_cli(command, args)
-        path = cfg.save(tmp_path / f"{command}.yaml")
-        again = cfgmod.load(path)
-        assert again.model_dump(exclude={"toprec_version"}) == cfg.model_dump(exclude={"toprec_version"}), command
-        back = cfgmod.from_cli(command, cfgmod.to_cli(again))
-        assert back.model_dump() == cfg.model_dump(), command
-    tune_cfg = cfgmod.from_cli("tune", calls["tune"])
-    assert tune_cfg.tune.fixed == ["form"] and tune_cfg.model.params["form"] == "items"
+# (the command line -> config -> `toprec run` identity is tests/test_app.py::test_cli_and_run_file_execute_the_same_config)
 
 
 # ----------------------------------------------------------------------------- reproducible runs

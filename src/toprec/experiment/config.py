@@ -1,12 +1,15 @@
-"""A run as a file: one pydantic ``RunConfig`` for ``evaluate``, ``submit``, ``ensemble`` and ``tune``.
+"""A run as data: one pydantic ``RunConfig`` for every command, the single source of truth.
 
-Every command-line option of those commands maps to one field here and back
-(:func:`from_cli` / :func:`to_cli`), so ``--save-config run.yaml`` writes a file
-that ``toprec run run.yaml`` turns into exactly the same call. Unknown keys and
-wrong types are one-line errors naming the key path (``split.seed: ...``).
+The command line builds a ``RunConfig`` from its options; ``toprec run
+file.yaml`` loads one from a file; Python code builds one directly. All three
+hand it to the same application function (:mod:`toprec.app`), so a run is
+described once and never turned into strings and back. ``--save-config``
+writes the config that was executed. Unknown keys and wrong types are
+one-line errors naming the key path (``split.seed: ...``).
 
 Paths in a config are taken as written, relative to the working directory
-(as on the command line). Model parameters are saved in full (defaults
+(as on the command line). Model parameters are validated against the model's
+own ``Params`` when the config is built and stored in full (defaults
 included), so a saved run does not change when a default does.
 """
 
@@ -15,17 +18,50 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Annotated, Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ..errors import ToprecError
 
-COMMANDS = ("evaluate", "submit", "ensemble", "tune")
+COMMANDS = ("evaluate", "submit", "ensemble", "tune", "align", "report", "eda")
+PROTOCOLS = ("competition", "leave_last", "random_k", "temporal", "strong")
+#: ensemble fusion: "auto" searches every fusion method on fold A; "rerank" trains a LightGBM ranker there
+FUSION_METHODS = ("auto", "rank", "rrf", "borda", "score", "product", "rerank")
+SEARCHES = ("none", "weights", "subset", "both")
+SCHEMES = ("users", "events", "nested")
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+def _one_of(choices: tuple[str, ...], what: str) -> AfterValidator:
+    """A string field that must be one of ``choices`` (case-insensitive), as a one-line error naming them."""
+
+    def check(value: str) -> str:
+        v = str(value).strip().lower()
+        if v not in choices:
+            raise ValueError(f"unknown {what} '{value}' (choose from {', '.join(choices)})")
+        return v
+
+    return AfterValidator(check)
+
+
+def _named(what: str) -> AfterValidator:
+    """A list of names (blank entries dropped) that must not be empty."""
+
+    def check(names: list[str]) -> list[str]:
+        names = [str(n).strip() for n in names if str(n).strip()]
+        if not names:
+            raise ValueError(f"{what}: no member named" if what == "--members" else f"{what}: no model named")
+        return names
+
+    return AfterValidator(check)
+
+
+Protocol = Annotated[str, _one_of(PROTOCOLS, "protocol")]
+Scheme = Annotated[str, _one_of(SCHEMES, "validation scheme")]
 
 
 class DataConfig(_Strict):
@@ -40,7 +76,7 @@ class DataConfig(_Strict):
 
 
 class SplitConfig(_Strict):
-    protocol: str = "competition"
+    protocol: Protocol = "competition"
     last: int = Field(1, ge=0)
     random: int = Field(9, ge=0)
     seed: int = 0
@@ -49,8 +85,33 @@ class SplitConfig(_Strict):
 
 
 class ModelConfig(_Strict):
+    """A model by name with its parameters, checked against the model's ``Params`` and stored in full."""
+
     name: str
     params: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _full_params(self) -> "ModelConfig":
+        from .. import models
+        from ..models.base import _format_validation
+
+        try:
+            cls = models.get_class(self.name)
+            full = cls.Params(**self.params).model_dump(mode="json")
+        except ToprecError as exc:
+            raise ValueError(str(exc)) from None
+        except ValidationError as exc:  # the model's own one-line message
+            raise ValueError(_format_validation(cls.name, exc)) from None
+        # assignment re-validates: bypass it (the values are the validated ones)
+        object.__setattr__(self, "name", cls.name)
+        object.__setattr__(self, "params", full)
+        return self
+
+    def build(self):
+        """The model, unfitted (built once per run from the validated parameters)."""
+        from .. import models
+
+        return models.get_class(self.name)(**self.params)
 
 
 class MetricsConfig(_Strict):
@@ -61,22 +122,48 @@ class OutputConfig(_Strict):
     submission: Optional[str] = None
     model_dir: Optional[str] = None
     json_path: Optional[str] = Field(None, alias="json")
+    report_dir: Optional[str] = Field(None, description="folder for report/eda pages (HTML + JSON)")
     model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
 
 
 class EnsembleConfig(_Strict):
-    members: list[str]
-    method: str = "auto"
-    search: str = "both"
+    members: Annotated[list[str], _named("--members")]
+    method: Annotated[str, _one_of(FUSION_METHODS, "fusion method")] = "auto"
+    search: Annotated[str, _one_of(SEARCHES, "search")] = "both"
     candidates: int = Field(100, ge=1)
     weights: Optional[list[float]] = None
-    scheme: str = "users"
+    scheme: Scheme = "users"
     min_gain: float = Field(1e-4, ge=0)
     restarts: int = Field(0, ge=0)
     stratify: bool = True
     validate_folds: bool = Field(True, alias="validate")
     force: bool = False
     model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "EnsembleConfig":
+        if self.weights is not None and len(self.weights) != len(self.members):
+            raise ValueError(f"--weights: {len(self.weights)} weights for {len(self.members)} members")
+        if not self.validate_folds:
+            if self.method == "rerank":
+                raise ValueError("--method rerank trains its ranker on fold A: it cannot run with --no-validate")
+            if self.search != "none":
+                raise ValueError("--no-validate skips the search: add --search none (and --weights)")
+        return self
+
+
+class AlignConfig(_Strict):
+    models: Annotated[list[str], _named("--models")] = Field(
+        description="model specs as for ensemble members: ease:l2=100, itemknn, ...")
+    scheme: Scheme = "events"
+    stratify: bool = True
+    repeats: int = Field(1, ge=1)
+
+
+class ReportConfig(_Strict):
+    map_items: int = Field(1000, ge=0, description="most popular items on the embedding maps (0: no maps)")
+    neighbours: int = Field(20, ge=1, description="eda: top-N co-occurrence neighbours (sequential signal)")
+    sim_users: int = Field(8000, ge=10, description="eda: users sampled for the item co-occurrence")
 
 
 class TuneConfig(_Strict):
@@ -100,7 +187,7 @@ class TrackingConfig(_Strict):
 class RunConfig(_Strict):
     """One run: what to load, how to split, which model, what to write, where to log."""
 
-    command: Literal["evaluate", "submit", "ensemble", "tune"] = "evaluate"
+    command: Literal["evaluate", "submit", "ensemble", "tune", "align", "report", "eda"] = "evaluate"
     data: DataConfig
     split: SplitConfig = Field(default_factory=SplitConfig)
     model: Optional[ModelConfig] = None
@@ -108,6 +195,8 @@ class RunConfig(_Strict):
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     ensemble: Optional[EnsembleConfig] = None
     tune: Optional[TuneConfig] = None
+    align: Optional[AlignConfig] = None
+    report: Optional[ReportConfig] = None
     output: OutputConfig = Field(default_factory=OutputConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     toprec_version: Optional[str] = None
@@ -117,17 +206,33 @@ class RunConfig(_Strict):
         c = self.command
         if self.model is not None and self.models is not None:
             raise ValueError("give 'model' or 'models', not both")
-        if c in ("evaluate", "submit", "tune") and not self.model_list():
+        ms = self.model_list()
+        if c in ("evaluate", "submit", "tune", "report") and not ms:
             raise ValueError(f"command '{c}' needs 'model'")
-        if c in ("submit", "tune") and len(self.model_list()) != 1:
-            raise ValueError(f"command '{c}' takes exactly one model")
+        if c in ("submit", "tune") and len(ms) != 1:
+            raise ValueError(f"{c}: name exactly one model")
+        if len({m.name for m in ms}) != len(ms):
+            raise ValueError("a model is named twice")
         if c in ("submit", "ensemble") and not self.output.submission:
             raise ValueError(f"command '{c}' needs 'output.submission'")
-        if c == "ensemble" and self.ensemble is None:
-            raise ValueError("command 'ensemble' needs an 'ensemble' section")
+        if c in ("report", "eda") and not self.output.report_dir:
+            raise ValueError(f"command '{c}' needs 'output.report_dir'")
+        for section in ("ensemble", "align"):
+            if c == section and getattr(self, section) is None:
+                raise ValueError(f"command '{c}' needs an '{section}' section")
+        if c == "ensemble" and self.ensemble is not None and self.metrics.k > self.ensemble.candidates:
+            raise ValueError(f"-k {self.metrics.k} is larger than --candidates {self.ensemble.candidates}")
         if c == "tune" and self.tune is None:
             self.tune = TuneConfig()
+        if c in ("report", "eda") and self.report is None:
+            self.report = ReportConfig()
         return self
+
+    @classmethod
+    def make(cls, source: str = "", **sections: Any) -> "RunConfig":
+        """Build and validate from sections (objects or dicts); errors are one-line ``ToprecError``\\ s."""
+        raw = {k: (v.model_dump(by_alias=True) if isinstance(v, BaseModel) else v) for k, v in sections.items()}
+        return validate(raw, source)
 
     def model_list(self) -> list[ModelConfig]:
         if self.models is not None:
@@ -143,7 +248,7 @@ class RunConfig(_Strict):
 
         d = self.to_dict()
         # leave out the sections the command does not use (keeps files short and readable)
-        for key in ("model", "models", "ensemble", "tune"):
+        for key in ("model", "models", "ensemble", "tune", "align", "report"):
             if d.get(key) is None:
                 d.pop(key, None)
         return yaml.safe_dump(d, sort_keys=False, default_flow_style=False)
@@ -167,11 +272,14 @@ def _format_error(source: str, exc: ValidationError) -> str:
         return f"{where}unknown key '{loc}'"
     if err["type"] == "missing":
         return f"{where}missing key '{loc}'"
+    msg = err["msg"].removeprefix("Value error, ")
     if not loc:  # a model_validator message
-        return f"{where}{err['msg'].removeprefix('Value error, ')}"
+        return f"{where}{msg}"
+    if err["type"] == "value_error":  # our own message: it names the value already
+        return f"{where}{loc}: {msg}"
     value = err.get("input")
     shown = json.dumps(value, default=str) if not isinstance(value, dict) else "{...}"
-    return f"{where}key '{loc}' = {shown}: {err['msg']}"
+    return f"{where}key '{loc}' = {shown}: {msg}"
 
 
 def validate(raw: Any, source: str = "") -> RunConfig:
@@ -179,24 +287,9 @@ def validate(raw: Any, source: str = "") -> RunConfig:
     if not isinstance(raw, dict):
         raise ToprecError(f"{source}: expected a mapping of keys at the top level, got {type(raw).__name__}")
     try:
-        cfg = RunConfig.model_validate(raw)
+        return RunConfig.model_validate(raw)
     except ValidationError as exc:
         raise ToprecError(_format_error(source, exc)) from None
-    check_models(cfg, source)
-    return cfg
-
-
-def check_models(cfg: RunConfig, source: str = "") -> None:
-    """Model names and parameters are checked against the model's ``Params`` (one-line errors)."""
-    from .. import models
-
-    where = f"{source}: " if source else ""
-    for i, m in enumerate(cfg.model_list()):
-        key = "model" if cfg.models is None else f"models.{i}"
-        try:
-            models.get_class(m.name)(**m.params)
-        except ToprecError as exc:
-            raise ToprecError(f"{where}{key}: {exc}") from None
 
 
 def _set_path(raw: dict, dotted: str, value: Any, source: str) -> None:
@@ -246,165 +339,50 @@ def load(path: str | os.PathLike, overrides: list[str] | None = None) -> RunConf
     return validate(raw, str(path))
 
 
-# ------------------------------------------------------------------ CLI <-> config
-def _param_string(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return repr(value)
-    if isinstance(value, (list, dict)):
-        return json.dumps(value)
-    return str(value)
+def model_configs(spec: str, pairs: list[str] | None, device: str | None = None) -> list[ModelConfig]:
+    """The models of ``--model a,b --param a.key=value [--device D]``: full, validated parameters.
 
-
-def _models_from_cli(spec: str, param: list[str] | None, device: str | None) -> list[ModelConfig]:
-    """The models of ``--model a,b --param a.key=value`` with full parameters (same rules as the CLI)."""
-    from ..cli import _models
-
-    return [ModelConfig(name=m.name, params=m.params.model_dump(mode="json")) for m in _models(spec, param, device)]
-
-
-def _data_from_cli(a: dict[str, Any]) -> DataConfig:
-    return DataConfig(
-        path=str(a["data"]),
-        format=a.get("fmt", "auto"),
-        user_col=a.get("user_col"),
-        item_col=a.get("item_col"),
-        time_col=a.get("time_col"),
-        rating_col=a.get("rating_col"),
-        min_rating=a.get("min_rating"),
-        cache=not a.get("no_cache", False),
-    )
-
-
-def _param_keys(pairs: list[str] | None) -> list[str]:
-    return [p.split("=", 1)[0].strip().replace("-", "_").split(".")[-1] for p in pairs or [] if "=" in p]
-
-
-def _opt_str(p: Any) -> str | None:
-    return None if p is None else str(p)
-
-
-def from_cli(command: str, args: dict[str, Any]) -> RunConfig:
-    """The config of one command-line call (``args`` = the command function's keyword arguments)."""
-    a = dict(args)
-    tracking = TrackingConfig(enabled=not a.get("no_track", False), uri=a.get("tracking_uri"))
-    data = _data_from_cli(a)
-    if command == "evaluate":
-        ms = _models_from_cli(a["model"], a.get("param"), a.get("device"))
-        return RunConfig(
-            command="evaluate",
-            data=data,
-            split=SplitConfig(protocol=a["protocol"], last=a["last"], random=a["random"], seed=a["seed"],
-                              cutoff=a["cutoff"], folds=a.get("folds", 1)),  # fmt: skip
-            model=ms[0] if len(ms) == 1 else None,
-            models=ms if len(ms) > 1 else None,
-            metrics=MetricsConfig(k=a["k"]),
-            output=OutputConfig(json_path=_opt_str(a.get("json_out"))),
-            tracking=tracking,
-        )
-    if command == "submit":
-        ms = _models_from_cli(a["model"], a.get("param"), a.get("device"))
-        if len(ms) != 1:
-            raise ToprecError("submit: name exactly one --model")
-        return RunConfig(
-            command="submit",
-            data=data,
-            model=ms[0],
-            metrics=MetricsConfig(k=a["k"]),
-            output=OutputConfig(submission=str(a["output"]), model_dir=_opt_str(a.get("save_model"))),
-            tracking=tracking,
-        )
-    if command == "ensemble":
-        weights = a.get("weights")
-        if weights is not None:
-            from ..cli_ensemble import _parse_weights
-
-            members = [t.strip() for t in str(a["members"]).split(",") if t.strip()]
-            weights = _parse_weights(weights, len(members))
-        return RunConfig(
-            command="ensemble",
-            data=data,
-            split=SplitConfig(last=a["last"], random=a["random"], seed=a["seed"]),
-            metrics=MetricsConfig(k=a["k"]),
-            ensemble=EnsembleConfig(
-                members=[t.strip() for t in str(a["members"]).split(",") if t.strip()],
-                method=a["method"], search=a["search"], candidates=a["candidates"], weights=weights,
-                scheme=a["scheme"], min_gain=a["min_gain"], restarts=a["restarts"],
-                stratify=not a.get("no_stratify", False), validate_folds=not a.get("no_validate", False),
-                force=a.get("force", False),
-            ),  # fmt: skip
-            output=OutputConfig(submission=str(a["output"]), json_path=_opt_str(a.get("json_out"))),
-            tracking=tracking,
-        )
-    if command == "tune":
-        ms = _models_from_cli(a["model"], a.get("param"), a.get("device"))
-        if len(ms) != 1:
-            raise ToprecError("tune: name exactly one --model")
-        return RunConfig(
-            command="tune",
-            data=data,
-            split=SplitConfig(last=a["last"], random=a["random"], seed=a["seed"]),
-            model=ms[0],
-            metrics=MetricsConfig(k=a["k"]),
-            tune=TuneConfig(trials=a["trials"], timeout=a.get("timeout"), storage=a.get("storage"),
-                            study=a.get("study"), workers=a.get("workers", 1), pruning=not a.get("no_prune", False),
-                            out=_opt_str(a.get("out")), heartbeat=a.get("heartbeat", 10),
-                            fixed=_param_keys(a.get("param"))),  # fmt: skip
-            tracking=tracking,
-        )
-    raise ToprecError(f"unknown command '{command}' (choose from {', '.join(COMMANDS)})")
-
-
-def _cli_params(cfg: RunConfig) -> tuple[str, list[str]]:
-    """``--model`` and ``--param`` values for the config's models: parameters that differ from the defaults."""
+    With one model a parameter is ``key=value``; with several ``model.key=value``.
+    ``device`` goes to every model that has a ``device`` parameter not set explicitly.
+    """
     from .. import models
 
-    ms = cfg.model_list()
-    several = len(ms) > 1
-    pairs: list[str] = []
-    for m in ms:
-        cls = models.get_class(m.name)
-        defaults = cls().params.model_dump(mode="json")
-        fixed = set(cfg.tune.fixed) if cfg.command == "tune" and cfg.tune is not None else set()
-        for key, value in m.params.items():
-            if cfg.command == "tune" and key in cls.search_space and key not in fixed:
-                continue  # searched: its value here does not matter
-            if key not in fixed and key in defaults and defaults[key] == value:
-                continue
-            pairs.append(f"{m.name}.{key}={_param_string(value)}" if several else f"{key}={_param_string(value)}")
-    return ",".join(m.name for m in ms), pairs
+    names = [n.strip() for n in spec.split(",") if n.strip()]
+    if not names:
+        raise ToprecError("--model: no model named")
+    classes = [models.get_class(n) for n in names]
+    if len({c.name for c in classes}) != len(classes):
+        raise ToprecError(f"--model: a model is named twice in '{spec}'")
+    per: dict[str, list[str]] = {c.name: [] for c in classes}
+    for pair in pairs or []:
+        key = pair.split("=", 1)[0]
+        if "." in key:
+            prefix, rest = pair.split(".", 1)
+            if prefix not in per:
+                raise ToprecError(f"--param '{pair}': model '{prefix}' is not among --model {spec}")
+            per[prefix].append(rest)
+        elif len(classes) == 1:
+            per[classes[0].name].append(pair)
+        else:
+            raise ToprecError(f"--param '{pair}': with several models write model.key=value")
+    if device is not None:
+        if device not in ("auto", "cpu", "cuda"):
+            raise ToprecError(f"--device '{device}': choose auto, cpu or cuda")
+        takers = [c for c in classes if "device" in c.Params.model_fields]
+        if not takers:
+            raise ToprecError(f"--device: none of {spec} runs on a GPU")
+        for c in takers:
+            if not any(p.split("=", 1)[0].strip() == "device" for p in per[c.name]):
+                per[c.name].append(f"device={device}")
+    out = []
+    for c in classes:
+        try:
+            out.append(ModelConfig(name=c.name, params=models.parse_params(c.name, per[c.name])))
+        except ValidationError as exc:
+            raise ToprecError(exc.errors()[0]["msg"].removeprefix("Value error, ")) from None
+    return out
 
 
-def to_cli(cfg: RunConfig) -> dict[str, Any]:
-    """Keyword arguments for the command function that runs ``cfg`` (the inverse of :func:`from_cli`)."""
-    d = cfg.data
-    common: dict[str, Any] = {
-        "data": Path(d.path), "fmt": d.format, "user_col": d.user_col, "item_col": d.item_col,
-        "time_col": d.time_col, "rating_col": d.rating_col, "min_rating": d.min_rating, "no_cache": not d.cache,
-        "tracking_uri": cfg.tracking.uri, "no_track": not cfg.tracking.enabled,
-    }  # fmt: skip
-    s, o = cfg.split, cfg.output
-    path = (lambda p: None if p is None else Path(p))  # noqa: E731
-    if cfg.command in ("evaluate", "submit", "tune"):
-        model, param = _cli_params(cfg)
-        common.update(model=model, param=param or None, device=None)
-    if cfg.command == "evaluate":
-        return {**common, "protocol": s.protocol, "last": s.last, "random": s.random, "seed": s.seed,
-                "cutoff": s.cutoff, "k": cfg.metrics.k, "json_out": path(o.json_path), "folds": s.folds}  # fmt: skip
-    if cfg.command == "submit":
-        return {**common, "output": Path(o.submission), "k": cfg.metrics.k, "save_model": path(o.model_dir)}
-    if cfg.command == "ensemble":
-        e = cfg.ensemble
-        assert e is not None
-        return {**common, "members": ",".join(e.members), "output": Path(o.submission), "method": e.method,
-                "search": e.search, "k": cfg.metrics.k, "candidates": e.candidates,
-                "weights": None if e.weights is None else ",".join(repr(float(w)) for w in e.weights),
-                "scheme": e.scheme, "seed": s.seed, "last": s.last, "random": s.random, "min_gain": e.min_gain,
-                "restarts": e.restarts, "no_stratify": not e.stratify, "no_validate": not e.validate_folds,
-                "force": e.force, "json_out": path(o.json_path)}  # fmt: skip
-    t = cfg.tune
-    assert t is not None
-    return {**common, "trials": t.trials, "timeout": t.timeout, "storage": t.storage, "study": t.study,
-            "workers": t.workers, "no_prune": not t.pruning, "out": path(t.out), "seed": s.seed, "last": s.last,
-            "random": s.random, "k": cfg.metrics.k, "heartbeat": t.heartbeat}  # fmt: skip
+def param_keys(pairs: list[str] | None) -> list[str]:
+    """The parameter names given as ``key=value`` / ``model.key=value`` (tune holds them fixed)."""
+    return [p.split("=", 1)[0].strip().replace("-", "_").split(".")[-1] for p in pairs or [] if "=" in p]

@@ -1,0 +1,51 @@
+"""``submit``: fit one model on everything, write k unseen items per user, best first."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .. import progress
+from ..errors import ToprecError
+from ..experiment import session
+from .data import expect, load_data, output_file
+from .results import SubmitResult
+
+
+def complete_lists(recs, ds, k: int, hint: str = "") -> None:
+    """Every user must get exactly ``k`` items: a one-line error naming the first who cannot."""
+    short = np.flatnonzero((recs.items < 0).any(axis=1))
+    if len(short):
+        raise ToprecError(f"user {ds.user_ids[short[0]]!s} has fewer than {k} {hint or 'unseen items'}; "
+                          f"cannot write exactly {k} rows per user")  # fmt: skip
+
+
+def submit(cfg) -> SubmitResult:
+    expect(cfg, "submit")
+    output = output_file(cfg.output.submission)
+    model_dir = None if cfg.output.model_dir is None else Path(cfg.output.model_dir)
+    k = cfg.metrics.k
+    with session.tracked_run(cfg) as tracker:
+        rec = cfg.model_list()[0].build()
+        ds = load_data(cfg.data)
+        t0 = time.perf_counter()
+        with progress.task(f"{rec.name}: fit on {ds.n_events:,} events"):
+            rec.fit(ds)
+        fit_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        recs = rec.recommend(ds.users, k=k)
+        rec_s = time.perf_counter() - t0
+        complete_lists(recs, ds, k)
+        t0 = time.perf_counter()
+        with progress.task(f"write {output}"):
+            recs.write_csv(output, ds)
+        write_s = time.perf_counter() - t0
+        if model_dir is not None:
+            rec.save(model_dir)
+        tracker.log_metrics({"fit_s": fit_s, "recommend_s": rec_s, "write_s": write_s, "users": len(recs)})
+        tracker.log_history(getattr(rec, "history", None))
+        session.log_artifacts(output, model_dir)
+    return SubmitResult(output=output, users=len(recs), k=k, fit_s=fit_s, recommend_s=rec_s, write_s=write_s,
+                        model_dir=model_dir)  # fmt: skip

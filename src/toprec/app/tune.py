@@ -1,0 +1,22 @@
+"""``tune``: Optuna TPE over a model's search space, recall@k on a validation holdout cut from the data."""
+
+from __future__ import annotations
+
+from .. import progress
+from ..errors import ToprecError
+from ..experiment import session
+from .data import expect, load_data
+from .results import TuneResult
+
+
+def tune(cfg, worker: int | None = None) -> TuneResult:
+    """Run (or join, as spawned ``worker``) the study of ``cfg``; writes OUT/best.yaml and OUT/trials.csv."""
+    expect(cfg, "tune")
+    from ..experiment import tune as tune_mod
+
+    with session.tracked_run(cfg):
+        ds = load_data(cfg.data)
+        summary = tune_mod.tune(cfg, ds, worker=worker, quiet=progress.is_quiet())
+        if summary["best"] is None:
+            raise ToprecError(f"study '{summary['study']}': no trial completed ({summary['states']})")
+    return TuneResult(summary=summary, worker=worker)
