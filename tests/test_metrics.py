@@ -85,3 +85,14 @@ def test_agrees_with_trec_eval():
         # |truth| <= k here, so min(k, |T|) = |T| and trec_eval's map/recall coincide with ours
         assert ours["map@10"][u] == pytest.approx(r["map_cut_10"], abs=1e-9)
         assert ours["recall@10"][u] == pytest.approx(r["recall_10"], abs=1e-9)
+
+
+def test_sorted_key_membership():
+    from toprec.keys import csr_keys, find_sorted, isin_sorted
+
+    m = sp.csr_matrix(np.array([[0, 1, 1], [1, 0, 0]], dtype=np.float32))
+    keys = csr_keys(m)
+    assert keys.tolist() == [1, 2, 3]
+    pos, found = find_sorted(keys, np.array([[3, 0], [2, 9]]))
+    assert found.tolist() == [[True, False], [True, False]] and pos[found].tolist() == [2, 1]
+    assert isin_sorted(np.array([], dtype=np.int64), np.array([1, 2])).tolist() == [False, False]

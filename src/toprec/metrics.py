@@ -27,29 +27,10 @@ import scipy.sparse as sp
 
 from . import progress
 from .errors import ToprecError
+from .keys import hit_matrix  # noqa: F401 (part of the metrics API)
 
 PER_USER = ("recall", "precision", "hit", "ndcg", "map", "mrr")
 METRICS = PER_USER + ("coverage",)
-
-
-def hit_matrix(items: np.ndarray, truth: sp.csr_matrix) -> np.ndarray:
-    """Boolean (n, k): is ``items[u, r]`` in row u of ``truth``. Vectorised lookup."""
-    items = np.asarray(items)
-    n, k = items.shape
-    if truth.shape[0] != n:
-        raise ValueError(f"truth has {truth.shape[0]} rows for {n} users")
-    truth = truth.tocsr()
-    if not truth.has_sorted_indices:
-        truth = truth.sorted_indices()
-    n_items = max(truth.shape[1], 1)
-    rows = np.repeat(np.arange(truth.shape[0], dtype=np.int64), np.diff(truth.indptr))
-    truth_keys = rows * n_items + truth.indices  # sorted: rows ascending, then columns
-    rec_keys = np.arange(n, dtype=np.int64)[:, None] * n_items + items
-    if len(truth_keys) == 0:
-        return np.zeros((n, k), dtype=bool)
-    pos = np.searchsorted(truth_keys, rec_keys)
-    pos = np.minimum(pos, len(truth_keys) - 1)
-    return (truth_keys[pos] == rec_keys) & (items >= 0)
 
 
 def _discounts(k: int) -> np.ndarray:

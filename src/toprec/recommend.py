@@ -27,6 +27,7 @@ from . import parallel, progress
 from .device import require_torch
 from .errors import ToprecError
 from .io import atomic_path
+from .keys import hit_matrix
 
 DEFAULT_MEMORY_BUDGET = 512 * 2**20  # bytes of score matrix per batch
 PARALLEL_MIN_USERS = 2048  # fewer users than this are scored in-process
@@ -95,8 +96,6 @@ def seen_columns(items: np.ndarray, exclude: sp.csr_matrix) -> np.ndarray:
 
     For score blocks whose columns are candidate items (``items[r, c]``), not the catalogue.
     """
-    from .metrics import hit_matrix
-
     if exclude.nnz == 0:
         return items < 0
     if exclude.shape[0] != items.shape[0]:

@@ -23,7 +23,7 @@ import pandas as pd
 from .. import progress
 from ..errors import ToprecError
 from ..io import atomic_path
-from .loaders import ML100K_GENRES
+from .loaders import ML100K_GENRES, TITLE_YEAR
 
 GROUPLENS_ML100K = "https://files.grouplens.org/datasets/movielens/ml-100k.zip"
 RECBOLE_SPEC = "recbole==1.2.1"
@@ -70,7 +70,7 @@ def _from_grouplens(files: dict[str, bytes]):
     cols = ["item", "title", "release", "video", "url"] + ML100K_GENRES
     items = pd.read_csv(io.BytesIO(files["u.item"]), sep="|", names=cols, encoding="latin-1")
     titles = items[["item", "title"]]
-    years = titles.assign(year=titles["title"].str.extract(r"\((\d{4})\)\s*$", expand=False))[["item", "year"]].dropna()
+    years = titles.assign(year=titles["title"].str.extract(TITLE_YEAR, expand=False))[["item", "year"]].dropna()
     flags = items[ML100K_GENRES].to_numpy().astype(bool)
     r, c = np.nonzero(flags)
     genres = pd.DataFrame({"item": items["item"].to_numpy()[r], "genre": np.asarray(ML100K_GENRES)[c]})

@@ -219,11 +219,12 @@ def _side_file(path: Path) -> pd.DataFrame | None:
     return frame.dropna()
 
 
-_YEAR = re.compile(r"\((\d{4})\)\s*$")
+#: the release year at the end of a title, "Heat (1995)": the one pattern (loaders, fetch, EDA)
+TITLE_YEAR = re.compile(r"\((\d{4})\)\s*$")
 
 
 def _years_from_titles(items: np.ndarray, titles: pd.Series) -> pd.DataFrame:
-    years = titles.astype(str).str.extract(_YEAR, expand=False)
+    years = titles.astype(str).str.extract(TITLE_YEAR, expand=False)
     frame = pd.DataFrame({"item": items, "value": years})
     return frame.dropna()
 

@@ -58,6 +58,7 @@ try:  # a multi-threaded BLAS fights our threads over these small products (2-4x
 except ImportError:  # pragma: no cover
     _threadpool_limits = None
 from ..io import atomic_path
+from ..keys import isin_sorted
 
 __all__ = ["SynthData", "synthesize", "write_synth", "synth_stats", "GENRES", "FILES"]
 
@@ -140,14 +141,6 @@ def _rank_in_group(group_sorted: np.ndarray) -> np.ndarray:
     starts = np.flatnonzero(np.r_[True, group_sorted[1:] != group_sorted[:-1]])
     first = np.repeat(starts, np.diff(np.r_[starts, n]))
     return np.arange(n, dtype=np.int64) - first
-
-
-def _isin_sorted(sorted_codes: np.ndarray, codes: np.ndarray) -> np.ndarray:
-    """``codes`` found in the sorted array ``sorted_codes``."""
-    if len(sorted_codes) == 0:
-        return np.zeros(len(codes), dtype=bool)
-    pos = np.minimum(np.searchsorted(sorted_codes, codes), len(sorted_codes) - 1)
-    return sorted_codes[pos] == codes
 
 
 def _topk_gumbel(rng: np.random.Generator, logw: np.ndarray, k: np.ndarray) -> np.ndarray:
@@ -528,7 +521,7 @@ def synthesize(
             nxt = items.fr_next[ci]
             ok = nxt >= 0
             cu, ci, cidx = cu[ok], nxt[ok], cidx[ok]
-            go = ~_isin_sorted(have, cu * n_items + ci) & (rng.random(len(cu)) < 0.45)
+            go = ~isin_sorted(have, cu * n_items + ci) & (rng.random(len(cu)) < 0.45)
             go &= items.release[ci] <= last_t[cu]
             prev_u, prev_i = cu[go], ci[go]
             prev_idx = base + np.arange(len(prev_u))
@@ -585,7 +578,7 @@ def synthesize(
         ok_ev = need[it] > 0
         have = np.sort(u[ok_ev] * n_items + it[ok_ev])
         code = np.unique(cand_u * n_items + cand_i)  # also dedupes
-        code = code[~_isin_sorted(have, code)]
+        code = code[~isin_sorted(have, code)]
         ci, cu = code % n_items, code // n_items
         o = np.lexsort((rng.random(len(ci)), ci))
         ci, cu = ci[o], cu[o]

@@ -40,6 +40,7 @@ import numpy as np
 import scipy.sparse as sp
 from pydantic import Field
 
+from ..keys import csr_keys, isin_sorted
 from ..train import TorchParams, TorchRecommender
 from .registry import register
 
@@ -115,11 +116,9 @@ def sample_negatives(users: np.ndarray, n_items: int, X: sp.csr_matrix, rng: np.
                      rounds: int = 1) -> np.ndarray:  # fmt: skip
     """One uniform negative item per user entry, re-drawn ``rounds`` times where it is a training item."""
     neg = rng.integers(0, n_items, len(users))
-    keys = np.repeat(np.arange(X.shape[0], dtype=np.int64), np.diff(X.indptr)) * n_items + X.indices
+    keys = csr_keys(X, n_items)
     for _ in range(rounds):  # rounds=0: no re-draw
-        q = users.astype(np.int64) * n_items + neg
-        at = np.minimum(np.searchsorted(keys, q), max(len(keys) - 1, 0))
-        bad = (keys[at] == q) if len(keys) else np.zeros(len(q), dtype=bool)
+        bad = isin_sorted(keys, users.astype(np.int64) * n_items + neg)
         if not bad.any():
             break
         neg[bad] = rng.integers(0, n_items, int(bad.sum()))

@@ -43,6 +43,7 @@ import scipy.sparse as sp
 from pydantic import Field
 
 from ..errors import ToprecError
+from ..keys import csr_keys, find_sorted
 from ..train import TorchParams, TorchRecommender
 from .registry import register
 
@@ -121,12 +122,9 @@ def history_sequences(
     rows = np.repeat(np.arange(n, dtype=np.int64), counts)
     cols = history.indices.astype(np.int64)
     key_h = rows * n_items + cols
-    key_s = np.repeat(np.arange(n, dtype=np.int64), np.diff(S.indptr)) * n_items + S.indices
     stored = np.zeros(len(key_h), dtype=np.float64)
-    if len(key_s):
-        at = np.minimum(np.searchsorted(key_s, key_h), len(key_s) - 1)
-        hit = key_s[at] == key_h
-        stored[hit] = S.data[at[hit]]
+    at, hit = find_sorted(csr_keys(S, n_items), key_h)
+    stored[hit] = S.data[at[hit]]
     key = np.where(stored > 0, stored, big + cols)  # stored items by time, then the rest by item index
     order = np.lexsort((key, rows))
     rows_o, items_o = rows[order], cols[order]

@@ -35,7 +35,9 @@ import pandas as pd
 import scipy.sparse as sp
 
 from ..data.dataset import Dataset
+from ..data.loaders import TITLE_YEAR
 from ..errors import ToprecError
+from ..keys import find_sorted, isin_sorted
 
 QUANTILES = (0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99, 1.0)
 LAGS = (1, 2, 3, 5, 10, 20)
@@ -43,13 +45,6 @@ WINDOW = 5  # "n+1 within the next WINDOW events"
 
 
 # ---------------------------------------------------------------- helpers
-def _isin_sorted(sorted_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:
-    if len(sorted_keys) == 0:
-        return np.zeros(len(keys), dtype=bool)
-    pos = np.minimum(np.searchsorted(sorted_keys, keys), len(sorted_keys) - 1)
-    return sorted_keys[pos] == keys
-
-
 def _log_bins(values: np.ndarray, n_bins: int = 30) -> tuple[np.ndarray, np.ndarray]:
     """Integer log-spaced bins [e_i, e_{i+1}) covering ``values`` (>= 1), and the counts."""
     top = max(2.0, float(values.max()) + 1.0) if len(values) else 2.0
@@ -299,7 +294,7 @@ def _item_years(ds: Dataset) -> np.ndarray:
         vals = pd.to_numeric(pd.Series(f.values.astype(str)), errors="coerce").to_numpy()
         years[has] = vals[m.indices[m.indptr[:-1][has]]]
     if ds.titles is not None:
-        from_title = pd.Series(ds.titles).astype(str).str.extract(r"\((\d{4})\)\s*$", expand=False)
+        from_title = pd.Series(ds.titles).astype(str).str.extract(TITLE_YEAR, expand=False)
         ft = pd.to_numeric(from_title, errors="coerce").to_numpy()
         years = np.where(np.isnan(years), ft, years)
     return years
@@ -395,8 +390,7 @@ def franchises(ds: Dataset, extras: dict[str, Any] | None = None) -> dict[str, A
     ev_order = np.argsort(ev_keys, kind="stable")
     sorted_keys = ev_keys[ev_order]
     q = u * n + B_s[pidx]
-    pos = np.minimum(np.searchsorted(sorted_keys, q), len(sorted_keys) - 1)
-    found = sorted_keys[pos] == q
+    pos, found = find_sorted(sorted_keys, q)
     ev_b = ev_order[pos[found]]
     ev_a, p_f, u_f = ev[found], pidx[found], u[found]
     t_a, t_b = ds.time[ev_a], ds.time[ev_b]
@@ -450,7 +444,7 @@ def franchises(ds: Dataset, extras: dict[str, Any] | None = None) -> dict[str, A
     keys_s = A_s * n + B_s
     src_labels, src_rows = [], []
     for src, pairs in sources.items():  # a few sources, each vectorised
-        sel = _isin_sorted(_pair_set(pairs, n), keys_s)
+        sel = isin_sorted(_pair_set(pairs, n), keys_s)
         if sel.any():
             src_labels.append(src)
             src_rows.append(summary(sel, sel[p_f]))
@@ -491,7 +485,7 @@ class PairLookup:
     def __call__(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         if self.dense is not None:
             return self.dense[a, b]
-        return _isin_sorted(self.keys, np.asarray(a, dtype=np.int64) * self.n + b)
+        return isin_sorted(self.keys, np.asarray(a, dtype=np.int64) * self.n + b)
 
 
 def neighbours(X: sp.csr_matrix, n_neighbors: int = 20, block: int = 1024) -> np.ndarray:

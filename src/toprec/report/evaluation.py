@@ -30,6 +30,7 @@ import scipy.sparse as sp
 from .. import __version__, metrics, split
 from ..data.dataset import Dataset
 from ..errors import ToprecError
+from ..keys import csr_keys, isin_sorted
 from . import plots
 from .html import Page
 
@@ -65,14 +66,8 @@ def item_buckets(popularity: np.ndarray) -> tuple[np.ndarray, list[str]]:
 def truth_hits(items: np.ndarray, truth: sp.csr_matrix) -> np.ndarray:
     """For every stored entry of ``truth`` (row order): is it among that row's recommended ``items``."""
     n_items = max(truth.shape[1], 1)
-    rows = np.repeat(np.arange(truth.shape[0], dtype=np.int64), np.diff(truth.indptr))
-    t_keys = rows * n_items + truth.indices
-    valid = items >= 0
-    r_keys = np.sort((np.arange(items.shape[0], dtype=np.int64)[:, None] * n_items + items)[valid])
-    if len(r_keys) == 0:
-        return np.zeros(len(t_keys), dtype=bool)
-    pos = np.minimum(np.searchsorted(r_keys, t_keys), len(r_keys) - 1)
-    return r_keys[pos] == t_keys
+    r_keys = np.sort((np.arange(items.shape[0], dtype=np.int64)[:, None] * n_items + items)[items >= 0])
+    return isin_sorted(r_keys, csr_keys(truth, n_items))
 
 
 def item_embedding(model) -> tuple[np.ndarray | sp.spmatrix | None, str]:
