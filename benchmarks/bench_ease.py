@@ -42,7 +42,7 @@ def worker_toprec(data: Path, out: Path, l2: float, load_args: dict, device: str
     t = {}
     t0 = time.perf_counter()
     from toprec import Dataset, models
-    from toprec.models.ease import cuda_available
+    from toprec.device import cuda_available
 
     t["import"] = time.perf_counter() - t0
     t["cuda_startup"] = t["torch_import"] = 0.0

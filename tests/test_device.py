@@ -83,3 +83,18 @@ def test_batched_topk_on_a_device_equals_the_host_one():
                    memory_budget=bs * m * 16, popularity=pop, device="cpu")  # fmt: skip
         np.testing.assert_array_equal(dev.items, host.items)
         np.testing.assert_array_equal(dev.scores, host.scores)
+
+
+def test_device_policy():
+    from toprec import ToprecError
+    from toprec.device import SMALL_WORK, cpu_threads, cuda_available, resolve_device, usable_cores
+
+    assert resolve_device("cpu") == "cpu"
+    assert resolve_device("auto") == ("cuda" if cuda_available() else "cpu")
+    assert resolve_device("auto", gpu_useful=False) == "cpu"
+    if not cuda_available():
+        with pytest.raises(ToprecError, match="model 'x': device 'cuda'"):
+            resolve_device("cuda", "x")
+    assert cpu_threads(3, 10**12) == 3
+    assert cpu_threads(0, SMALL_WORK - 1) == 1
+    assert cpu_threads(0, SMALL_WORK) == usable_cores()

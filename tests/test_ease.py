@@ -84,7 +84,7 @@ def test_gram_forked_workers_are_exact(monkeypatch):
 
 def test_torch_item_space_matches_lapack():
     torch = __import__("pytest").importorskip("torch")
-    from toprec.models.ease import ease_item_space, ease_item_space_torch
+    from toprec.models.ease_solve import ease_item_space, ease_item_space_torch
 
     ds = _wide(n_users=200, n_items=60)
     B_np = ease_item_space(ds.matrix, 10.0)
@@ -95,7 +95,7 @@ def test_torch_item_space_matches_lapack():
 
 def test_cuda_request_without_gpu_is_a_clear_error():
     from toprec import ToprecError
-    from toprec.models.ease import cuda_available
+    from toprec.device import cuda_available
 
     if cuda_available():
         return
@@ -115,7 +115,7 @@ def test_auto_device_does_not_import_torch_without_a_gpu_driver():
 
     import pytest
 
-    from toprec.models.ease import _surely_no_gpu
+    from toprec.device import _surely_no_gpu
 
     if not _surely_no_gpu():
         pytest.skip("this machine may have a GPU")
@@ -135,33 +135,33 @@ def test_auto_device_does_not_import_torch_without_a_gpu_driver():
 def test_gpu_shortcut_sees_device_files_and_pci_graphics(tmp_path, monkeypatch):
     import sys
 
-    from toprec.models import ease as ease_mod
+    from toprec import device as device_mod
 
     monkeypatch.setattr(sys, "platform", "linux")
     pci = tmp_path / "pci"
     (pci / "0000:00:00.0").mkdir(parents=True)
     (pci / "0000:00:00.0" / "vendor").write_text("0x1022\n")  # an AMD chipset: not a GPU
-    monkeypatch.setattr(ease_mod, "_PCI_DEVICES", str(pci))
-    monkeypatch.setattr(ease_mod, "_GPU_DEVICE_FILES", (str(tmp_path / "nvidia0"),))
-    assert ease_mod._surely_no_gpu()
+    monkeypatch.setattr(device_mod, "_PCI_DEVICES", str(pci))
+    monkeypatch.setattr(device_mod, "_GPU_DEVICE_FILES", (str(tmp_path / "nvidia0"),))
+    assert device_mod._surely_no_gpu()
     (pci / "0000:01:00.0").mkdir()
     (pci / "0000:01:00.0" / "vendor").write_text("0x10DE\n")  # an NVIDIA card, driver not loaded yet
-    assert not ease_mod._surely_no_gpu()
+    assert not device_mod._surely_no_gpu()
     (pci / "0000:01:00.0" / "vendor").write_text("0x1af4\n")
-    assert ease_mod._surely_no_gpu()
+    assert device_mod._surely_no_gpu()
     (tmp_path / "nvidia0").write_text("")
-    assert not ease_mod._surely_no_gpu()
-    monkeypatch.setattr(ease_mod, "_PCI_DEVICES", str(tmp_path / "missing"))
+    assert not device_mod._surely_no_gpu()
+    monkeypatch.setattr(device_mod, "_PCI_DEVICES", str(tmp_path / "missing"))
     (tmp_path / "nvidia0").unlink()
-    assert not ease_mod._surely_no_gpu()  # cannot read the bus: do not guess
+    assert not device_mod._surely_no_gpu()  # cannot read the bus: do not guess
     monkeypatch.setattr(sys, "platform", "darwin")
-    assert not ease_mod._surely_no_gpu()
+    assert not device_mod._surely_no_gpu()
 
 
 def test_torch_item_space_and_device_topk_match_the_host_path():
     """The CUDA code path (Gram from CSR scattered on the device, scoring and top-k there), run on CPU torch."""
     torch = __import__("pytest").importorskip("torch")
-    from toprec.models.ease import ease_item_space_torch
+    from toprec.models.ease_solve import ease_item_space_torch
 
     ds = _wide(seed=3, n_users=200, n_items=60)
     host = models.get("ease", l2=9.0, device="cpu").fit(ds)

@@ -42,7 +42,6 @@ import abc
 import contextlib
 import copy
 import math
-import os
 import time
 import warnings
 from pathlib import Path
@@ -55,24 +54,11 @@ from pydantic import Field
 from .. import metrics, parallel, progress
 from ..errors import ToprecError
 from ..models.base import Params, Recommender
-from ..device import dense_rows, require_torch  # noqa: F401 (re-exported)
+from ..device import cpu_threads, dense_rows, fast_fp64, require_torch, resolve_device  # noqa: F401 (re-exported)
 from ..recommend import topk
 
 # parameters that do not change what a run computes (a checkpoint stays valid across them)
 _RUN_ONLY = {"epochs", "resume", "checkpoint_dir", "checkpoint_every", "device", "threads", "patience", "refit"}
-
-
-SMALL_WORK = 2_000_000  # items x batch below which auto threads = 1
-
-
-def resolve_device(device: str) -> str:
-    """``auto`` -> cuda when available else cpu; ``cuda`` without a GPU is an error."""
-    torch = require_torch()
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ToprecError("device 'cuda' needs torch with a CUDA GPU, and none is available")
-    return device
 
 
 _single_process = parallel.single_process  # forking after torch has started its threads (or CUDA) is unsafe
@@ -151,24 +137,6 @@ class RowMatrix:
             return self.full.index_select(0, rows)
         r, pos, _, first = self._gather(rows)
         return self.indices[pos], first, self.values[pos], r
-
-
-#: CUDA compute capabilities with float64 at half (or full) the float32 rate
-FAST_FP64_CAPABILITIES = {(6, 0), (7, 0), (8, 0), (9, 0), (10, 0)}
-
-
-def _fast_fp64(torch, device) -> bool:
-    try:
-        return tuple(torch.cuda.get_device_capability(device)) in FAST_FP64_CAPABILITIES
-    except (RuntimeError, AssertionError, ValueError):  # pragma: no cover - no CUDA
-        return False
-
-
-def _usable_cores() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
 
 
 class TorchParams(Params):
@@ -319,7 +287,7 @@ class TorchRecommender(Recommender):
         torch = require_torch()
         kind = self.params.score_dtype
         if kind == "auto":
-            kind = "float64" if self.device_ == "cpu" or _fast_fp64(torch, self.device_) else "float32"
+            kind = "float64" if self.device_ == "cpu" or fast_fp64(torch, self.device_) else "float32"
         return torch.float64 if kind == "float64" else torch.float32
 
     def _as_scoring(self, module):
@@ -355,8 +323,7 @@ class TorchRecommender(Recommender):
         """torch CPU threads for work on ``n_rows`` users (``threads``, or 1 for tiny problems)."""
         torch = require_torch()
         old = torch.get_num_threads()
-        small = self.n_items * max(1, n_rows) < SMALL_WORK
-        torch.set_num_threads(self.params.threads or (1 if small else _usable_cores()))
+        torch.set_num_threads(cpu_threads(self.params.threads, self.n_items * max(1, n_rows)))
         try:
             yield
         finally:
@@ -428,13 +395,11 @@ class TorchRecommender(Recommender):
     def _fit(self, X: sp.csr_matrix, train) -> None:
         torch = require_torch()
         p = self.params
-        self.device_ = resolve_device(p.device)
+        self.device_ = resolve_device(p.device, self.name)
         self._score_module = None
         old_threads = torch.get_num_threads()
         if self.device_ == "cpu":
-            # small problems run faster on one thread (no OpenMP hand-offs, no spinning on a busy machine)
-            small = X.shape[1] * min(p.batch_size, max(1, X.shape[0])) < SMALL_WORK
-            torch.set_num_threads(p.threads or (1 if small else _usable_cores()))
+            torch.set_num_threads(cpu_threads(p.threads, X.shape[1] * min(p.batch_size, max(1, X.shape[0]))))
         devices = [torch.cuda.current_device()] if self.device_ == "cuda" else []
         try:
             with torch.random.fork_rng(devices=devices):
@@ -618,7 +583,7 @@ class TorchRecommender(Recommender):
     def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
         torch = require_torch()
         self._set_extra_state({k: v for k, v in arrays.items() if not k.startswith("module.")})
-        self.device_ = resolve_device(self.params.device)
+        self.device_ = resolve_device(self.params.device, self.name)
         module = self._build_module()
         module.load_state_dict({k[len("module.") :]: torch.from_numpy(np.array(v)) for k, v in arrays.items() if k.startswith("module.")})
         self.module = module.to(self.device_).eval()
