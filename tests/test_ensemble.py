@@ -25,10 +25,11 @@ from toprec.ensemble import (
     read_member_file,
     summarize_folds,
 )
-from toprec.ensemble import validate as validate_mod
+from toprec.ensemble import ensemble as ensemble_mod
+from toprec.ensemble import folds as folds_mod
+from toprec.ensemble.folds import halves
 from toprec.ensemble.fusion import METHODS, contributions, topk_columns
 from toprec.ensemble.search import Objective, run_search
-from toprec.ensemble.validate import halves
 from toprec.recommend import Recommendations, topk_rows
 
 
@@ -251,7 +252,7 @@ def test_folds_never_leak(dataset):
     keep = np.zeros(e.fold_a.truth.shape[0], dtype=bool)
     keep[e.fold_a.users] = True
     for mine, nested in ((e.fold_a, n.fold_a), (e.fold_b, n.fold_b)):  # the nested holdouts, on the users with both
-        assert (mine.truth != validate_mod._rows(nested.truth, keep)).nnz == 0
+        assert (mine.truth != folds_mod._rows(nested.truth, keep)).nnz == 0
     assert set(e.fold_a.users) == set(n.fold_a.users) & set(n.fold_b.users)
     with pytest.raises(ToprecError, match="unknown validation scheme"):
         make_folds(dataset, "nope")
@@ -294,13 +295,13 @@ def test_events_scheme_needs_users_with_two_holdouts():
 def test_search_never_sees_fold_b(dataset, members3, monkeypatch, scheme):
     folds = make_folds(dataset, scheme, seed=0, random=4)
     seen = []
-    real = validate_mod.run_search
+    real = ensemble_mod.run_search
 
     def spy(pool, truth, *args, **kwargs):
         seen.append((pool.users.copy(), truth.copy()))
         return real(pool, truth, *args, **kwargs)
 
-    monkeypatch.setattr(validate_mod, "run_search", spy)
+    monkeypatch.setattr(ensemble_mod, "run_search", spy)
     ens = Ensemble(members3, candidates=30)
     report = ens.validate(dataset, search="both", folds=folds)
     assert len(seen) == len(METHODS)  # method auto: one search per fusion method, every one on fold A
@@ -309,7 +310,7 @@ def test_search_never_sees_fold_b(dataset, members3, monkeypatch, scheme):
         assert len(np.intersect1d(users, folds.fold_b.users)) == 0 or scheme != "users"
         assert (truth != folds.fold_a.truth[folds.fold_a.users]).nnz == 0
     # and changing fold B's truth cannot change what the search chose
-    monkeypatch.setattr(validate_mod, "run_search", real)
+    monkeypatch.setattr(ensemble_mod, "run_search", real)
     rng = np.random.default_rng(5)
     fake = sp.csr_matrix((rng.random(folds.fold_b.truth.shape) < 0.2).astype(np.float32))
     fake = sp.csr_matrix(sp.diags((np.diff(folds.fold_b.truth.indptr) > 0).astype(np.float32)) @ fake)
@@ -360,6 +361,51 @@ def test_failed_gain_warns(dataset):
     assert rep["holds"] is False and "does not hold" in rep["warning"]
 
 
+def test_apply_fallback_writes_the_best_fold_a_member_alone(dataset, members3):
+    """The policy ``toprec ensemble`` follows: a gain that does not hold on fold B means the best fold-A member."""
+    failed = {"holds": False, "best_member_fold_a": "itemknn"}
+    ens = Ensemble(members3, method="rank", candidates=20)
+    assert ens.apply_fallback(failed) == (
+        "member:itemknn",
+        "writing the best fold-A member 'itemknn' alone (use --force to write the ensemble anyway)",
+    )
+    assert ens.weights.tolist() == [0.0, 1.0, 0.0] and ens.method == "rank"
+    # force, or a gain that holds: the weights stay
+    for report, force in ((failed, True), ({**failed, "holds": True}, False)):
+        ens = Ensemble(members3, method="rank", candidates=20)
+        assert ens.apply_fallback(report, force=force) == ("ensemble", None)
+        np.testing.assert_array_equal(ens.weights, np.full(3, 1 / 3))
+    # the search kept one member: it is the one written, whatever fold B said
+    ens = Ensemble(members3, method="rank", weights=[0, 0, 2], candidates=20)
+    assert ens.apply_fallback(failed) == ("member:ease:l2=20", None)
+    assert ens.weights.tolist() == [0.0, 0.0, 1.0]
+    # after a real validation without gain, the final lists are the best fold-A member's own
+    ens = Ensemble(["popularity", "itemknn"], method="rank", candidates=20)
+    rep = ens.validate(dataset, search="none", random=4)
+    assert rep["holds"] is False and rep["weights"] == {"popularity": 0.5, "itemknn": 0.5}
+    chosen, warning = ens.apply_fallback(rep)
+    best = rep["best_member_fold_a"]
+    assert chosen == f"member:{best}" and f"'{best}' alone" in warning
+    assert rep["weights"] == {"popularity": 0.5, "itemknn": 0.5}  # the report stays the validation's record
+    alone = Ensemble([best], method="rank", candidates=20).prepare_final(dataset).recommend(k=10)
+    np.testing.assert_array_equal(ens.prepare_final(dataset).recommend(k=10).items, alone.items)
+
+
+def test_validate_selects_the_reports_method_and_weights(dataset, members3):
+    ens = Ensemble(members3, candidates=30)  # auto
+    rep = ens.validate(dataset, search="weights", random=4)
+    assert ens.report is rep and ens.method == rep["method"] != "auto"
+    assert dict(zip(ens.labels, ens.weights.tolist())) == rep["weights"]
+    # the same choice applied to a fresh ensemble gives the same final lists
+    other = Ensemble(members3, candidates=30)
+    assert other.select(rep) is rep and other.method == ens.method
+    np.testing.assert_array_equal(other.weights, ens.weights)
+    mine = ens.prepare_final(dataset).recommend(k=10)
+    np.testing.assert_array_equal(other.fit(dataset).recommend(k=10).items, mine.items)  # fit: prepare_final's alias
+    with pytest.raises(ToprecError, match="report's members"):
+        Ensemble(["popularity", "itemknn"], candidates=30).select(rep)
+
+
 # ------------------------------------------------------- align, folds
 def test_align_reports_gap_and_spearman(dataset):
     rep = align(dataset, ["popularity", "itemknn", "ease:l2=20", "rp3beta"], random=4)
@@ -389,12 +435,12 @@ def test_gap_standard_error_by_hand():
     rng = np.random.default_rng(3)
     ra, rb = rng.random(50), rng.random(70)
     # disjoint users: independent means
-    se = validate_mod._gap_se(ra, np.arange(50), rb, np.arange(100, 170))
+    se = folds_mod.gap_se(ra, np.arange(50), rb, np.arange(100, 170))
     assert se == pytest.approx(np.sqrt(ra.var(ddof=1) / 50 + rb.var(ddof=1) / 70))
     # 30 shared users: the covariance of their two recalls enters, as a brute-force variance of the difference shows
     ua, ub = np.arange(50), np.arange(20, 90)
     rb[:30] = ra[20:50] * 0.8 + 0.1  # shared users' recalls strongly correlated
-    se_paired = validate_mod._gap_se(ra, ua, rb, ub)
+    se_paired = folds_mod.gap_se(ra, ua, rb, ub)
     w = np.zeros((50 + 70,))  # mean_b - mean_a as a linear map of the stacked vector
     w[:50], w[50:] = -1 / 50, 1 / 70
     idx_a = {u: i for i, u in enumerate(ua)}
@@ -532,14 +578,8 @@ def test_saved_model_reused_where_trained_on_the_same_data(dataset, tmp_path, mo
 
 
 # -------------------------------------------------------------------- CLI
-CLI = (
-    "import sys; from toprec import cli, cli_ensemble; cli_ensemble.register(cli.app); "
-    "sys.argv = ['toprec', *sys.argv[1:]]; cli.main()"
-)
-
-
 def run(*args):
-    return subprocess.run([sys.executable, "-c", CLI, *map(str, args)], capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", "toprec", *map(str, args)], capture_output=True, text=True)
 
 
 def assert_one_line_error(proc, *needles):

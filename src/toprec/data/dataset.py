@@ -10,7 +10,7 @@ train part and a test part of a split share one index space.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Mapping
@@ -156,30 +156,22 @@ class Dataset:
         return ds
 
     @classmethod
-    def load(
-        cls,
-        path: str | os.PathLike,
-        format: str = "auto",
-        user_col: str | None = None,
-        item_col: str | None = None,
-        time_col: str | None = None,
-        rating_col: str | None = None,
-        min_rating: float | None = None,
-        sep: str | None = None,
-        cache: bool = False,
-    ) -> "Dataset":
-        """Load a dataset folder or file; ``format='auto'`` detects the layout (see :mod:`toprec.data.loaders`).
+    def load(cls, path: str | os.PathLike, *, cache: bool = False, **options: Any) -> "Dataset":
+        """Load a dataset folder or file; the layout is detected (``options``: see :func:`toprec.data.loaders.read`).
 
-        Naming ``user_col``/``item_col`` means a plain table file (CSV/TSV/Parquet).
         ``cache=True`` keeps a binary copy of the parsed result (see
         :mod:`toprec.data.cache`) and reuses it while the source files are
         unchanged; ``summary["cache"]`` then says ``hit`` or ``miss``.
         """
+        import inspect
+
         from . import loaders  # parsing needs pyarrow: imported on the first load, not with toprec
 
         path = Path(path)
-        options = dict(format=format, user_col=user_col, item_col=item_col, time_col=time_col,
-                       rating_col=rating_col, min_rating=min_rating, sep=sep)  # fmt: skip
+        # every read option, defaults included: the cache key does not depend on which ones were spelled out
+        bound = inspect.signature(loaders.read).bind(path, **options)
+        bound.apply_defaults()
+        options = {name: value for name, value in bound.arguments.items() if name != "path"}
 
         def build() -> Dataset:
             raw = loaders.read(path, **options)

@@ -12,7 +12,7 @@ A member spec (one item of ``--members a,b,c``) is, in this order of lookup:
   optional, used by ``score``/``product`` fusion, else a linear pseudo-score
   from the rank). A file cannot be refitted: the same lists serve every
   stage, so for an honest search the file must come from a model fitted on
-  the *search* training data (``toprec.ensemble.validate.make_folds(...)
+  the *search* training data (``toprec.ensemble.folds.make_folds(...)
   .search_train``); a file from a model fitted on all the data has, by
   construction, no held-out item in its lists (they are seen items) and
   scores 0 on validation. Give ``VALID.csv:FINAL.csv`` to use one file for

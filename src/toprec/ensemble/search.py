@@ -5,7 +5,7 @@ the fold's users, computed from a :class:`~toprec.ensemble.fusion.CandidatePool`
 built once: each trial is one tensor contraction plus a partition, so a
 search of a few hundred trials takes seconds. The functions here only ever
 receive the fold-A pool and truth; the confirmation fold is handled by
-:mod:`toprec.ensemble.validate`, after the search has returned.
+:class:`toprec.ensemble.ensemble.Ensemble`, after the search has returned.
 
 Everything is deterministic: fixed trial order, ties between trials kept by
 the earlier one, random restarts drawn from ``seed``. A move is accepted only

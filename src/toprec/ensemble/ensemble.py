@@ -1,0 +1,351 @@
+"""``Ensemble``: members + fusion method + weights, searched on fold A, confirmed on fold B, then refitted.
+
+The protocol and its schemes are described in :mod:`toprec.ensemble.folds`.
+What :meth:`Ensemble.validate` decides is explicit: the fusion method and the
+weights are the report's ``method`` and ``weights``, applied to the ensemble by
+:meth:`Ensemble.select`; :meth:`Ensemble.apply_fallback` is the policy for a
+gain that does not hold on fold B (the best fold-A member alone, unless
+``force``); :meth:`Ensemble.prepare_final` hands over the data the final
+recommendations are fitted on.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Sequence
+
+import numpy as np
+import scipy.sparse as sp
+
+from .. import progress
+from ..errors import ToprecError
+from ..recommend import Recommendations
+from .folds import Folds, fold_metrics, gap_se, make_folds, per_user_recall
+from .fusion import METHODS, build_pool, check_method, fuse
+from .members import Member, parse_members
+from .search import SEARCHES, SearchResult, run_search
+
+#: Ensemble(method=AUTO): validate() searches every fusion method on fold A and keeps the best
+#: (without validate(), recommend() uses rank, the competition's 1/log2(rank+1) vote)
+AUTO = "auto"
+#: Ensemble(method=RERANK): a LightGBM re-ranker trained on fold A (:mod:`toprec.ensemble.rerank`); never chosen by auto
+RERANK = "rerank"
+#: what :meth:`Ensemble.apply_fallback` says when it writes the best fold-A member alone
+FALLBACK_WARNING = "writing the best fold-A member '{best}' alone (use --force to write the ensemble anyway)"
+
+
+def _bind(members: Sequence[Member], data, k: int, n: int) -> None:
+    for m in members:
+        m.bind(data, k, n)
+
+
+class Ensemble:
+    """Members + fusion method + weights; validated honestly, then fitted on all data.
+
+    >>> ens = Ensemble("ease,rp3beta,ials", method="rank")
+    >>> report = ens.validate(data, search="both")      # search on fold A, confirm on fold B
+    >>> chosen, warning = ens.apply_fallback(report)     # the best fold-A member alone if the gain did not hold
+    >>> recs = ens.prepare_final(data).recommend(data.users, k=10)
+    """
+
+    def __init__(self, members, method: str = AUTO, weights: Sequence[float] | None = None, candidates: int = 100):
+        self.members: list[Member] = parse_members(members)
+        name = method.strip().lower()
+        self.method = name if name in (AUTO, RERANK) else check_method(method)
+        self.reranker = None
+        if candidates < 1:
+            raise ToprecError(f"candidates must be >= 1, got {candidates}")
+        self.candidates = int(candidates)
+        if weights is not None:
+            w = np.asarray(list(weights), dtype=np.float64)
+            if w.shape != (len(self.members),):
+                raise ToprecError(f"--weights: {len(w)} weights for {len(self.members)} members")
+            if not np.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
+                raise ToprecError("--weights: weights must be >= 0 and not all 0")
+            self.weights = w / w.sum()
+        else:
+            self.weights = np.full(len(self.members), 1.0 / len(self.members))
+        self.report: dict[str, Any] | None = None
+        self.data = None
+
+    @property
+    def labels(self) -> list[str]:
+        return [m.label for m in self.members]
+
+    # ------------------------------------------------------------- validate
+    def validate(
+        self,
+        data,
+        search: str = "both",
+        k: int = 10,
+        scheme: str = "users",
+        seed: int = 0,
+        last: int = 1,
+        random: int = 9,
+        min_gain: float = 1e-4,
+        restarts: int = 0,
+        stratify: bool = True,
+        folds: Folds | None = None,
+    ) -> dict[str, Any]:
+        """Search on fold A, confirm on fold B, and adopt the choice.
+
+        Returns a report dict (members' and ensemble's metrics on both folds,
+        weights, gains, ``holds`` and ``warning``). The choice is the report's
+        ``method`` (for ``auto``: the best fusion method on fold A) and
+        ``weights`` ({label: weight}); before returning, ``validate`` applies
+        it with :meth:`select`, so ``self.method`` and ``self.weights`` are
+        the report's afterwards (``rerank`` also keeps its trained ranker in
+        ``self.reranker``) and the report is kept in ``self.report``. Whether
+        to keep the ensemble when its gain does not hold on fold B is
+        :meth:`apply_fallback`'s decision, not this one's.
+        """
+        if search not in SEARCHES:
+            raise ToprecError(f"unknown search '{search}' (choose from {', '.join(SEARCHES)})")
+        if k > self.candidates:
+            raise ToprecError(f"k={k} is larger than the {self.candidates} candidates per member")
+        t_start = time.perf_counter()
+        _bind(self.members, data, k, self.candidates)
+        folds = folds or make_folds(data, scheme, seed, last, random, stratify)
+        progress.log(f"validation: {folds.description}")
+        same_fit = folds.same_fit
+        timings: dict[str, float] = {}
+        # ---- fold A lists (and, when the fit is shared, fold B lists sealed away for later)
+        lists_a, sealed_b = [], []
+        t0 = time.perf_counter()
+        for m in self.members:
+            lists_a.append(m.lists(folds.search_train, folds.fold_a.users, self.candidates, "search"))
+            if folds.same_lists:
+                sealed_b.append(lists_a[-1])
+            elif same_fit:
+                sealed_b.append(m.lists(folds.confirm_train, folds.fold_b.users, self.candidates, "search"))
+            m.release()
+        timings["members_fold_a_s"] = time.perf_counter() - t0
+        # ---- the search: fold A only (method auto: every method searched, the best fold-A recall kept)
+        t0 = time.perf_counter()
+        requested = self.method
+        methods = METHODS if requested == AUTO else (requested,)
+        tried: dict[str, float] = {}
+        best = None
+        if requested == RERANK:
+            return self._validate_rerank(data, folds, lists_a, sealed_b, k, min_gain, seed, timings, t0, t_start)
+        with progress.task(f"search ({search}) on fold A: {len(folds.fold_a.users):,} users"):
+            truth_a = folds.fold_a.truth[folds.fold_a.users]
+            for method in methods:
+                pool = build_pool(lists_a, method, folds.fold_a.users)
+                res = run_search(
+                    pool, truth_a, k, search, start=self.weights, min_gain=min_gain, restarts=restarts, seed=seed
+                )
+                tried[method] = res.score
+                if best is None or res.score > best[1].score:  # ties: the earlier method in METHODS
+                    best = (method, res, pool.recommend(res.weights, k))
+                del pool
+        method, result, ens_a = best
+        timings["search_s"] = time.perf_counter() - t0
+        weights = result.weights
+        # ---- confirmation: fold B, weights frozen
+        t0 = time.perf_counter()
+        if same_fit:
+            lists_b = sealed_b
+        else:
+            lists_b = []
+            for m in self.members:
+                lists_b.append(m.lists(folds.confirm_train, folds.fold_b.users, self.candidates, "search"))
+                m.release()
+        keep = np.flatnonzero(weights > 0)
+        ens_b = fuse([lists_b[i] for i in keep], weights[keep], method, k, users=folds.fold_b.users)
+        timings["confirm_s"] = time.perf_counter() - t0
+        report = self._report(folds, lists_a, lists_b, ens_a, ens_b, method, weights, result, search, k, min_gain, seed)
+        if requested == AUTO:
+            report["method_requested"] = AUTO
+            report["methods_fold_a"] = tried
+        timings["total_s"] = time.perf_counter() - t_start
+        report["timings"] = {key: round(v, 3) for key, v in timings.items()}
+        return self.select(report)
+
+    def _validate_rerank(self, data, folds, lists_a, sealed_b, k, min_gain, seed, timings, t0, t_start):
+        """Train the re-ranker on fold A's truth (every member is a feature), score it once on fold B."""
+        from .rerank import Reranker
+
+        fa, fb = folds.fold_a, folds.fold_b
+        with progress.task(f"re-ranker trained on fold A: {len(fa.users):,} users"):
+            ranker = Reranker(self.labels, seed=seed)
+            ranker.fit(data, folds.search_train, fa.users, lists_a, fa.truth[fa.users], k=k)
+            ens_a = ranker.fit_recs
+        timings["search_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        lists_b = sealed_b
+        if not folds.same_fit:
+            lists_b = []
+            for m in self.members:
+                lists_b.append(m.lists(folds.confirm_train, fb.users, self.candidates, "search"))
+                m.release()
+        ens_b = ranker.recommend(data, folds.confirm_train, fb.users, lists_b, k)
+        timings["confirm_s"] = time.perf_counter() - t0
+        weights = np.full(len(self.members), 1.0 / len(self.members))  # every member feeds the ranker
+        score_a = float(per_user_recall(ens_a, fa, k).mean())
+        result = SearchResult(weights, score_a, 1, [{"rerank_trees": ranker.trees}])
+        report = self._report(
+            folds, lists_a, lists_b, ens_a, ens_b, RERANK, weights, result, "rerank", k, min_gain, seed
+        )
+        report["rerank"] = {"trees": ranker.trees, "features": ranker.feature_names,
+                            "note": "fold A is the ranker's training fold (80% fit, 20% early stopping): its fold-A "
+                                    "recall is in-sample; fold B is the test"}  # fmt: skip
+        timings["total_s"] = time.perf_counter() - t_start
+        report["timings"] = {key: round(v, 3) for key, v in timings.items()}
+        self.reranker = ranker
+        return self.select(report)
+
+    def _report(self, folds, lists_a, lists_b, ens_a, ens_b, method, weights, result, search, k, min_gain, seed):
+        r = f"recall@{k}"
+        members = []
+        for m, la, lb, w in zip(self.members, lists_a, lists_b, weights):
+            members.append(
+                {
+                    "label": m.label,
+                    "weight": float(w),
+                    "fold_a": fold_metrics(la, folds.fold_a, k),
+                    "fold_b": fold_metrics(lb, folds.fold_b, k),
+                    "member": m.describe(),
+                }
+            )
+        ea, eb = fold_metrics(ens_a, folds.fold_a, k), fold_metrics(ens_b, folds.fold_b, k)
+        best_a = max(members, key=lambda x: x["fold_a"][r])
+        best_b = max(members, key=lambda x: x["fold_b"][r])
+        gain_a = ea[r] - best_a["fold_a"][r]
+        gain_b = eb[r] - best_b["fold_b"][r]
+        # paired standard error of the fold-B gain (same users, ensemble vs that member)
+        ib = [mm["label"] for mm in members].index(best_b["label"])
+        users_b = folds.fold_b.users  # the same users on both sides: gap_se pairs them
+        member_b, fused_b = per_user_recall(lists_b[ib], folds.fold_b, k), per_user_recall(ens_b, folds.fold_b, k)
+        se_b = gap_se(member_b, users_b, fused_b, users_b)
+        n_used = int((weights > 0).sum())
+        holds = bool(gain_b > 0 and n_used > 1)
+        warnings = []
+        if not holds:
+            if n_used == 1:
+                single = self.members[int(np.argmax(weights))].label
+                warnings.append(f"the search kept a single member ({single}): no ensemble gain on fold A")
+            else:
+                warnings.append(
+                    f"the ensemble's gain over the best single member does not hold on fold B: "
+                    f"{eb[r]:.4f} vs {best_b['label']} {best_b['fold_b'][r]:.4f} ({gain_b:+.4f}); "
+                    + (
+                        f"on fold A it was {gain_a:+.4f}: the search overfitted fold A"
+                        if gain_a > 0
+                        else f"it had no gain on fold A either ({gain_a:+.4f})"
+                    )
+                )
+        for mem in members:
+            if mem["member"].get("kind") == "file" and mem["fold_a"][r] == 0 and best_a["fold_a"][r] > 0:
+                warnings.append(
+                    f"member '{mem['label']}' has recall 0 on fold A: its file looks fitted on data that includes the "
+                    "holdout (held-out items are seen there); give VALID.csv:FINAL.csv"
+                )
+        return {
+            "scheme": folds.scheme,
+            "protocol": folds.description,
+            "method": method,
+            "search": search,
+            "k": k,
+            "candidates": self.candidates,
+            "seed": seed,
+            "min_gain": min_gain,
+            "fold_a": folds.fold_a.counts,
+            "fold_b": folds.fold_b.counts,
+            "members": members,
+            "weights": {m.label: float(w) for m, w in zip(self.members, weights)},
+            "ensemble": {"fold_a": ea, "fold_b": eb},
+            "best_member_fold_a": best_a["label"],
+            "best_member_fold_b": best_b["label"],
+            "gain_fold_a": gain_a,
+            "gain_fold_b": gain_b,
+            "gain_fold_b_se": se_b,
+            "gain_fold_b_z": gain_b / se_b if se_b > 0 else float("nan"),
+            "relative_gain_fold_a": gain_a / best_a["fold_a"][r] if best_a["fold_a"][r] > 0 else float("nan"),
+            "relative_gain_fold_b": gain_b / best_b["fold_b"][r] if best_b["fold_b"][r] > 0 else float("nan"),
+            "holds": holds,
+            "warning": "; ".join(warnings) or None,
+            "search_trials": result.trials,
+            "search_steps": [
+                {**s, "member": self.members[s["member"]].label} if "member" in s else s for s in result.steps
+            ],
+        }
+
+    # ------------------------------------------------------------- choose
+    def select(self, report: dict[str, Any]) -> dict[str, Any]:
+        """Adopt a validation report's choice: ``self.method = report["method"]``, ``self.weights`` from
+        ``report["weights"]`` ({label: weight}, one per member); keeps the report in ``self.report`` and returns it.
+
+        :meth:`validate` ends with this; call it yourself to reuse a report. A
+        ``rerank`` choice also needs the ranker that :meth:`validate` trained.
+        """
+        weights = report["weights"]
+        if sorted(weights) != sorted(self.labels):
+            raise ToprecError(f"ensemble: the report's members {sorted(weights)} are not {sorted(self.labels)}")
+        self.method = report["method"]
+        self.weights = np.asarray([weights[label] for label in self.labels], dtype=np.float64)
+        self.report = report
+        return report
+
+    def apply_fallback(self, report: dict[str, Any], force: bool = False) -> tuple[str, str | None]:
+        """The fallback policy after :meth:`validate`: what is written, and the warning to show (or None).
+
+        When the ensemble's gain does not hold on fold B (``report["holds"]``
+        false), ``force`` is off and more than one member has a weight > 0, the
+        best fold-A member is used alone (``self.weights`` becomes one-hot on
+        it; ``self.method`` is unchanged — one list fuses to itself) and the
+        result is ``("member:<label>", FALLBACK_WARNING)``. Otherwise the
+        weights stay: ``("member:<label>", None)`` when exactly one member has a
+        weight > 0 (the search kept one), else ``("ensemble", None)``.
+        """
+        if not report["holds"] and not force and int((self.weights > 0).sum()) > 1:
+            best = report["best_member_fold_a"]
+            self.weights = np.array([1.0 if lab == best else 0.0 for lab in self.labels])
+            return f"member:{best}", FALLBACK_WARNING.format(best=best)
+        if int((self.weights > 0).sum()) == 1:
+            return f"member:{self.labels[int(np.argmax(self.weights))]}", None
+        return "ensemble", None
+
+    # ------------------------------------------------------------- final
+    def prepare_final(self, data, k: int = 1) -> "Ensemble":
+        """Make ``data`` (all of it) the members' training data for :meth:`recommend`; nothing is fitted here.
+
+        Models are fitted lazily, one at a time, by :meth:`recommend` (memory);
+        file members are read here (each user needs at least ``k`` rows).
+        """
+        _bind(self.members, data, k, self.candidates)
+        self.data = data
+        return self
+
+    def fit(self, data, k: int = 1) -> "Ensemble":
+        """Alias of :meth:`prepare_final` (the usual ``fit(data).recommend(...)`` chain): fits nothing itself."""
+        return self.prepare_final(data, k)
+
+    def recommend(self, users=None, k: int = 10, stage: str = "final") -> Recommendations:
+        """Fuse the weighted members' top-N for ``users`` (default all); seen items never appear."""
+        if self.data is None:
+            raise ToprecError("ensemble: call fit(data) before recommend")
+        if k > self.candidates:
+            raise ToprecError(f"k={k} is larger than the {self.candidates} candidates per member")
+        data = self.data
+        _bind(self.members, data, k, self.candidates)
+        users = data.users if users is None else np.atleast_1d(np.asarray(users, dtype=np.int64))
+        keep = np.flatnonzero(self.weights > 0)
+        if self.method == RERANK and len(keep) > 1 and (self.reranker is None or len(keep) != len(self.members)):
+            raise ToprecError("method 'rerank': the re-ranker is trained on fold A: run validate() first")
+        lists = [self.members[i].lists(data, users, self.candidates, stage) for i in keep]
+        known = (users >= 0) & (users < data.n_users)
+        seen = data.matrix[np.where(known, users, 0)]
+        if not known.all():
+            seen = sp.csr_matrix(sp.diags(known.astype(np.float32)) @ seen)
+        if self.method == RERANK and len(keep) > 1:
+            return self.reranker.recommend(data, data, users, lists, k, exclude=seen)
+        # auto, never validated: the competition's vote; rerank fallen back to one member: its own list
+        method = "rank" if self.method in (AUTO, RERANK) else self.method
+        return fuse(lists, self.weights[keep], method, k, users=users, exclude=seen)
+
+    def release(self) -> None:
+        """Drop the members' fitted models (memory)."""
+        for m in self.members:
+            m.release()
+
