@@ -17,14 +17,18 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from pathlib import Path
 from typing import Any
 
+from ..device import require_torch
 from ..errors import ToprecError
 from ..io import atomic_dir
 
 STATE_FILE = "state.safetensors"
 META_FILE = "trainer.json"
+#: parameters that do not change what a run computes (a checkpoint stays valid across them)
+RUN_ONLY = {"epochs", "resume", "checkpoint_dir", "checkpoint_every", "device", "threads", "patience", "refit"}
 
 
 def _json_safe(value: Any) -> Any:
@@ -104,3 +108,58 @@ def load(directory: str | Path) -> tuple[dict, dict] | None:
     if not state_path.exists():
         raise ToprecError(f"{target}: checkpoint has {META_FILE} but no {STATE_FILE}")
     return load_file(str(state_path)), meta
+
+
+def fingerprint(model, phase: str, X) -> dict:
+    """What a checkpoint must match to be resumed: model, phase, parameters (but :data:`RUN_ONLY`), data shape."""
+    params = {k: v for k, v in model.params.model_dump(mode="json").items() if k not in RUN_ONLY}
+    return {"model": model.name, "phase": phase, "params": params, "shape": list(X.shape), "nnz": int(X.nnz)}
+
+
+def write(model, phase: str, fingerprint: dict, module, optimizers: dict, generator, epoch: int, best_epoch: int,
+          best_metric: float, best_state: dict | None, done: bool) -> None:  # fmt: skip
+    """Save a training run's whole state into ``model.params.checkpoint_dir``: module, best weights,
+    optimizers, random generators, gradient scaler, loop counters and history."""
+    torch = require_torch()
+    tensors = {f"module.{k}": v for k, v in module.state_dict().items()}
+    if best_state is not None:
+        tensors.update({f"best.{k}": v for k, v in best_state.items()})
+    opt_meta = {}
+    for name, opt in optimizers.items():
+        t, m = optimizer_state(opt, f"opt.{name}")
+        tensors.update(t)
+        opt_meta[name] = m
+    tensors["rng.torch"] = torch.get_rng_state()
+    tensors["rng.generator"] = generator.get_state()
+    if model.device_ == "cuda":
+        tensors["rng.cuda"] = torch.cuda.get_rng_state()
+    if model._scaler is not None:
+        opt_meta["__scaler__"] = {k: (float(v) if hasattr(v, "item") else v) for k, v in model._scaler.state_dict().items()}
+    meta = {
+        "fingerprint": fingerprint,
+        "phase": phase,
+        "epoch": epoch,
+        "done": done,
+        "best_epoch": best_epoch,
+        "best_metric": best_metric,
+        "history": model.history,
+        "optimizers": opt_meta,
+        "saved_at": time.time(),
+    }
+    save(model.params.checkpoint_dir, tensors, meta)
+
+
+def restore(model, module, optimizers: dict, generator, tensors: dict, meta: dict) -> dict | None:
+    """Put a checkpoint's module, optimizer, generator and scaler states back; returns the best weights (or None)."""
+    torch = require_torch()
+    module.load_state_dict({k[len("module.") :]: v for k, v in tensors.items() if k.startswith("module.")})
+    for name, opt in optimizers.items():
+        load_optimizer_state(opt, f"opt.{name}", tensors, meta["optimizers"][name])
+    torch.set_rng_state(tensors["rng.torch"])
+    generator.set_state(tensors["rng.generator"])
+    if model.device_ == "cuda" and "rng.cuda" in tensors:
+        torch.cuda.set_rng_state(tensors["rng.cuda"])
+    if model._scaler is not None and "__scaler__" in meta["optimizers"]:
+        model._scaler.load_state_dict(meta["optimizers"]["__scaler__"])
+    best = {k[len("best.") :]: v for k, v in tensors.items() if k.startswith("best.")}
+    return {k: v.to(model.device_) for k, v in best.items()} or None
