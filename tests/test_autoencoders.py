@@ -11,6 +11,8 @@ import scipy.sparse as sp
 
 torch = pytest.importorskip("torch")
 
+from contract_params import contract_params  # noqa: E402
+
 from toprec import metrics, models, split  # noqa: E402
 
 AE = ["multidae", "multivae", "recvae", "cdae", "autorec"]
@@ -61,7 +63,7 @@ def test_beats_popularity_on_planted_clusters(name, data):
 @pytest.mark.parametrize("name", AE)
 def test_save_load_scores_identical(name, data, tmp_path):
     train, _ = data
-    m = models.get(name, **models.get_class(name).contract_params).fit(train)
+    m = models.get(name, **contract_params(name)).fit(train)
     loaded = models.Recommender.load(m.save(tmp_path / name))
     users = np.array([0, 5, 17, -1])
     assert np.array_equal(m.score(users), loaded.score(users))
@@ -71,7 +73,7 @@ def test_save_load_scores_identical(name, data, tmp_path):
 
 def test_cdae_unknown_user_uses_zero_user_vector(data):
     train, _ = data
-    m = models.get("cdae", **models.get_class("cdae").contract_params, device="cpu").fit(train)  # module poked on the host
+    m = models.get("cdae", **contract_params("cdae"), device="cpu").fit(train)  # module poked on the host
     hist = train.matrix[[2]]
     net = m.module.double().eval()
     with torch.no_grad():
@@ -87,7 +89,7 @@ def test_cdae_unknown_user_uses_zero_user_vector(data):
 
 def test_recvae_alternates_and_keeps_prior_in_state(data):
     train, _ = data
-    m = models.get("recvae", **models.get_class("recvae").contract_params).fit(train)
+    m = models.get("recvae", **contract_params("recvae")).fit(train)
     keys = m.module.state_dict().keys()
     assert any(k.startswith("prior_encoder.") for k in keys)
     # the prior encoder is never trained by an optimizer: it only copies the encoder
@@ -99,7 +101,7 @@ def test_recvae_alternates_and_keeps_prior_in_state(data):
 
 def test_multivae_kl_annealing_reaches_cap(data):
     train, _ = data
-    m = models.get("multivae", **{**models.get_class("multivae").contract_params, "anneal_steps": 3, "anneal_cap": 0.3})
+    m = models.get("multivae", **{**contract_params("multivae"), "anneal_steps": 3, "anneal_cap": 0.3})
     m.fit(train)
     assert m._updates > 3  # beta = min(cap, updates / steps) was at the cap for the later batches
 
@@ -122,7 +124,7 @@ def test_import_without_torch():
 
 def test_fold_in_matches_training_user_for_history_models(data):
     train, _ = data
-    m = models.get("recvae", **models.get_class("recvae").contract_params).fit(train)
+    m = models.get("recvae", **contract_params("recvae")).fit(train)
     hist = train.matrix[:4]
     assert np.array_equal(m.score(np.full(4, -1), hist), m.score(np.arange(4)))
     empty = sp.csr_matrix((1, train.n_items), dtype=np.float32)

@@ -7,13 +7,20 @@ import json
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from contract_params import CONTRACT_PARAMS, contract_params
 
 from toprec import ToprecError, metrics, models, split
 from toprec.models import Recommender
 
 ALL = sorted(models.list())
-# small, fast parameters per model for the contract (each model declares its own)
-FAST_PARAMS: dict[str, dict] = {n: dict(models.get_class(n).contract_params) for n in ALL}
+# small, fast parameters per model for the contract (tests/contract_params.py)
+FAST_PARAMS: dict[str, dict] = {n: contract_params(n) for n in ALL}
+
+
+def test_contract_params_name_registered_models_and_valid_parameters():
+    for name, params in CONTRACT_PARAMS.items():
+        assert name in ALL, f"contract_params.py lists '{name}', which is not a registered model"
+        models.get(name, **params)  # a wrong parameter name or value is a ToprecError
 
 
 @pytest.fixture(params=ALL)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from contract_params import contract_params
 
 from toprec import Dataset, models, split
 from toprec.models import Recommender
@@ -46,7 +47,7 @@ def test_ease_on_cuda_matches_the_cpu_fit():
 def test_torch_model_on_cuda_ranks_on_the_device_like_the_host(name, tmp_path):
     ds = _data(seed=1)
     train, holdout = split.competition(ds, last=1, random=4, seed=0)
-    params = {**models.get_class(name).contract_params, "device": "cuda"}
+    params = {**contract_params(name), "device": "cuda"}
     m = models.get(name, **params).fit(train)
     assert m.device_ == "cuda"
     users = np.arange(train.n_users)

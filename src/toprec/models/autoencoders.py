@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from pydantic import Field
 
@@ -239,7 +239,6 @@ class MultiDAE(TorchRecommender):
     name = "multidae"
     Params = MultiDAEParams
     variational: ClassVar[bool] = False
-    contract_params: ClassVar[dict[str, Any]] = {"epochs": 4, "latent": 16, "batch_size": 32, "lr": 1e-2}
     search_space: ClassVar[dict[str, tuple]] = {
         "latent": ("log_int", 50, 800),
         "dropout": ("float", 0.0, 0.8),
@@ -281,7 +280,6 @@ class MultiVAE(MultiDAE):
     name = "multivae"
     Params = MultiVAEParams
     variational = True
-    contract_params = {"epochs": 4, "latent": 8, "hidden": 16, "batch_size": 32, "lr": 1e-2}
     search_space = {
         "latent": ("log_int", 32, 400),
         "hidden": ("categorical", [0, 300, 600, 1200]),  # 0 (the default) won on ML-1M validation
@@ -330,7 +328,6 @@ class RecVAE(TorchRecommender):
 
     name = "recvae"
     Params = RecVAEParams
-    contract_params: ClassVar[dict[str, Any]] = {"epochs": 3, "hidden": 16, "latent": 8, "batch_size": 32, "lr": 1e-2}
     search_space: ClassVar[dict[str, tuple]] = {
         "hidden": ("log_int", 200, 1200),
         "latent": ("log_int", 50, 400),
@@ -446,7 +443,6 @@ class CDAE(TorchRecommender):
     name = "cdae"
     Params = CDAEParams
     history_based: ClassVar[bool] = False
-    contract_params: ClassVar[dict[str, Any]] = {"epochs": 4, "hidden": 16, "batch_size": 32, "lr": 1e-2}
     search_space: ClassVar[dict[str, tuple]] = {
         "hidden": ("log_int", 50, 800),
         "corruption": ("float", 0.0, 0.8),
@@ -482,7 +478,6 @@ class AutoRec(TorchRecommender):
 
     name = "autorec"
     Params = AutoRecParams
-    contract_params: ClassVar[dict[str, Any]] = {"epochs": 4, "hidden": 16, "batch_size": 32, "lr": 1e-2}
     search_space: ClassVar[dict[str, tuple]] = {
         "hidden": ("log_int", 50, 1000),
         "lr": ("log_float", 1e-4, 1e-2),

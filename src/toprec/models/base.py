@@ -50,8 +50,6 @@ class Recommender(abc.ABC):
     Params: ClassVar[type[Params]] = Params
     #: model scores come only from the user's history (item-based): new users fold in
     history_based: ClassVar[bool] = True
-    #: small, fast parameters the shared contract tests use (tiny data, seconds)
-    contract_params: ClassVar[dict[str, Any]] = {}
     #: hyperparameter search space for tuning: name -> (kind, low, high) with kind in
     #: "float", "log_float", "int", "log_int", or ("categorical", [choices...])
     search_space: ClassVar[dict[str, tuple]] = {}

@@ -56,7 +56,6 @@ class EASE(ItemItemRecommender):
 
     name = "ease"
     Params = EASEParams
-    contract_params = {"l2": 50.0}
     search_space = {"l2": ("log_float", 1.0, 1e5)}
     #: rows of every scoring product on the GPU (see :func:`.ease_solve.scores_on_device`)
     DEVICE_ROWS = DEVICE_ROWS
@@ -198,7 +197,6 @@ class CEASE(EASE):
 
     name = "cease"
     Params = CEASEParams
-    contract_params = {"l2": 50.0}
     _basis = None  # the rows user_basis was solved over, stacked when first needed
     search_space = {"l2": ("log_float", 1.0, 1e5), "side_weight": ("log_float", 1e-3, 1.0)}
 

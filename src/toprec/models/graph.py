@@ -34,7 +34,7 @@ histories get popularity (shared contract).
 from __future__ import annotations
 
 import warnings
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -230,7 +230,6 @@ class LightGCN(_GraphBase):
 
     name: ClassVar[str] = "lightgcn"
     Params: ClassVar[type] = GraphParams
-    contract_params: ClassVar[dict[str, Any]] = {"epochs": 3, "factors": 16, "layers": 2, "batch_size": 512, "lr": 0.01}
     search_space: ClassVar[dict[str, tuple]] = {
         "factors": ("categorical", [32, 64, 128]),
         "layers": ("int", 1, 4),
@@ -272,7 +271,6 @@ class NGCF(_GraphBase):
 
     name: ClassVar[str] = "ngcf"
     Params: ClassVar[type] = NGCFParams
-    contract_params: ClassVar[dict[str, Any]] = {"epochs": 3, "factors": 16, "layers": 2, "batch_size": 512, "lr": 0.01}
     search_space: ClassVar[dict[str, tuple]] = {
         "factors": ("categorical", [32, 64, 128]),
         "layers": ("int", 1, 4),

@@ -113,7 +113,6 @@ class ItemKNN(ItemItemRecommender):
 
     name = "itemknn"
     Params = ItemKNNParams
-    contract_params = {"k": 20}
     search_space = {
         "k": ("log_int", 10, 1000),
         "shrink": ("float", 0.0, 200.0),
@@ -140,7 +139,6 @@ class RP3beta(ItemItemRecommender):
 
     name = "rp3beta"
     Params = RP3betaParams
-    contract_params = {"k": 20}
     search_space = {
         "alpha": ("float", 0.0, 2.0),
         "beta": ("float", 0.0, 1.0),

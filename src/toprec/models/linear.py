@@ -112,7 +112,6 @@ class EDLAE(ItemItemRecommender):
 
     name = "edlae"
     Params = EDLAEParams
-    contract_params = {"l2": 20.0, "dropout": 0.25}
     search_space = {
         "l2": ("log_float", 1.0, 1e4),
         "dropout": ("float", 0.0, 0.75),
@@ -281,7 +280,6 @@ class EASER(ItemItemRecommender):
 
     name = "easer"
     Params = EASERParams
-    contract_params = {"l2": 20.0, "l2_pairs": 50.0, "n_pairs": 40, "min_support": 3}
     search_space = {
         "l2": ("log_float", 10.0, 1e4),
         "l2_pairs": ("log_float", 100.0, 1e6),
@@ -424,7 +422,6 @@ class ADMMSLIM(ItemItemRecommender):
 
     name = "admm-slim"
     Params = ADMMSLIMParams
-    contract_params = {"l1": 1.0, "l2": 20.0, "rho": 200.0, "iterations": 10}
     search_space = {
         "l1": ("log_float", 0.1, 100.0),
         "l2": ("log_float", 1.0, 1e4),

@@ -221,7 +221,6 @@ class IALS(MatrixFactorization):
     name = "ials"
     Params = IALSParams
     # one thread: thread wake-ups cost more than tiny fits (ALS results do not depend on the count)
-    contract_params = {"factors": 8, "iterations": 6, "regularization": 10.0, "alpha": 3.0, "num_threads": 1}
     search_space = {
         "factors": ("log_int", 16, 512),
         "regularization": ("log_float", 0.1, 1000.0),
@@ -322,7 +321,6 @@ class BPR(_SGDFactorization):
     name = "bpr"
     Params = BPRParams
     fixed_user_columns = {-1: 1.0}  # user side of the item bias
-    contract_params = {"factors": 8, "iterations": 30, "learning_rate": 0.05, "regularization": 0.05}
     search_space = {
         "factors": ("log_int", 16, 512),
         "regularization": ("log_float", 1e-4, 1.0),
@@ -362,7 +360,6 @@ class LMF(_SGDFactorization):
     name = "lmf"
     Params = LMFParams
     fixed_user_columns = {-2: 1.0, -1: 0.0}  # user side of the item bias; the user's own bias (ranking-neutral)
-    contract_params = {"factors": 6, "iterations": 10}
     search_space = {
         "factors": ("log_int", 16, 512),
         "regularization": ("log_float", 1e-2, 30.0),

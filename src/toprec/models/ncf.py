@@ -23,7 +23,7 @@ would sit. Empty histories get popularity (shared contract).
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -51,9 +51,6 @@ class NCF(TorchRecommender):
     name: ClassVar[str] = "ncf"
     Params: ClassVar[type] = NCFParams
     history_based: ClassVar[bool] = False
-    contract_params: ClassVar[dict[str, Any]] = {
-        "epochs": 3, "factors": 8, "mlp_factors": 8, "batch_size": 512, "lr": 0.01, "patience": 0,
-    }  # fmt: skip
     search_space: ClassVar[dict[str, tuple]] = {
         "factors": ("categorical", [16, 32, 64, 128]),
         "mlp_factors": ("categorical", [16, 32, 64]),

@@ -36,7 +36,7 @@ the batch around them.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import scipy.sparse as sp
@@ -381,9 +381,6 @@ class SASRec(_SequentialBase):
 
     name: ClassVar[str] = "sasrec"
     Params: ClassVar[type] = SequentialParams
-    contract_params: ClassVar[dict[str, Any]] = {
-        "epochs": 2, "factors": 16, "max_len": 16, "batch_size": 32, "lr": 0.005, "patience": 0,
-    }  # fmt: skip
 
     def _loss(self, module, batch, epoch):
         (seq,) = batch
@@ -403,9 +400,6 @@ class BERT4Rec(_SequentialBase):
     Params: ClassVar[type] = BERT4RecParams
     causal: ClassVar[bool] = False
     extra_tokens: ClassVar[int] = 2  # padding and the mask token (n_items + 1)
-    contract_params: ClassVar[dict[str, Any]] = {
-        "epochs": 2, "factors": 16, "max_len": 16, "batch_size": 32, "lr": 0.005, "patience": 0, "ff_mult": 1,
-    }  # fmt: skip
     search_space: ClassVar[dict[str, tuple]] = {**_SEQ_SPACE, "mask_prob": ("float", 0.1, 0.4)}
 
     @property

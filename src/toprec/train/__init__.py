@@ -22,7 +22,6 @@ register it, and implement three hooks::
     class MyModel(TorchRecommender):
         name = "mymodel"
         Params = MyParams
-        contract_params = {"epochs": 3, "dim": 8}
 
         def _build_module(self):                  # torch.nn.Module from self.params,
             import torch                          # self.n_users, self.n_items and
