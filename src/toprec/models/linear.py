@@ -405,8 +405,11 @@ def admm_slim_weights(
     return C
 
 
-def topk_columns(S: np.ndarray, k: int) -> np.ndarray:
-    """Zero all but the ``k`` largest-magnitude entries of each column of ``S`` (in place)."""
+def prune_columns(S: np.ndarray, k: int) -> np.ndarray:
+    """Zero all but the ``k`` largest-magnitude entries of each column of ``S`` (in place; ties at the cut are kept).
+
+    Sparsification of a weight matrix, not a ranking (that is :func:`toprec.recommend.topk_rows`).
+    """
     n = S.shape[0]
     if k <= 0 or k >= n:
         return S
@@ -433,7 +436,7 @@ class ADMMSLIM(ItemItemRecommender):
     def _fit(self, X, train) -> None:
         p = self.params
         C = _ensure_pd(self.name, admm_slim_weights, X, p.l1, p.l2, p.rho, p.iterations, p.nonneg)
-        topk_columns(C, p.topk)
+        prune_columns(C, p.topk)
         nnz = np.count_nonzero(C)
         if nnz <= p.max_density * C.size:
             S = sp.csr_matrix(C)
