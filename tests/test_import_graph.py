@@ -183,18 +183,6 @@ def assert_cli_not_imported(graph: dict[str, set[str]], cli: str = CLI, entry_po
 
 
 # ------------------------------------------------------------------- tests
-#: ``models/base.py`` takes ``__version__`` from the root package, whose ``__init__`` imports ``models``
-#: (toprec -> toprec.models -> toprec.models.base -> toprec). The fix, ``__version__`` in a leaf module that
-#: the root re-exports and ``models/base.py`` imports, touches files outside issue #17's data/models/ensemble
-#: change; until it lands this one edge is left out of the main check and the xfail test below checks all.
-_WAITING_EDGES = {(f"{ROOT}.models.base", ROOT)}
-
-
-def _settled(graph: dict[str, set[str]]) -> dict[str, set[str]]:
-    """The graph without the edges waiting on other files."""
-    return {mod: {d for d in deps if (mod, d) not in _WAITING_EDGES} for mod, deps in graph.items()}
-
-
 def test_the_graph_sees_the_package():
     graph = import_graph()
     assert len(graph) > 40 and f"{ROOT}.data.dataset" in graph and f"{ROOT}.models.registry" in graph
@@ -204,15 +192,6 @@ def test_the_graph_sees_the_package():
 
 
 def test_no_import_cycles():
-    assert_no_cycles(_settled(import_graph()))
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="toprec.models.base imports __version__ from the root package (see _WAITING_EDGES); once that moves "
-    "to a leaf module, delete this marker, _WAITING_EDGES and _settled",
-)
-def test_no_import_cycles_at_all():
     assert_no_cycles(import_graph())
 
 

@@ -1,7 +1,6 @@
 """toprec: implicit feedback to the best top-N recommendations, fast."""
 
-__version__ = "0.1.0"
-
+from .version import __version__  # noqa: F401 - re-exported
 from . import metrics, split  # noqa: E402
 from .data.dataset import Dataset  # noqa: E402
 from .errors import ToprecError  # noqa: E402

@@ -55,7 +55,7 @@ def ensemble(cfg) -> EnsembleResult:
             if fallback:
                 warnings.append(fallback)
         t0 = time.perf_counter()
-        ens.fit(ds, k=k)
+        ens.prepare_final(ds, k=k)
         recs = ens.recommend(ds.users, k=k)
         ens.release()
         final_s = time.perf_counter() - t0

@@ -25,7 +25,7 @@ class EvaluateResult:
     files: list[Path] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        from .. import __version__
+        from ..version import __version__
 
         if self.folds > 1:
             return {"data": self.data, "protocol": self.protocol, "folds": self.folds,
@@ -80,7 +80,7 @@ class EnsembleResult:
         return self.users * self.k
 
     def to_json(self) -> dict[str, Any]:
-        from .. import __version__
+        from ..version import __version__
 
         return {"data": self.data, "dataset": self.dataset, "output": str(self.output), "chosen": self.chosen,
                 "final_weights": {lab: float(w) for lab, w in self.weights.items()},
@@ -97,7 +97,7 @@ class AlignResult:
     seeds: Optional[dict[str, Any]] = None
 
     def to_json(self) -> dict[str, Any]:
-        from .. import __version__
+        from ..version import __version__
 
         return {"data": self.data, **(self.seeds if self.seeds is not None else self.report),
                 "toprec_version": __version__}

@@ -254,7 +254,7 @@ class RunConfig(_Strict):
         return yaml.safe_dump(d, sort_keys=False, default_flow_style=False)
 
     def save(self, path: str | os.PathLike) -> Path:
-        from .. import __version__
+        from ..version import __version__
         from ..io import atomic_path
 
         cfg = self.model_copy(update={"toprec_version": __version__})

@@ -433,7 +433,7 @@ class BufferedTracker:
 
 # ------------------------------------------------------------------ command runs
 def run_tags(command: str, data_path: str | None) -> dict[str, str]:
-    from .. import __version__
+    from ..version import __version__
 
     sha, dirty = git_commit()
     tags = {

@@ -430,7 +430,7 @@ def tune(cfg, ds, worker: int | None = None, quiet: bool = False) -> dict[str, A
     write_trials_csv(rows, out_dir / "trials.csv")
     bcfg = best_config(cfg, {**fixed, **best.params})
     best_path = out_dir / "best.yaml"
-    from .. import __version__
+    from ..version import __version__
     from ..io import atomic_path
 
     text = (f"# toprec tune: best of {states['COMPLETE'] + states['PRUNED']} trials in study '{study_name}': "

@@ -22,7 +22,7 @@ import numpy as np
 import scipy.sparse as sp
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from .. import __version__
+from ..version import __version__
 from ..errors import ToprecError
 from ..io import atomic_dir
 from ..recommend import DEFAULT_MEMORY_BUDGET, Recommendations, seen_and_cold, topk

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import __version__
+from ..version import __version__
 from ..data.dataset import Dataset
 from . import plots
 from .html import Page, fmt

@@ -27,7 +27,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import scipy.sparse as sp
 
-from .. import __version__, metrics, split
+from .. import metrics, split
+from ..version import __version__
 from ..data.dataset import Dataset
 from ..errors import ToprecError
 from ..keys import csr_keys, isin_sorted
