@@ -20,12 +20,14 @@ from __future__ import annotations
 from typing import Any
 
 from .align import align
+from .auto import auto
 from .data import load_data, stats
 from .ensemble import ensemble
 from .evaluate import evaluate
 from .report import eda, report
 from .results import (
     AlignResult,
+    AutoResult,
     EnsembleResult,
     EvaluateResult,
     PageResult,
@@ -37,7 +39,7 @@ from .submit import submit
 from .tune import tune
 
 _COMMANDS = {"evaluate": evaluate, "submit": submit, "ensemble": ensemble, "tune": tune, "align": align,
-             "report": report, "eda": eda}  # fmt: skip
+             "report": report, "eda": eda, "auto": auto}  # fmt: skip
 
 
 def run(cfg, **options: Any):
@@ -46,6 +48,6 @@ def run(cfg, **options: Any):
 
 
 __all__ = [
-    "AlignResult", "EnsembleResult", "EvaluateResult", "PageResult", "SubmitResult", "TuneResult",
-    "align", "eda", "ensemble", "evaluate", "load_data", "report", "run", "runs", "stats", "submit", "tune",
+    "AlignResult", "AutoResult", "EnsembleResult", "EvaluateResult", "PageResult", "SubmitResult", "TuneResult",
+    "align", "auto", "eda", "ensemble", "evaluate", "load_data", "report", "run", "runs", "stats", "submit", "tune",
 ]  # fmt: skip

@@ -6,17 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from ..io import atomic_path
-
-
-def json_default(o):
-    if isinstance(o, np.integer):
-        return int(o)
-    if isinstance(o, np.floating):
-        return float(o)
-    return str(o)
+from ..io import atomic_path, json_default
 
 
 def write_json(path: str | Path, payload: Any) -> Path:

@@ -124,3 +124,32 @@ class PageResult:
     figures: int
     sections: int = 0
     numbers: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class AutoResult:
+    """``auto``: the submission, what was tried and chosen, and the files written in ``out``."""
+
+    output: Path
+    users: int
+    k: int
+    chosen: str
+    method: str
+    weights: dict[str, float]
+    #: per member: trials, best fold-A recall and parameters, the tuning curve, seconds per trial
+    members: list[dict[str, Any]]
+    validation: Optional[dict[str, Any]]
+    profile: dict[str, Any]
+    elapsed_s: float
+    budget_s: float
+    out: Path
+    files: list[Path] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def used(self) -> dict[str, float]:
+        return {lab: round(float(w), 4) for lab, w in self.weights.items() if w > 0}
+
+    @property
+    def rows(self) -> int:
+        return self.users * self.k

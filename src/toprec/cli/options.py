@@ -18,7 +18,7 @@ from typing import Annotated, Any, Callable, Optional
 import typer
 
 from .. import progress
-from ..experiment.config import DataConfig, SplitConfig, TrackingConfig
+from ..experiment.config import DataConfig, TrackingConfig
 
 _KW = inspect.Parameter.KEYWORD_ONLY
 _NO_DEFAULT = inspect.Parameter.empty
@@ -141,7 +141,7 @@ def split_bundle(protocol: bool = True, folds: bool = False, seed_help: str = "S
     if folds:
         options["folds"] = (Annotated[int, typer.Option("--folds", min=1, help="K holdouts with seeds "
                                                         "seed..seed+K-1: mean and std.")], 1)  # fmt: skip
-    return Bundle("split", options, lambda v: SplitConfig(**v))
+    return Bundle("split", options, dict)  # validated with the rest of the RunConfig (one-line errors)
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from ..app.output import json_default
+from ..io import json_default
 from .base import out
 
 

@@ -105,6 +105,34 @@ class ModelMember(Member):
         return {"label": self.label, "kind": "model", "model": model.name, "params": params}
 
 
+class ListedMember(ModelMember):
+    """A model whose search-stage lists were computed already (e.g. by the tuning trial that chose it).
+
+    ``lists`` maps the search training matrix's users to their top-N lists
+    (one :class:`Recommendations` covering every user asked for later). They
+    serve any request on a training matrix equal to ``train_matrix`` for users
+    among them; every other stage (the final fit on all the data) fits the
+    model like a :class:`ModelMember`, so a tuned member is never fitted twice
+    on the same data.
+    """
+
+    def __init__(self, label: str, name: str, params: dict[str, Any], lists: Recommendations, train_matrix):
+        super().__init__(label=label, name=name, params=params)
+        self.stored, self.stored_matrix = lists, train_matrix
+        self._order = np.argsort(np.asarray(lists.users, dtype=np.int64), kind="stable")
+        self._sorted = np.asarray(lists.users, dtype=np.int64)[self._order]
+
+    def lists(self, train, users, n, stage="search"):
+        from ..keys import find_sorted
+
+        users = np.asarray(users, dtype=np.int64)
+        at, found = find_sorted(self._sorted, users)
+        if stage == "search" and found.all() and n <= self.stored.k and _same_matrix(train.matrix, self.stored_matrix):
+            rows = self._order[at]
+            return Recommendations(users, self.stored.items[rows, :n], self.stored.scores[rows, :n])
+        return super().lists(train, users, n, stage)
+
+
 class SavedMember(ModelMember):
     """A saved model folder: reused where its training matrix matches, refitted elsewhere."""
 

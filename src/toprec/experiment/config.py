@@ -24,7 +24,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from ..errors import ToprecError
 
-COMMANDS = ("evaluate", "submit", "ensemble", "tune", "align", "report", "eda")
+COMMANDS = ("evaluate", "submit", "ensemble", "tune", "align", "report", "eda", "auto")
 PROTOCOLS = ("competition", "leave_last", "random_k", "temporal", "strong")
 #: ensemble fusion: "auto" searches every fusion method on fold A; "rerank" trains a LightGBM ranker there
 FUSION_METHODS = ("auto", "rank", "rrf", "borda", "score", "product", "rerank")
@@ -178,6 +178,38 @@ class TuneConfig(_Strict):
     fixed: list[str] = Field(default_factory=list, description="searchable parameters held at the given value")
 
 
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "": 60.0}
+
+
+def parse_budget(text: str | float) -> float:
+    """``30m``, ``1h``, ``90s``, ``1.5h``; a bare number is minutes. Returns seconds (> 0)."""
+    import re
+
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([smh]?)\s*", str(text).lower())
+    if not m:
+        raise ToprecError(f"--budget '{text}': expected a duration such as 30m, 1h or 90s")
+    seconds = float(m.group(1)) * _UNITS[m.group(2)]
+    if seconds <= 0:
+        raise ToprecError(f"--budget '{text}': must be more than 0")
+    return seconds
+
+
+class AutoConfig(_Strict):
+    budget: str = Field("30m", description="wall-clock budget: 30m, 1h, 90s (a bare number is minutes)")
+    out: str = Field("auto", description="folder for the studies, lists, pipeline.yaml, report.html, auto.json")
+    members: Optional[list[str]] = Field(None, description="only these candidate members (default: the planner's)")
+    candidates: int = Field(100, ge=1, description="top-N candidates per member for the ensemble")
+    device: Annotated[str, _one_of(("auto", "cpu", "cuda"), "device")] = "auto"
+
+    @model_validator(mode="after")
+    def _budget(self) -> "AutoConfig":
+        try:
+            parse_budget(self.budget)
+        except ToprecError as exc:
+            raise ValueError(str(exc)) from None
+        return self
+
+
 class TrackingConfig(_Strict):
     enabled: bool = True
     uri: Optional[str] = None
@@ -187,7 +219,7 @@ class TrackingConfig(_Strict):
 class RunConfig(_Strict):
     """One run: what to load, how to split, which model, what to write, where to log."""
 
-    command: Literal["evaluate", "submit", "ensemble", "tune", "align", "report", "eda"] = "evaluate"
+    command: Literal["evaluate", "submit", "ensemble", "tune", "align", "report", "eda", "auto"] = "evaluate"
     data: DataConfig
     split: SplitConfig = Field(default_factory=SplitConfig)
     model: Optional[ModelConfig] = None
@@ -197,6 +229,7 @@ class RunConfig(_Strict):
     tune: Optional[TuneConfig] = None
     align: Optional[AlignConfig] = None
     report: Optional[ReportConfig] = None
+    auto: Optional[AutoConfig] = None
     output: OutputConfig = Field(default_factory=OutputConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     toprec_version: Optional[str] = None
@@ -213,7 +246,7 @@ class RunConfig(_Strict):
             raise ValueError(f"{c}: name exactly one model")
         if len({m.name for m in ms}) != len(ms):
             raise ValueError("a model is named twice")
-        if c in ("submit", "ensemble") and not self.output.submission:
+        if c in ("submit", "ensemble", "auto") and not self.output.submission:
             raise ValueError(f"command '{c}' needs 'output.submission'")
         if c in ("report", "eda") and not self.output.report_dir:
             raise ValueError(f"command '{c}' needs 'output.report_dir'")
@@ -226,6 +259,10 @@ class RunConfig(_Strict):
             self.tune = TuneConfig()
         if c in ("report", "eda") and self.report is None:
             self.report = ReportConfig()
+        if c == "auto" and self.auto is None:
+            self.auto = AutoConfig()
+        if c == "auto" and self.auto is not None and self.metrics.k > self.auto.candidates:
+            raise ValueError(f"-k {self.metrics.k} is larger than --candidates {self.auto.candidates}")
         return self
 
     @classmethod
@@ -248,7 +285,7 @@ class RunConfig(_Strict):
 
         d = self.to_dict()
         # leave out the sections the command does not use (keeps files short and readable)
-        for key in ("model", "models", "ensemble", "tune", "align", "report"):
+        for key in ("model", "models", "ensemble", "tune", "align", "report", "auto"):
             if d.get(key) is None:
                 d.pop(key, None)
         return yaml.safe_dump(d, sort_keys=False, default_flow_style=False)

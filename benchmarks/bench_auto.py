@@ -1,0 +1,146 @@
+#!/usr/bin/env python
+"""`toprec auto` against `submit --model ease` (defaults) on held-out sets cut like the hidden test.
+
+    python benchmarks/bench_auto.py --datasets ml-100k,lastfm,comp-sample,ml-1m --seeds 0,1,2 --budget 30m
+    python benchmarks/bench_auto.py --datasets lastfm --seeds 0 --budget 5m --json benchmarks/results/auto.json
+
+For each dataset and seed: the test holdout is cut once from all the data
+(`split.competition(D, last, random, seed)`: ML-100K and ML-1M each user's
+last event + 9 random earlier ones; Last.fm and the competition sample 10
+random events, they have no usable order) and never shown to anything; `auto`
+runs on the rest with its own validation cut (seed + 100) inside the budget,
+exactly as `toprec auto --data TRAIN --budget B` (the library call the command
+makes, in-process); its lists are scored once on the test. Also scored: EASE
+with its defaults (what `toprec submit --model ease` writes) and every member
+at the parameters auto tuned, refitted on the training part (the "best tuned
+single" column is the best of them on the test, an upper bound no one could
+pick without the test). Prints a markdown table; --json keeps everything.
+
+Data: ../shared/data (ML-100K through `toprec data fetch ml-100k` into
+benchmarks/data/ml-100k, with its side files; ML-1M ratings >= 4 with genres
+and years; Last.fm-2K user_artists.dat; the competition sample with its side
+files, as benchmarks/bench_side.py reads them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from toprec import Dataset, metrics, models, progress, split
+from toprec.auto import run_auto
+from toprec.experiment.config import parse_budget
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+SHARED = HERE.parents[1] / "shared" / "data"
+
+
+def ml100k() -> tuple[Dataset, int, int]:
+    folder = HERE / "data" / "ml-100k"
+    if not (folder / "train_ratings.csv").exists():
+        subprocess.run([sys.executable, "-m", "toprec", "data", "fetch", "ml-100k", "--out", str(folder), "--source",
+                        str(SHARED / "ml-100k"), "-q"], check=True)  # fmt: skip
+    return Dataset.load(folder, cache=False), 1, 9
+
+
+def lastfm() -> tuple[Dataset, int, int]:
+    ev = pd.read_csv(SHARED / "hetrec2011-lastfm-2k" / "user_artists.dat", sep="\t")
+    return Dataset.from_events(ev["userID"].to_numpy(), ev["artistID"].to_numpy(), name="lastfm-2k"), 0, 10
+
+
+def comp_sample() -> tuple[Dataset, int, int]:
+    from bench_side import comp_sample as load
+
+    return load()
+
+
+def ml1m() -> tuple[Dataset, int, int]:
+    from bench_side import ml1m as load
+
+    return load()
+
+
+LOADERS = {"ml-100k": ml100k, "lastfm": lastfm, "comp-sample": comp_sample, "ml-1m": ml1m}
+
+
+def test_recall(recs_or_model, test, k: int = 10) -> float:
+    if hasattr(recs_or_model, "recommend"):
+        recs = recs_or_model.recommend(test.users, k=k)
+    else:
+        recs = recs_or_model
+    return float(metrics.evaluate(recs, test, [f"recall@{k}"])[f"recall@{k}"])
+
+
+def one(data: Dataset, last: int, random: int, seed: int, budget: float, out: Path) -> dict:
+    train, test = split.competition(data, last=last, random=random, seed=seed)
+    t0 = time.perf_counter()
+    run = run_auto(train, out, budget, k=10, last=last, random=random, seed=seed + 100, log=lambda m: None)
+    wall = time.perf_counter() - t0
+    rows = np.asarray(test.users)
+    from toprec.recommend import Recommendations
+
+    auto_recs = Recommendations(rows, run.recs.items[rows], run.recs.scores[rows])
+    res = {"seed": seed, "auto": test_recall(auto_recs, test), "auto_wall_s": wall, "chosen": run.chosen,
+           "method": run.method, "weights": run.used, "ease_default": test_recall(models.get("ease").fit(train), test),
+           "members": {}}  # fmt: skip
+    for m in run.members:
+        if m["best"]:
+            model = models.get(m["name"], **m["best"]["params"]).fit(train)
+            res["members"][m["name"]] = {"fold_a": m["best"]["value"], "test": test_recall(model, test),
+                                         "trials": m["trials"], "params": m["best"]["params"]}  # fmt: skip
+    res["best_single"] = max(res["members"].items(), key=lambda kv: kv[1]["test"])
+    res["best_single_fold_a"] = max(res["members"].items(), key=lambda kv: kv[1]["fold_a"])
+    return res
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--datasets", default="ml-100k,lastfm,comp-sample,ml-1m")
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--budget", default="30m")
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args()
+    progress.set_quiet(True)
+    budget = parse_budget(args.budget)
+    results = []
+    print(f"budget {args.budget} per run; recall@10 on the held-out test (never seen by auto)\n")
+    print("| dataset | seed | ease defaults | auto | gain | best tuned single (test) | auto picked on fold A | "
+          "each member tuned (test) | auto wall s |")
+    print("| --- | ---: | ---: | ---: | ---: | --- | --- | --- | ---: |")
+    for name in [d.strip() for d in args.datasets.split(",") if d.strip()]:
+        data, last, random = LOADERS[name]()
+        for seed in [int(s) for s in args.seeds.split(",")]:
+            with tempfile.TemporaryDirectory() as tmp:
+                r = one(data, last, random, seed, budget, Path(tmp)) | {"dataset": name, "budget_s": budget}
+            results.append(r)
+            bs, ba = r["best_single"], r["best_single_fold_a"]
+            members = ", ".join(f"{n} {v['test']:.4f}" for n, v in sorted(r["members"].items(),
+                                                                            key=lambda kv: -kv[1]["test"]))
+            print(f"| {name} | {seed} | {r['ease_default']:.4f} | {r['auto']:.4f} | "
+                  f"{r['auto'] / r['ease_default'] - 1:+.1%} | {bs[0]} {bs[1]['test']:.4f} | {r['chosen'][:40]} | "
+                  f"{members} | {r['auto_wall_s']:.0f} |", flush=True)  # fmt: skip
+    by = {}
+    for r in results:
+        by.setdefault(r["dataset"], []).append(r)
+    print("\n| dataset | seeds | median gain of auto over ease defaults | median auto wall s |")
+    print("| --- | ---: | ---: | ---: |")
+    for name, rs in by.items():
+        gains = [r["auto"] / r["ease_default"] - 1 for r in rs]
+        print(f"| {name} | {len(rs)} | {statistics.median(gains):+.1%} | "
+              f"{statistics.median(r['auto_wall_s'] for r in rs):.0f} |")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2, default=str) + "\n")
+
+
+if __name__ == "__main__":
+    main()

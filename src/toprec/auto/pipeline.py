@@ -1,0 +1,217 @@
+"""The auto pipeline's stages under one wall-clock budget; resumable after a kill.
+
+1. Profile the data and plan the candidates (:mod:`.plan`).
+2. Cut the folds once (``scheme="users"``): D = T + H, H's users halved into
+   fold A (searched) and fold B (never searched).
+3. Starting points: each candidate's data-adaptive first trials, cheapest
+   first, while they fit in the budget (with a reserve for the final refit).
+4. Tuning rounds: one TPE trial per member per round, two for the leader,
+   until a member's trial cap or the budget.
+5. Ensemble: the tuned members' fold-A lists (no refit) fused with every
+   method and searched on fold A, confirmed on fold B; the best fold-A member
+   alone when the gain does not hold there (:meth:`Ensemble.apply_fallback`).
+6. Refit the kept members on all of D and fuse: the submission.
+
+``OUT/state.json`` keeps the time spent so far, so a resumed run continues
+with what is left of the budget; the studies and the best lists are on disk
+(:mod:`.tuning`), and the ensemble's choice once made (``OUT/ensemble.json``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from .. import progress
+from ..errors import ToprecError
+from ..io import atomic_path, json_default
+from .plan import candidates, check_space
+from .profile import profile
+
+#: seconds always kept back for the ensemble search and writing
+FIXED_RESERVE_S = 10.0
+#: how many tuned members (best on fold A first) the ensemble search considers
+MAX_MEMBERS = 5
+
+
+class Clock:
+    """Budget seconds and the time spent, across resumed runs (``state.json``)."""
+
+    def __init__(self, path: Path, budget_s: float):
+        self.path, self.budget = path, float(budget_s)
+        self.before = 0.0
+        if path.exists():
+            self.before = float(json.loads(path.read_text()).get("elapsed_s", 0.0))
+        self.t0 = time.monotonic()
+
+    @property
+    def elapsed(self) -> float:
+        return self.before + time.monotonic() - self.t0
+
+    @property
+    def left(self) -> float:
+        return self.budget - self.elapsed
+
+    def save(self, **extra: Any) -> None:
+        state = {"budget_s": self.budget, "elapsed_s": round(self.elapsed, 3), **extra}
+        with atomic_path(self.path) as tmp:
+            tmp.write_text(json.dumps(state, indent=2) + "\n")
+
+    def stamp(self) -> str:
+        e, b = self.elapsed, self.budget
+        return f"[{int(e) // 60}:{int(e) % 60:02d} / {int(b) // 60}:{int(b) % 60:02d}]"
+
+
+@dataclass
+class AutoRun:
+    """What ``toprec auto`` did and chose."""
+
+    profile: dict[str, Any]
+    plan: list[dict[str, Any]]
+    members: list[dict[str, Any]]
+    chosen: str
+    method: str
+    weights: dict[str, float]
+    validation: dict[str, Any] | None
+    recs: Any
+    member_specs: dict[str, dict[str, Any]]
+    elapsed_s: float
+    budget_s: float
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def used(self) -> dict[str, float]:
+        return {lab: w for lab, w in self.weights.items() if w > 0}
+
+
+def spec(name: str, params: dict[str, Any], defaults: dict[str, Any]) -> str:
+    """``ease:l2=123.5``: the member with the parameters that differ from its defaults (exact floats)."""
+    parts = [name]
+    for key, value in params.items():
+        if key in defaults and defaults[key] == value:
+            continue
+        text = repr(float(value)) if isinstance(value, float) else str(value)
+        if any(ch in text for ch in ":,= "):
+            raise ToprecError(f"auto: parameter {name}.{key}={text!r} cannot be written as a member spec")
+        parts.append(f"{key}={text}")
+    return ":".join(parts)
+
+
+def run_auto(ds, out: Path, budget_s: float, *, k: int = 10, last: int = 1, random: int = 9, seed: int = 0,
+             candidates_n: int = 100, device: str = "auto", only: list[str] | None = None,
+             log: Callable[[str], None] = progress.log) -> AutoRun:  # fmt: skip
+    """Plan, tune, ensemble, confirm, refit; the submission's lists are ``AutoRun.recs``."""
+    from .. import models
+    from ..ensemble import Ensemble, ListedMember, ModelMember, make_folds
+    from .tuning import MemberStudy, open_studies
+
+    out.mkdir(parents=True, exist_ok=True)
+    clock = Clock(out / "state.json", budget_s)
+    prof = profile(ds, last, random)
+    cands = candidates(prof, device, only)
+    for c in cands:
+        check_space(c, models.get_class)
+    cheapest = min(cands, key=lambda c: c.cost)
+    need = 2.5 * cheapest.cost + FIXED_RESERVE_S + 0.03 * clock.budget
+    if need > clock.left:
+        raise ToprecError(f"--budget {clock.budget:g}s is too small: the cheapest member ({cheapest.name}) needs about "
+                          f"{need:.0f}s for one trial, the ensemble and the final fit on this data")  # fmt: skip
+    log(f"{clock.stamp()} auto: {prof['users']:,} users x {prof['items']:,} items, {prof['events']:,} events; "
+        f"candidates: {', '.join(f'{c.name} (~{c.cost:.0f}s)' for c in cands)}")  # fmt: skip
+    folds = make_folds(ds, "users", seed, last, random, True)
+    storage = open_studies(out / "studies.db")
+    studies = {c.name: MemberStudy(c, folds, storage, out, k, candidates_n, seed) for c in cands}
+
+    def cost(s) -> float:
+        measured = s.fit_seconds()
+        return s.c.cost if math.isnan(measured) else measured
+
+    def reserve() -> float:
+        """Time kept for the ensemble search and the final refit of (up to) the three best members."""
+        ranked = sorted((s for s in studies.values() if s.best), key=lambda s: -s.best["value"])[:3]
+        return 1.3 * sum(cost(s) for s in ranked) + FIXED_RESERVE_S + 0.03 * clock.budget
+
+    def run_trial(s) -> bool:
+        if cost(s) + reserve() > clock.left:
+            return False
+        r = s.trial()
+        clock.save(stage="tuning")
+        best = s.best
+        if "error" in r:
+            log(f"{clock.stamp()} {s.c.name} trial {r['trial']} failed: {r['error']}")
+        else:
+            log(f"{clock.stamp()} {s.c.name} trial {r['trial']}: recall@{k} {r['value']:.4f} in {r['seconds']:.1f}s "
+                f"(member best {best['value']:.4f}; overall best {leader()})")  # fmt: skip
+        return True
+
+    def leader() -> str:
+        done = [(s.best["value"], s.c.name) for s in studies.values() if s.best]
+        return "-" if not done else "{1} {0:.4f}".format(*max(done))
+
+    # ---- starting points, cheapest member first
+    for s in studies.values():
+        for _ in range(max(0, len(s.c.starts) - s.n_complete)):
+            if not run_trial(s):
+                break
+    # ---- tuning rounds: one trial each, two for the leader
+    progressed = True
+    while progressed:
+        progressed = False
+        ranked = sorted((s for s in studies.values() if s.best), key=lambda s: -s.best["value"])
+        for i, s in enumerate(ranked):
+            for _ in range(2 if i == 0 else 1):
+                if s.n_complete < s.c.max_trials and run_trial(s):
+                    progressed = True
+    tuned = sorted((s for s in studies.values() if s.best), key=lambda s: -s.best["value"])[:MAX_MEMBERS]
+    if not tuned:
+        raise ToprecError(f"--budget {clock.budget:g}s is too small: no member finished a trial within it")
+    log(f"{clock.stamp()} tuned: " + ", ".join(f"{s.c.name} {s.best['value']:.4f} ({s.n_complete} trials)"
+                                               for s in tuned))  # fmt: skip
+
+    # ---- ensemble on fold A (the tuning trials' lists), confirmed on fold B
+    member_specs, members = {}, []
+    for s in tuned:
+        cls = models.get_class(s.c.name)
+        params = s.best["params"]
+        label = spec(cls.name, params, cls.Params().model_dump())
+        member_specs[label] = {"name": cls.name, "params": params, "fold_a": s.best["value"]}
+        lists = s.best_lists()
+        members.append(ListedMember(label, cls.name, params, lists, folds.search_train.matrix) if lists is not None
+                       else ModelMember(label, cls.name, params))  # fmt: skip
+    ens = Ensemble(members, method="auto" if len(members) > 1 else "rank", candidates=candidates_n)
+    saved = out / "ensemble.json"
+    warnings: list[str] = []
+    report = None
+    if saved.exists() and json.loads(saved.read_text()).get("labels") == ens.labels:
+        report = json.loads(saved.read_text())["report"]
+        ens.select(report)
+        log(f"{clock.stamp()} ensemble: resumed ({report['method']})")
+    elif len(members) > 1:
+        report = ens.validate(ds, search="both", k=k, scheme="users", seed=seed, last=last, random=random, folds=folds)
+        with atomic_path(saved) as tmp:
+            tmp.write_text(json.dumps({"labels": ens.labels, "report": report}, default=json_default) + "\n")
+    chosen = f"member:{members[0].label}"
+    if report is not None:
+        if report.get("warning"):
+            warnings.append(report["warning"])
+        chosen, fallback = ens.apply_fallback(report)
+        if fallback:
+            warnings.append(fallback)
+    clock.save(stage="final")
+    log(f"{clock.stamp()} final: {chosen}, method {ens.method}, refit on all {ds.n_events:,} events")
+    # ---- refit on all the data and fuse
+    ens.prepare_final(ds, k=k)
+    recs = ens.recommend(ds.users, k=k)
+    ens.release()
+    clock.save(stage="done")
+    curves = [{"name": s.c.name, "why": s.c.why, "trials": s.n_complete, "best": s.best, "curve": s.curve(),
+               "fit_seconds": s.fit_seconds()} for s in studies.values()]  # fmt: skip
+    plan = [{"name": c.name, "cost_s": round(c.cost, 2), "starts": c.starts, "max_trials": c.max_trials,
+             "why": c.why} for c in cands]  # fmt: skip
+    return AutoRun(profile=prof, plan=plan, members=curves, chosen=chosen, method=ens.method,
+                   weights={lab: float(w) for lab, w in zip(ens.labels, ens.weights)}, validation=report, recs=recs,
+                   member_specs=member_specs, elapsed_s=clock.elapsed, budget_s=clock.budget, warnings=warnings)

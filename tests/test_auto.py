@@ -1,0 +1,145 @@
+"""`toprec auto`: plan, tune, ensemble, confirm, refit within a budget; resumable; a pipeline that rebuilds it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from toprec import Dataset
+from toprec.auto import candidates, profile
+from toprec.errors import ToprecError
+from toprec.experiment.config import parse_budget
+
+MEMBERS = "ease,rp3beta,ials"
+
+
+def toprec(*args, cwd=None, timeout=600):
+    return subprocess.run([sys.executable, "-m", "toprec", *map(str, args)], capture_output=True, text=True, cwd=cwd,
+                          timeout=timeout)  # fmt: skip
+
+
+def auto_args(data, out: Path, sub: Path, budget="5m"):
+    return ["auto", "--data", data, "--output", sub, "--out", out, "--budget", budget, "--members", MEMBERS,
+            "--random", "4", "--seed", "3", "-q"]  # fmt: skip
+
+
+def test_auto_end_to_end_and_pipeline_rebuilds_it(competition_dir, tmp_path, events):
+    sub, out = tmp_path / "sub.csv", tmp_path / "auto"
+    t0 = time.monotonic()
+    p = toprec(*auto_args(competition_dir, out, sub), cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert time.monotonic() - t0 < 300 * 1.1
+    frame = pd.read_csv(sub)
+    assert len(frame) == 120 * 10 and frame.groupby("user").size().eq(10).all()
+    seen = set(zip(events["user"], events["item"]))
+    assert not any((u, i) in seen for u, i in zip(frame["user"], frame["item"]))
+    info = json.loads((out / "auto.json").read_text())
+    tuned = {m["name"]: m for m in info["members"]}
+    assert set(tuned) == set(MEMBERS.split(","))
+    for m in tuned.values():  # every member ran its starting points, and TPE went on from there
+        assert m["trials"] >= len(next(c for c in info["plan"] if c["name"] == m["name"])["starts"])
+        assert 0 < m["best"]["value"] <= 1
+    assert info["chosen"] == "ensemble" or info["chosen"].startswith("member:")
+    assert (out / "report.html").read_text().count("<tr>") >= 4
+    assert (out / "submission.csv").read_bytes() == sub.read_bytes()
+    # pipeline.yaml: the same submission without any search
+    pipe = yaml.safe_load((out / "pipeline.yaml").read_text())
+    assert pipe["command"] == "ensemble" and pipe["ensemble"]["search"] == "none" and not pipe["ensemble"]["validate"]
+    first = sub.read_bytes()
+    sub.unlink()
+    p = toprec("run", out / "pipeline.yaml", "--no-track", "-q", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert sub.read_bytes() == first
+    # a rerun finds every study finished: nothing is fitted again, the same file comes out
+    studies_before = (out / "studies.db").stat().st_size
+    p = toprec(*auto_args(competition_dir, out, sub), cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert sub.read_bytes() == first
+    assert json.loads((out / "auto.json").read_text())["members"] == info["members"]
+    assert (out / "studies.db").stat().st_size == studies_before
+
+
+def test_kill_then_resume_gives_the_uninterrupted_result(competition_dir, tmp_path):
+    sub_a, out_a = tmp_path / "a.csv", tmp_path / "auto-a"
+    p = toprec(*auto_args(competition_dir, out_a, sub_a), cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    sub_b, out_b = tmp_path / "b.csv", tmp_path / "auto-b"
+    proc = subprocess.Popen([sys.executable, "-m", "toprec", *map(str, auto_args(competition_dir, out_b, sub_b))],
+                            cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)  # fmt: skip
+    state = out_b / "state.json"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if state.exists() and json.loads(state.read_text() or "{}").get("stage") == "tuning":
+            break
+        time.sleep(0.05)
+    time.sleep(0.3)  # a few trials in
+    if proc.poll() is not None:
+        pytest.skip("the run finished before it could be killed")
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not sub_b.exists()
+    spent = json.loads(state.read_text())["elapsed_s"]
+    p = toprec(*auto_args(competition_dir, out_b, sub_b), cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert sub_b.read_bytes() == sub_a.read_bytes()
+    a, b = (json.loads((o / "auto.json").read_text()) for o in (out_a, out_b))
+    best = [[{k: v for k, v in m["best"].items() if k != "fit_s"} for m in r["members"]] for r in (a, b)]
+    assert best[0] == best[1]  # the same trials chose the same parameters (timings aside)
+    assert b["elapsed_s"] >= spent  # the budget counts the time spent before the kill
+
+
+@pytest.mark.parametrize(
+    "extra, needles",
+    [
+        (["--budget", "0"], ["--budget '0'", "more than 0"]),
+        (["--budget", "soon"], ["--budget 'soon'"]),
+        (["--budget", "1s"], ["too small"]),
+        (["--protocol", "temporal"], ["auto: protocol 'temporal' is not supported"]),
+        (["--protocol", "sideways"], ["unknown protocol 'sideways'"]),
+        (["--members", "ease,nope"], ["'nope' is not an auto member"]),
+        (["-k", "50", "-n", "20"], ["-k 50 is larger than --candidates 20"]),
+    ],
+)
+def test_bad_input_is_one_line(competition_dir, tmp_path, extra, needles):
+    sub = tmp_path / "s.csv"
+    p = toprec("auto", "--data", competition_dir, "--output", sub, "--out", tmp_path / "o", "-q", *extra,
+               cwd=tmp_path)  # fmt: skip
+    assert p.returncode == 2, p.stderr
+    lines = [ln for ln in p.stderr.splitlines() if ln.startswith("toprec: error:")]
+    assert len(lines) == 1 and "Traceback" not in p.stderr, p.stderr
+    for n in needles:
+        assert n in lines[0], lines[0]
+    assert not sub.exists()
+
+
+def test_budget_parsing():
+    assert parse_budget("30m") == 1800 and parse_budget("1.5h") == 5400 and parse_budget("90s") == 90
+    assert parse_budget("2") == 120  # a bare number is minutes
+    with pytest.raises(ToprecError, match="more than 0"):
+        parse_budget("0s")
+
+
+def test_plan_adapts_to_the_data(dataset, events):
+    p = profile(dataset, last=1, random=9)
+    assert p["users"] == 120 and p["ordered"] and not p["side_files"]
+    names = [c.name for c in candidates(p)]
+    assert "cease" not in names and names[0] == "ease"
+    ease = next(c for c in candidates(p) if c.name == "ease")
+    assert ease.starts[0]["l2"] == pytest.approx(min(1e4, max(10.0, round(5 * p["mean_item_count"], 1))))
+    with_side = Dataset.from_events(events["user"].to_numpy(), events["item"].to_numpy(), events["time"].to_numpy(),
+                                    features={"genres": pd.DataFrame({"item": [1000, 1001], "value": ["a", "b"]})})
+    assert "cease" in [c.name for c in candidates(profile(with_side, 1, 9))]
+    # a wide catalogue (users << items) leaves out EASER's item x item x pairs solve past 12k items
+    wide = dict(p, items=20_000, users=2_000, events=90_000, mean_item_count=4.5)
+    assert "easer" not in [c.name for c in candidates(wide)]
+    assert next(c for c in candidates(wide) if c.name == "ease").starts[0]["l2"] == 22.5
