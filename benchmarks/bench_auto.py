@@ -73,12 +73,19 @@ def ml1m() -> tuple[Dataset, int, int]:
 LOADERS = {"ml-100k": ml100k, "lastfm": lastfm, "comp-sample": comp_sample, "ml-1m": ml1m}
 
 
-def test_recall(recs_or_model, test, k: int = 10) -> float:
+def per_user(recs_or_model, test, k: int = 10) -> np.ndarray:
+    """recall@k of every test user (rows: ``test.users``)."""
     if hasattr(recs_or_model, "recommend"):
         recs = recs_or_model.recommend(test.users, k=k)
     else:
         recs = recs_or_model
-    return float(metrics.evaluate(recs, test, [f"recall@{k}"])[f"recall@{k}"])
+    return metrics.per_user(f"recall@{k}", recs.items[:, :k], test.matrix[test.users])
+
+
+def paired(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """Mean of a - b and its standard error (paired over users)."""
+    d = a - b
+    return float(d.mean()), float(d.std(ddof=1) / np.sqrt(len(d)))
 
 
 def one(data: Dataset, last: int, random: int, seed: int, budget: float, out: Path) -> dict:
@@ -89,17 +96,21 @@ def one(data: Dataset, last: int, random: int, seed: int, budget: float, out: Pa
     rows = np.asarray(test.users)
     from toprec.recommend import Recommendations
 
-    auto_recs = Recommendations(rows, run.recs.items[rows], run.recs.scores[rows])
-    res = {"seed": seed, "auto": test_recall(auto_recs, test), "auto_wall_s": wall, "chosen": run.chosen,
-           "method": run.method, "weights": run.used, "ease_default": test_recall(models.get("ease").fit(train), test),
-           "members": {}}  # fmt: skip
+    auto_u = per_user(Recommendations(rows, run.recs.items[rows], run.recs.scores[rows]), test)
+    ease_u = per_user(models.get("ease").fit(train), test)
+    res = {"seed": seed, "auto": float(auto_u.mean()), "auto_wall_s": wall, "chosen": run.chosen,
+           "method": run.method, "weights": run.used, "ease_default": float(ease_u.mean()), "members": {},
+           "users": len(rows)}  # fmt: skip
+    singles = {}
     for m in run.members:
         if m["best"]:
-            model = models.get(m["name"], **m["best"]["params"]).fit(train)
-            res["members"][m["name"]] = {"fold_a": m["best"]["value"], "test": test_recall(model, test),
+            singles[m["name"]] = per_user(models.get(m["name"], **m["best"]["params"]).fit(train), test)
+            res["members"][m["name"]] = {"fold_a": m["best"]["value"], "test": float(singles[m["name"]].mean()),
                                          "trials": m["trials"], "params": m["best"]["params"]}  # fmt: skip
-    res["best_single"] = max(res["members"].items(), key=lambda kv: kv[1]["test"])
-    res["best_single_fold_a"] = max(res["members"].items(), key=lambda kv: kv[1]["fold_a"])
+    best = max(res["members"].items(), key=lambda kv: kv[1]["test"])
+    res["best_single"] = best
+    res["vs_ease"] = paired(auto_u, ease_u)
+    res["vs_best_single"] = paired(auto_u, singles[best[0]])
     return res
 
 
@@ -114,21 +125,22 @@ def main() -> None:
     budget = parse_budget(args.budget)
     results = []
     print(f"budget {args.budget} per run; recall@10 on the held-out test (never seen by auto)\n")
-    print("| dataset | seed | ease defaults | auto | gain | best tuned single (test) | auto picked on fold A | "
-          "each member tuned (test) | auto wall s |")
-    print("| --- | ---: | ---: | ---: | ---: | --- | --- | --- | ---: |")
+    print("| dataset | seed | ease defaults | auto | gain (z) | best tuned single on test | auto - best single (se) | "
+          "written | each member tuned (test) | auto wall s |")
+    print("| --- | ---: | ---: | ---: | ---: | --- | ---: | --- | --- | ---: |")
     for name in [d.strip() for d in args.datasets.split(",") if d.strip()]:
         data, last, random = LOADERS[name]()
         for seed in [int(s) for s in args.seeds.split(",")]:
             with tempfile.TemporaryDirectory() as tmp:
                 r = one(data, last, random, seed, budget, Path(tmp)) | {"dataset": name, "budget_s": budget}
             results.append(r)
-            bs, ba = r["best_single"], r["best_single_fold_a"]
+            bs, (de, se_e), (db, se_b) = r["best_single"], r["vs_ease"], r["vs_best_single"]
             members = ", ".join(f"{n} {v['test']:.4f}" for n, v in sorted(r["members"].items(),
                                                                             key=lambda kv: -kv[1]["test"]))
             print(f"| {name} | {seed} | {r['ease_default']:.4f} | {r['auto']:.4f} | "
-                  f"{r['auto'] / r['ease_default'] - 1:+.1%} | {bs[0]} {bs[1]['test']:.4f} | {r['chosen'][:40]} | "
-                  f"{members} | {r['auto_wall_s']:.0f} |", flush=True)  # fmt: skip
+                  f"{r['auto'] / r['ease_default'] - 1:+.1%} ({de / se_e:.1f}) | {bs[0]} {bs[1]['test']:.4f} | "
+                  f"{db:+.4f} ({se_b:.4f}) | {r['chosen'][:40]} | {members} | {r['auto_wall_s']:.0f} |",
+                  flush=True)  # fmt: skip
     by = {}
     for r in results:
         by.setdefault(r["dataset"], []).append(r)

@@ -54,8 +54,8 @@ class SubmitResult:
 
 
 @dataclass
-class EnsembleResult:
-    """The fold A/B validation, what was written (``chosen``: ``ensemble`` or ``member:LABEL``) and why."""
+class FusedResult:
+    """A submission written from fused member lists: what was chosen (``ensemble`` or ``member:LABEL``) and why."""
 
     output: Path
     users: int
@@ -66,10 +66,6 @@ class EnsembleResult:
     weights: dict[str, float]
     #: the ``Ensemble.validate`` report (fold A/B recall per member and of the ensemble, gains, z), or None
     validation: Optional[dict[str, Any]]
-    final_s: float
-    warnings: list[str] = field(default_factory=list)
-    data: str = ""
-    dataset: dict[str, int] = field(default_factory=dict)
 
     @property
     def used(self) -> dict[str, float]:
@@ -78,6 +74,16 @@ class EnsembleResult:
     @property
     def rows(self) -> int:
         return self.users * self.k
+
+
+@dataclass
+class EnsembleResult(FusedResult):
+    """``ensemble``: the fold A/B validation and the written submission."""
+
+    final_s: float = 0.0
+    warnings: list[str] = field(default_factory=list)
+    data: str = ""
+    dataset: dict[str, int] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         from ..version import __version__
@@ -127,29 +133,14 @@ class PageResult:
 
 
 @dataclass
-class AutoResult:
+class AutoResult(FusedResult):
     """``auto``: the submission, what was tried and chosen, and the files written in ``out``."""
 
-    output: Path
-    users: int
-    k: int
-    chosen: str
-    method: str
-    weights: dict[str, float]
     #: per member: trials, best fold-A recall and parameters, the tuning curve, seconds per trial
-    members: list[dict[str, Any]]
-    validation: Optional[dict[str, Any]]
-    profile: dict[str, Any]
-    elapsed_s: float
-    budget_s: float
-    out: Path
+    members: list[dict[str, Any]] = field(default_factory=list)
+    profile: dict[str, Any] = field(default_factory=dict)
+    elapsed_s: float = 0.0
+    budget_s: float = 0.0
+    out: Path = Path("auto")
     files: list[Path] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
-
-    @property
-    def used(self) -> dict[str, float]:
-        return {lab: round(float(w), 4) for lab, w in self.weights.items() if w > 0}
-
-    @property
-    def rows(self) -> int:
-        return self.users * self.k

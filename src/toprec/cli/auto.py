@@ -8,7 +8,8 @@ from typing import Annotated, Optional
 import typer
 
 from ..experiment.config import MetricsConfig, OutputConfig
-from .base import app, config, execute, out, warn
+from . import render
+from .base import app, config, execute
 from .options import DATA, QUIET, TRACKING, K, Submission, split_bundle, with_options
 
 Budget = Annotated[str, typer.Option(help="Wall-clock budget: 30m, 1h, 90s (a bare number is minutes).")]
@@ -38,12 +39,5 @@ def auto(output: Submission, budget: Budget = "30m", out: Out = Path("auto"), me
 
 
 def show(cfg, r) -> None:
-    from . import render
-
-    if r.validation:
-        render.ensemble_report(r.validation)
-    for message in r.warnings:
-        warn(message)
-    out.print(f"wrote {r.output}: {r.rows:,} rows ({r.users:,} users x {r.k}); {r.chosen}, method {r.method}, "
-              f"weights {r.used}; {r.elapsed_s / 60:.1f} of {r.budget_s / 60:.1f} min; {r.out}/pipeline.yaml "
-              f"rebuilds it (toprec run)")  # fmt: skip
+    render.fused(r, f"{r.elapsed_s / 60:.1f} of {r.budget_s / 60:.1f} min; {r.out}/pipeline.yaml rebuilds it "
+                    "(toprec run)")

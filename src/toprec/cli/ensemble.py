@@ -9,7 +9,7 @@ import typer
 from ..errors import ToprecError
 from ..experiment.config import MetricsConfig, OutputConfig
 from . import render
-from .base import app, config, execute, out, warn
+from .base import app, config, execute
 from .options import (DATA, QUIET, TRACKING, JsonOut, K, NoStratify, Scheme, Submission, opt_str, split_bundle,
                       with_options)  # fmt: skip
 
@@ -65,9 +65,4 @@ def ensemble(members: Members, output: Submission, method: Method = "auto",
 
 
 def show(cfg, r) -> None:
-    if r.validation:
-        render.ensemble_report(r.validation)
-    for message in r.warnings:
-        warn(message)
-    out.print(f"wrote {r.output}: {r.rows:,} rows ({r.users:,} users x {r.k}); {r.chosen}, method {r.method}, "
-              f"weights {r.used}; final refit + fusion {r.final_s:.1f}s")  # fmt: skip
+    render.fused(r, f"final refit + fusion {r.final_s:.1f}s")

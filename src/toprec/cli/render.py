@@ -79,6 +79,18 @@ def models(listing: dict[str, Any]) -> None:
 
 
 # ------------------------------------------------------------------ ensemble
+def fused(r, tail: str) -> None:
+    """An ensemble's (or auto's) fold A/B table, its warnings (stderr), and what was written."""
+    from .base import warn
+
+    if r.validation:
+        ensemble_report(r.validation)
+    for message in r.warnings:
+        warn(message)
+    out.print(f"wrote {r.output}: {r.rows:,} rows ({r.users:,} users x {r.k}); {r.chosen}, method {r.method}, "
+              f"weights {r.used}; {tail}")
+
+
 def ensemble_report(report: dict[str, Any]) -> None:
     k = report["k"]
     r, nd = f"recall@{k}", f"ndcg@{k}"
