@@ -391,6 +391,29 @@ def test_apply_fallback_writes_the_best_fold_a_member_alone(dataset, members3):
     np.testing.assert_array_equal(ens.prepare_final(dataset).recommend(k=10).items, alone.items)
 
 
+def test_apply_fallback_against_the_alternative(members3):
+    """auto's rule: the ensemble stays unless it is below, on fold B, the member that would be written instead."""
+    def report(ens_b, itemknn_b, ease_b):
+        members = [{"label": lab, "fold_b": {"recall@10": v}} for lab, v in
+                   (("popularity", 0.1), ("itemknn", itemknn_b), ("ease:l2=20", ease_b))]
+        return {"holds": False, "best_member_fold_a": "itemknn", "k": 10, "members": members,
+                "ensemble": {"fold_b": {"recall@10": ens_b}}}
+
+    # below the best member on B in hindsight (ease), above the fold-A choice (itemknn): kept
+    ens = Ensemble(members3, method="rank", candidates=20)
+    assert ens.apply_fallback(report(0.30, 0.28, 0.31), against="alternative") == ("ensemble", None)
+    np.testing.assert_array_equal(ens.weights, np.full(3, 1 / 3))
+    # ...which toprec ensemble's stricter rule would not keep
+    assert Ensemble(members3, method="rank", candidates=20).apply_fallback(report(0.30, 0.28, 0.31))[0] == \
+        "member:itemknn"  # fmt: skip
+    # below the fold-A choice on B: that member alone
+    ens = Ensemble(members3, method="rank", candidates=20)
+    assert ens.apply_fallback(report(0.27, 0.28, 0.31), against="alternative")[0] == "member:itemknn"
+    assert ens.weights.tolist() == [0.0, 1.0, 0.0]
+    with pytest.raises(ToprecError, match="against='median'"):
+        ens.apply_fallback(report(0.3, 0.3, 0.3), against="median")
+
+
 def test_validate_selects_the_reports_method_and_weights(dataset, members3):
     ens = Ensemble(members3, candidates=30)  # auto
     rep = ens.validate(dataset, search="weights", random=4)

@@ -8,8 +8,10 @@
 4. Tuning rounds: one TPE trial per member per round, two for the leader,
    until a member's trial cap or the budget.
 5. Ensemble: the tuned members' fold-A lists (no refit) fused with every
-   method and searched on fold A, confirmed on fold B; the best fold-A member
-   alone when the gain does not hold there (:meth:`Ensemble.apply_fallback`).
+   method and searched on fold A, confirmed on fold B: the best fold-A member
+   alone when the ensemble is below it there (``Ensemble.apply_fallback(...,
+   against="alternative")``: one binary choice on the unseen fold, not the
+   maximum over noisy members that ``toprec ensemble`` holds it to).
 6. Refit the kept members on all of D and fuse: the submission.
 
 ``OUT/state.json`` keeps the time spent so far, so a resumed run continues
@@ -36,6 +38,8 @@ from .profile import profile
 FIXED_RESERVE_S = 10.0
 #: how many tuned members (best on fold A first) the ensemble search considers
 MAX_MEMBERS = 5
+#: members kept for the ensemble search whatever their overall rank (they serve the holdout's last event)
+SEQUENTIAL = ("seqrules",)
 
 
 class Clock:
@@ -166,7 +170,9 @@ def run_auto(ds, out: Path, budget_s: float, *, k: int = 10, last: int = 1, rand
             for _ in range(2 if i == 0 else 1):
                 if s.n_complete < s.c.max_trials and run_trial(s):
                     progressed = True
-    tuned = sorted((s for s in studies.values() if s.best), key=lambda s: -s.best["value"])[:MAX_MEMBERS]
+    ranked = sorted((s for s in studies.values() if s.best), key=lambda s: -s.best["value"])
+    # the best members by fold-A recall, and the sequential one whatever its rank: it is there for the last event
+    tuned = ranked[:MAX_MEMBERS] + [s for s in ranked[MAX_MEMBERS:] if s.c.name in SEQUENTIAL]
     if not tuned:
         raise ToprecError(f"--budget {clock.budget:g}s is too small: no member finished a trial within it")
     log(f"{clock.stamp()} tuned: " + ", ".join(f"{s.c.name} {s.best['value']:.4f} ({s.n_complete} trials)"
@@ -196,9 +202,7 @@ def run_auto(ds, out: Path, budget_s: float, *, k: int = 10, last: int = 1, rand
             tmp.write_text(json.dumps({"labels": ens.labels, "report": report}, default=json_default) + "\n")
     chosen = f"member:{members[0].label}"
     if report is not None:
-        if report.get("warning"):
-            warnings.append(report["warning"])
-        chosen, fallback = ens.apply_fallback(report)
+        chosen, fallback = ens.apply_fallback(report, against="alternative")
         if fallback:
             warnings.append(fallback)
     clock.save(stage="final")

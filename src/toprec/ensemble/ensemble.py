@@ -287,19 +287,32 @@ class Ensemble:
         self.report = report
         return report
 
-    def apply_fallback(self, report: dict[str, Any], force: bool = False) -> tuple[str, str | None]:
+    def apply_fallback(self, report: dict[str, Any], force: bool = False, against: str = "best") -> tuple[str, str | None]:
         """The fallback policy after :meth:`validate`: what is written, and the warning to show (or None).
 
-        When the ensemble's gain does not hold on fold B (``report["holds"]``
-        false), ``force`` is off and more than one member has a weight > 0, the
-        best fold-A member is used alone (``self.weights`` becomes one-hot on
-        it; ``self.method`` is unchanged — one list fuses to itself) and the
-        result is ``("member:<label>", FALLBACK_WARNING)``. Otherwise the
-        weights stay: ``("member:<label>", None)`` when exactly one member has a
-        weight > 0 (the search kept one), else ``("ensemble", None)``.
+        ``against="best"`` (``toprec ensemble``): when the ensemble's gain over
+        the best member *on fold B* (in hindsight, the strictest bar) does not
+        hold (``report["holds"]`` false). ``against="alternative"`` (``toprec
+        auto``): when the ensemble is below, on fold B, the member that would be
+        written instead (the best fold-A member) — one honest binary choice on
+        the unseen fold, without the upward bias of a maximum over noisy members.
+        Then, with ``force`` off and more than one member weighted, the best
+        fold-A member is used alone (``self.weights`` becomes one-hot on it;
+        ``self.method`` is unchanged — one list fuses to itself) and the result
+        is ``("member:<label>", FALLBACK_WARNING)``. Otherwise the weights
+        stay: ``("member:<label>", None)`` when exactly one member has a weight
+        > 0 (the search kept one), else ``("ensemble", None)``.
         """
-        if not report["holds"] and not force and int((self.weights > 0).sum()) > 1:
-            best = report["best_member_fold_a"]
+        best = report["best_member_fold_a"]
+        if against == "alternative":
+            r = f"recall@{report['k']}"
+            alt = next(m for m in report["members"] if m["label"] == best)["fold_b"][r]
+            holds = report["ensemble"]["fold_b"][r] >= alt
+        elif against == "best":
+            holds = report["holds"]
+        else:
+            raise ToprecError(f"apply_fallback: against='{against}' (choose best or alternative)")
+        if not holds and not force and int((self.weights > 0).sum()) > 1:
             self.weights = np.array([1.0 if lab == best else 0.0 for lab in self.labels])
             return f"member:{best}", FALLBACK_WARNING.format(best=best)
         if int((self.weights > 0).sum()) == 1:
