@@ -146,3 +146,25 @@ def test_plan_adapts_to_the_data(dataset, events):
     wide = dict(p, items=20_000, users=2_000, events=90_000, mean_item_count=4.5)
     assert "easer" not in [c.name for c in candidates(wide)]
     assert next(c for c in candidates(wide) if c.name == "ease").starts[0]["l2"] == 22.5
+
+
+def test_a_trial_killed_between_ask_and_fit_is_asked_again(dataset, tmp_path):
+    """A kill can land after a starting point was popped from the queue but before its parameters were set."""
+    from toprec.auto.tuning import MemberStudy, open_studies, starts
+    from toprec.ensemble import make_folds
+
+    c = next(c for c in candidates(profile(dataset, 1, 4)) if c.name == "rp3beta")
+    folds = make_folds(dataset, "users", 0, 1, 4, True)
+    storage = open_studies(tmp_path / "studies.db")
+    first = MemberStudy(c, folds, storage, tmp_path, 10, 20, 0)
+    popped = first.study.ask()  # start 0, RUNNING, no parameter suggested yet: then the process dies
+    assert popped.user_attrs == {"start": 0} and popped.params == {}
+    again = MemberStudy(c, folds, storage, tmp_path, 10, 20, 0)
+    for _ in c.starts:
+        again.trial()
+    done = {t.user_attrs["start"]: {**c.fixed, **t.params} for t in again.complete()}
+    # every start ran with its own parameters (start 0 after the others: it went back in the queue), and the
+    # first trial the gate compares with is still start 0
+    assert done == dict(enumerate(starts(c)))
+    assert again.best["trial"] in {t.number for t in again.complete()}
+    assert min(again.complete(), key=lambda t: t.number).user_attrs["start"] == 1

@@ -79,15 +79,16 @@ class MemberStudy:
                                          load_if_exists=True)  # fmt: skip
         from optuna.trial import TrialState
 
-        trials = self.study.get_trials(deepcopy=False)
-        if not trials:
-            for i, start in enumerate(starts(candidate)):
-                self.study.enqueue_trial(start, user_attrs={"start": i}, skip_if_exists=True)
-        for t in trials:  # a trial running when the process was killed: failed, asked again
-            if t.state == TrialState.RUNNING:
-                self.study.tell(t.number, state=TrialState.FAIL)
-                attrs = {"start": t.user_attrs["start"]} if "start" in t.user_attrs else None
-                self.study.enqueue_trial(dict(t.params), user_attrs=attrs, skip_if_exists=False)
+        for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            # running when the process was killed: failed, and asked again. A TPE trial needs nothing for that:
+            # the sampler, seeded by the number of finished trials, asks the same parameters again
+            self.study.tell(t.number, state=TrialState.FAIL)
+        # every starting point finished or queued (again, after a kill; also one killed before it was queued)
+        have = {t.user_attrs.get("start") for t in self.study.get_trials(
+            deepcopy=False, states=(TrialState.COMPLETE, TrialState.WAITING))}  # fmt: skip
+        for i, start in enumerate(starts(candidate)):
+            if i not in have:
+                self.study.enqueue_trial(start, user_attrs={"start": i})
         self.users_ab = np.concatenate([folds.fold_a.users, folds.fold_b.users]).astype(np.int64)
 
     # ------------------------------------------------------------------ state
