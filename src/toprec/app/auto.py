@@ -4,14 +4,12 @@ Writes, in ``cfg.auto.out``: ``submission.csv`` (also at ``output.submission``),
 ``pipeline.yaml`` (a ``toprec run`` config that rebuilds the same submission
 without searching: the chosen members, fusion method and weights),
 ``auto.json`` (profile, plan, every member's tuning curve, fold A/B) and
-``report.html``; ``studies.db``, ``lists/`` and ``state.json`` let a killed
+``report.html`` + ``report.json``; ``studies.db``, ``lists/`` and ``state.json`` let a killed
 run resume where it stopped.
 """
 
 from __future__ import annotations
 
-import html
-import json
 import shutil
 from pathlib import Path
 
@@ -59,7 +57,7 @@ def auto(cfg) -> AutoResult:
             "validation": run.validation, "elapsed_s": round(run.elapsed_s, 1), "budget_s": run.budget_s,
             "warnings": run.warnings,
         }))  # fmt: skip
-        files.append(write_report(out / "report.html", cfg, run))
+        files += write_report(out, cfg, run)
         res.files = files
         tracker.log_metrics({f"fold_a.{m['name']}": m["best"]["value"] for m in run.members if m["best"]})
         tracker.log_metrics({"elapsed_s": run.elapsed_s})
@@ -83,49 +81,11 @@ def pipeline_config(cfg, run):
     )  # fmt: skip
 
 
-def write_report(path: Path, cfg, run) -> Path:
-    """One self-contained page: the profile, each member's tuning, the ensemble's fold A/B, the choice."""
-    from ..io import atomic_path
+def write_report(out: Path, cfg, run) -> list[Path]:
+    """``report.html`` + ``report.json``: the profile, each member's tuning curve, fold A/B, the choice."""
+    from ..report.auto_page import build_auto_page
 
-    k = cfg.metrics.k
-    esc = html.escape
-    rows = []
-    for m in run.members:
-        b = m["best"]
-        curve = " ".join(f"{c['value']:.4f}" for c in m["curve"])
-        best = "" if not b else f"{b['value']:.4f}"
-        rows.append(f"<tr><td>{esc(m['name'])}</td><td>{m['trials']}</td><td>{best}</td>"
-                    f"<td>{esc(json.dumps(b['params']) if b else '')}</td><td>{m['fit_seconds']:.1f}</td>"
-                    f"<td class=c>{esc(curve)}</td><td>{esc(m['why'])}</td></tr>")  # fmt: skip
-    v = run.validation
-    fold = ""
-    if v:
-        r = f"recall@{k}"
-        fold_rows = "".join(
-            f"<tr><td>{esc(x['label'])}</td><td>{x['weight']:.3f}</td><td>{x['fold_a'][r]:.4f}</td>"
-            f"<td>{x['fold_b'][r]:.4f}</td><td>{x['fold_b'].get(f'recall_last@{k}', float('nan')):.4f}</td>"
-            f"<td>{x['fold_b'].get(f'recall_random@{k}', float('nan')):.4f}</td></tr>" for x in v["members"])
-        e = v["ensemble"]
-        fold = (f"<h2>Ensemble: {esc(v['method'])}, fold A searched, fold B never</h2><table><tr><th>member</th>"
-                f"<th>weight</th><th>A {r}</th><th>B {r}</th><th>B last</th><th>B random</th></tr>{fold_rows}"
-                f"<tr><th>ensemble</th><td></td><th>{e['fold_a'][r]:.4f}</th><th>{e['fold_b'][r]:.4f}</th>"
-                f"<td>{e['fold_b'].get(f'recall_last@{k}', float('nan')):.4f}</td>"
-                f"<td>{e['fold_b'].get(f'recall_random@{k}', float('nan')):.4f}</td></tr></table>"
-                f"<p>gain over the best member on fold B: {v['gain_fold_b']:+.4f} "
-                f"({v['relative_gain_fold_b']:+.1%}), {'holds' if v['holds'] else 'does not hold'}.</p>")  # fmt: skip
-    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>toprec auto: {esc(cfg.data.path)}</title>
-<style>body{{font:14px system-ui,sans-serif;margin:2em;max-width:1100px}}table{{border-collapse:collapse}}
-td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}td:first-child,th:first-child{{text-align:left}}
-td.c{{font:11px monospace;text-align:left;max-width:320px}}</style></head><body>
-<h1>toprec auto</h1><p>{esc(cfg.data.path)}: {run.profile['users']:,} users x {run.profile['items']:,} items,
-{run.profile['events']:,} events; protocol last {cfg.split.last} + random {cfg.split.random}, seed {cfg.split.seed};
-{run.elapsed_s / 60:.1f} of {run.budget_s / 60:.1f} minutes.</p>
-<p><b>Written: {esc(run.chosen)}</b>, method {esc(run.method)}, weights
-{esc(json.dumps({lab: round(w, 4) for lab, w in run.weights.items() if w > 0}))}.</p>
-{''.join(f'<p>warning: {esc(w)}</p>' for w in run.warnings)}
-<h2>Members tuned on fold A (recall@{k})</h2><table><tr><th>member</th><th>trials</th><th>best</th><th>parameters</th>
-<th>s/trial</th><th>curve (trial order)</th><th>why</th></tr>{''.join(rows)}</table>{fold}</body></html>
-"""
-    with atomic_path(path) as tmp:
-        tmp.write_text(page)
-    return path
+    meta = [f"{cfg.data.path}: {run.profile['users']:,} users x {run.profile['items']:,} items, "
+            f"{run.profile['events']:,} events; protocol last {cfg.split.last} + random {cfg.split.random}, "
+            f"seed {cfg.split.seed}"]  # fmt: skip
+    return list(build_auto_page("toprec auto", meta, run, cfg.metrics.k).write(out, "report"))

@@ -1,0 +1,53 @@
+"""``toprec auto``'s page: the data's profile, each member's tuning, the ensemble's fold A/B, the choice."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+
+from .html import Page
+from .plots import lines
+
+
+def build_auto_page(title: str, meta: list[str], run, k: int) -> Page:
+    """A :class:`Page` for an :class:`~toprec.auto.AutoRun` (``report.html`` + ``report.json``)."""
+    page = Page(title, meta)
+    s = page.section("choice", "What was written")
+    s.text.append(f"{run.chosen}, fusion method {run.method}" + "".join(f". Warning: {w}" for w in run.warnings))
+    s.table("weights", ["member", "weight"], [[lab, w] for lab, w in run.weights.items()])
+    s.numbers = {"minutes used": run.elapsed_s / 60, "minutes of budget": run.budget_s / 60, **run.profile}
+
+    s = page.section("members", f"Members tuned on validation fold A (recall@{k})")
+    s.text.append("Each member starts at its data-adaptive starting points, then TPE; it keeps its first start unless "
+                  "a trial beats it by more than one paired standard error over fold A's users.")  # fmt: skip
+    s.table("members", ["member", "trials", "chosen recall", "top recall", "z over the start", "parameters",
+                        "s per trial", "why"],
+            [[m["name"], m["trials"], *(_best(m["best"])), m["fit_seconds"], m["why"]] for m in run.members])
+    curves = {m["name"]: np.maximum.accumulate([c["value"] for c in m["curve"]]) for m in run.members if m["curve"]}
+    if curves:
+        n = max(len(c) for c in curves.values())
+        padded = {name: np.concatenate([c, np.full(n - len(c), np.nan)]) for name, c in curves.items()}
+        s.figures.append(lines("tuning", "best fold-A recall so far", np.arange(1, n + 1), padded, "trial",
+                               f"recall@{k}", caption="each member's best fold-A recall after each finished trial"))
+
+    v = run.validation
+    if v:
+        r = f"recall@{k}"
+        s = page.section("ensemble", f"Ensemble ({v['method']}): searched on fold A, fold B never")
+        rows = [[m["label"], m["weight"], m["fold_a"][r], m["fold_b"][r], m["fold_b"].get(f"recall_last@{k}"),
+                 m["fold_b"].get(f"recall_random@{k}")] for m in v["members"]]
+        e = v["ensemble"]
+        rows.append(["ensemble", 1.0, e["fold_a"][r], e["fold_b"][r], e["fold_b"].get(f"recall_last@{k}"),
+                     e["fold_b"].get(f"recall_random@{k}")])
+        s.table("folds", ["member", "weight", f"A {r}", f"B {r}", "B last", "B random"], rows)
+        s.numbers = {"gain over the best member on fold B": v["gain_fold_b"],
+                     "relative": v["relative_gain_fold_b"], "holds": v["holds"]}  # fmt: skip
+    return page
+
+
+def _best(b: dict[str, Any] | None) -> list[Any]:
+    if not b:
+        return [None, None, None, ""]
+    return [b["value"], b.get("top_value"), b.get("z_over_first"), json.dumps(b["params"])]
