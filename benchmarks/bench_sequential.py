@@ -2,6 +2,7 @@
 """Sequential, graph and NCF models: accuracy on ML-1M (competition protocol) and speed.
 
     python benchmarks/bench_sequential.py quality --models sasrec -p sasrec.epochs=20
+    python benchmarks/bench_sequential.py quality --models seqrules --json benchmarks/results/seqrules_quality_ml-1m.json
     python benchmarks/bench_sequential.py speed --models sasrec,bert4rec,lightgcn,ngcf,ncf --batches 5
     python benchmarks/bench_sequential.py speed --models sasrec,lightgcn --device cuda --batches 0
 
@@ -97,8 +98,10 @@ def quality(args) -> list[dict]:
         model.fit(train, callback=show)
         fit_s = time.perf_counter() - t0
         hist = model.history
-        row = {"model": name, "params": p, "fit_s": fit_s, "best_epoch": model.best_epoch, "epochs_run": len(hist),
-               "val_recall@10": model.best_metric, "device": model.device_,
+        # closed forms (seqrules) have no epochs, validation curve or device
+        row = {"model": name, "params": p, "fit_s": fit_s, "best_epoch": getattr(model, "best_epoch", 0),
+               "epochs_run": len(hist), "val_recall@10": getattr(model, "best_metric", float("nan")),
+               "device": getattr(model, "device_", "cpu"),
                "s_per_epoch": statistics.median(h["seconds"] for h in hist) if hist else float("nan"),
                "val_curve": [round(h["recall@10"], 4) for h in hist], **scores(model, train, test)}  # fmt: skip
         rows.append(row)
