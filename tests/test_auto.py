@@ -50,6 +50,9 @@ def test_auto_end_to_end_and_pipeline_rebuilds_it(competition_dir, tmp_path, eve
         assert 0 < m["best"]["value"] <= 1
     assert info["chosen"] == "ensemble" or info["chosen"].startswith("member:")
     assert (out / "report.html").read_text().count("<tr>") >= 4
+    page = json.loads((out / "report.json").read_text())["sections"]
+    assert [r[0] for r in page["members"]["tables"][0]["rows"]] == [m["name"] for m in info["members"]]
+    assert set(page["members"]["figures"]["tuning"]["series"]) == set(MEMBERS.split(","))
     assert (out / "submission.csv").read_bytes() == sub.read_bytes()
     # pipeline.yaml: the same submission without any search
     pipe = yaml.safe_load((out / "pipeline.yaml").read_text())

@@ -19,17 +19,18 @@ def evaluate(cfg) -> EvaluateResult:
     expect(cfg, "evaluate")
     json_path = output_file(cfg.output.json_path)
     with session.tracked_run(cfg):
-        models = [m.build() for m in cfg.model_list()]
+        configs = cfg.model_list()
+        models = [m.build() for m in configs]
         ds = load_data(cfg.data)
         s, k = cfg.split, cfg.metrics.k
         params = {m.name: m.params.model_dump(mode="json") for m in models}
         if s.folds > 1:
             from ..ensemble import evaluate_folds, summarize_folds
 
-            per_fold = {m.name: evaluate_folds(ds, _factory(m), k=k, folds=s.folds,
-                                               seed=s.seed, last=s.last, random=s.random, protocol=s.protocol,
-                                               metric_names=_names(k)[2:])
-                        for m in models}  # fmt: skip
+            # a fresh model per fold, built from the same validated parameters
+            per_fold = {m.name: evaluate_folds(ds, m.build, k=k, folds=s.folds, seed=s.seed, last=s.last,
+                                               random=s.random, protocol=s.protocol, metric_names=_names(k)[2:])
+                        for m in configs}  # fmt: skip
             res = EvaluateResult(data=cfg.data.path, protocol=s.protocol, folds=s.folds, params=params,
                                  metrics={n: summarize_folds(r) for n, r in per_fold.items()}, per_fold=per_fold)
         else:
@@ -49,8 +50,3 @@ def evaluate(cfg) -> EvaluateResult:
             res.files.append(write_json(json_path, res.to_json()))
             session.log_artifacts(json_path)
     return res
-
-
-def _factory(model):
-    """A fresh, unfitted copy of ``model`` for each fold."""
-    return lambda: type(model)(**model.params.model_dump())

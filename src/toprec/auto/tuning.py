@@ -89,6 +89,7 @@ class MemberStudy:
         for i, start in enumerate(starts(candidate)):
             if i not in have:
                 self.study.enqueue_trial(start, user_attrs={"start": i})
+        self._per_user: dict[int, np.ndarray] | None = None
         self.users_ab = np.concatenate([folds.fold_a.users, folds.fold_b.users]).astype(np.int64)
 
     # ------------------------------------------------------------------ state
@@ -209,16 +210,17 @@ class MemberStudy:
         return self.out / "per_user" / f"{self.c.name}.npz"
 
     def per_user(self) -> dict[int, np.ndarray]:
-        """Fold-A recall of every user, per finished trial."""
-        path = self.per_user_path()
-        if not path.exists():
-            return {}
-        with np.load(path, allow_pickle=False) as z:
-            return {int(key[1:]): z[key] for key in z.files}
+        """Fold-A recall of every user, per finished trial (read from disk once, then kept)."""
+        if self._per_user is None:
+            path = self.per_user_path()
+            self._per_user = {}
+            if path.exists():
+                with np.load(path, allow_pickle=False) as z:
+                    self._per_user = {int(key[1:]): z[key] for key in z.files}
+        return self._per_user
 
     def save_per_user(self, trial: int, values: np.ndarray) -> None:
-        arrays = {f"t{n}": v for n, v in self.per_user().items()}
-        arrays[f"t{trial}"] = np.asarray(values, dtype=np.float32)
+        self.per_user()[trial] = np.asarray(values, dtype=np.float32)
         with atomic_path(self.per_user_path(), suffix=".npz") as tmp:
             with open(tmp, "wb") as fh:
-                np.savez(fh, **arrays)
+                np.savez(fh, **{f"t{n}": v for n, v in self._per_user.items()})

@@ -39,7 +39,7 @@ from .fusion import compact
 
 
 def _same_matrix(a, b) -> bool:
-    return (
+    return a is b or (
         a.shape == b.shape
         and a.nnz == b.nnz
         and np.array_equal(np.asarray(a.indptr), np.asarray(b.indptr))
