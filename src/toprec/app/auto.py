@@ -72,10 +72,9 @@ def pipeline_config(cfg, run):
     from ..experiment.config import RunConfig
 
     used = [(lab, w) for lab, w in run.weights.items() if w > 0]
-    method = run.method if run.method not in ("auto", "rerank") else "rank"
     return RunConfig.make(
         command="ensemble", data=cfg.data, split=cfg.split, metrics=cfg.metrics, tracking=cfg.tracking,
-        ensemble={"members": [lab for lab, _ in used], "weights": [w for _, w in used], "method": method,
+        ensemble={"members": [lab for lab, _ in used], "weights": [w for _, w in used], "method": run.method,
                   "search": "none", "validate": False, "candidates": cfg.auto.candidates},
         output={"submission": cfg.output.submission},
     )  # fmt: skip
