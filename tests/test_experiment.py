@@ -295,9 +295,37 @@ def test_epoch_history_is_logged_per_step(store):
         session._current.reset(token)
     tracker.end()
     client = MlflowClient(uri)
+    # the test metric alone under its name; the epochs' validation recall under val_ (issue 22, item 10)
     hist = client.get_metric_history(tracker.run_id, "recall_at_10")
-    assert sorted((m.step, round(m.value, 6)) for m in hist) == [(0, 0.3), (1, 0.1), (2, 0.2), (3, 0.3)]
+    assert [(m.step, round(m.value, 6)) for m in hist] == [(0, 0.3)]
+    val = client.get_metric_history(tracker.run_id, "val_recall_at_10")
+    assert sorted((m.step, round(m.value, 6)) for m in val) == [(1, 0.1), (2, 0.2), (3, 0.3)]
     assert [m.step for m in client.get_metric_history(tracker.run_id, "loss")] == [1, 2, 3]
+    assert [m.step for m in client.get_metric_history(tracker.run_id, "epoch_s")] == [1, 2, 3]
+
+
+def test_runs_shows_the_test_recall_the_best_of_several_models_and_the_data(tmp_path, competition_dir, store, cli,
+                                                                              monkeypatch):  # fmt: skip
+    """A torch model's epochs do not hide its test recall; several models show the best one's; each run its data."""
+    uri = f"sqlite:///{store / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.chdir(tmp_path)
+    one, several = tmp_path / "one.json", tmp_path / "several.json"
+    cli("evaluate", "--data", competition_dir, "--model", "multidae", "-p", "epochs=4", "-p", "patience=0",
+        "--random", "4", "-q", "--json", one)  # fmt: skip
+    cli("evaluate", "--data", competition_dir, "--model", "popularity,ease", "--random", "4", "-q", "--json", several)
+    got = {r["model"]: r["metrics"]["recall@10"] for r in json.loads(one.read_text())["results"]}
+    got_several = {r["model"]: r["metrics"]["recall@10"] for r in json.loads(several.read_text())["results"]}
+    listed = json.loads(cli("runs", "--json"))
+    assert [r["model"] for r in listed] == ["popularity,ease", "multidae"]
+    assert listed[1]["recall@10"] == pytest.approx(got["multidae"]) and listed[1]["best_model"] is None
+    best = max(got_several, key=got_several.get)
+    assert best == "ease" and listed[0]["best_model"] == "ease"
+    assert listed[0]["recall@10"] == pytest.approx(got_several["ease"])
+    assert all(r["data"] == str(competition_dir) for r in listed)
+    table = cli("runs")
+    assert f"{got_several['ease']:.4f} (ease)" in table and f"{got['multidae']:.4f}" in table, table
+    assert table.count("comp") >= 2, table  # the data folder's name on each row
 
 
 def _free_port() -> int:

@@ -205,7 +205,7 @@ def test_pruning_stops_bad_trials_and_every_trial_is_a_child_run(tmp_path, compe
     assert len(children) == 12
     assert {r.data.tags["toprec.trial_state"] for r in children} == {"COMPLETE", "PRUNED"}
     done = next(r for r in children if r.data.tags["toprec.trial_state"] == "COMPLETE")
-    curve = client.get_metric_history(done.info.run_id, "recall_at_10")
+    curve = client.get_metric_history(done.info.run_id, "val_recall_at_10")  # the epochs' validation curve
     assert sorted(m.step for m in curve if m.step > 0) == [1, 2, 3, 4, 5, 6]
     assert "best_recall_at_10" in parent.data.metrics and "best.lr" in parent.data.params
 

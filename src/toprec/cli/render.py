@@ -213,15 +213,27 @@ def runs(uri: str, experiment: str, rows: list[dict[str, Any]]) -> None:
     import time
 
     table = Table(title=f"runs in {uri} (experiment {experiment})")
-    for col in ("started UTC", "run", "command", "model", "params (non-default)", "recall@10", "time", "status"):
+    for col in ("started UTC", "run", "command", "data", "model", "params (non-default)", "recall@10", "time", "status"):
         table.add_column(col, justify="right" if col in ("recall@10", "time") else "left", overflow="fold")
     for row in rows:
         started = time.strftime("%m-%d %H:%M:%S", time.gmtime(row["start"] / 1000))
-        table.add_row(started, row["run_id"][:8], row["command"], row["model"],
-                      _display_params(row["model"], row["params"]),
-                      "" if row["recall@10"] is None else f"{row['recall@10']:.4f}", f"{row['seconds']:.1f}s",
+        recall = "" if row["recall@10"] is None else f"{row['recall@10']:.4f}"
+        if recall and row.get("best_model"):
+            recall += f" ({row['best_model']})"  # several models: the best one's
+        table.add_row(started, row["run_id"][:8], row["command"], _short_data(row.get("data", "")), row["model"],
+                      _display_params(row["model"], row["params"]), recall, f"{row['seconds']:.1f}s",
                       row["status"].lower())  # fmt: skip
-    Console(width=max(out.width, 140), highlight=False).print(table)
+    Console(width=max(out.width, 160), highlight=False).print(table)
+
+
+def _short_data(path: str) -> str:
+    """A run's dataset as its folder's name (``ml-100k``), or ``folder/file`` for a file."""
+    from pathlib import PurePath
+
+    if not path:
+        return ""
+    p = PurePath(path)
+    return f"{p.parent.name}/{p.name}" if p.suffix and p.parent.name else p.name
 
 
 def _display_params(model: str, params: dict[str, str]) -> str:

@@ -95,6 +95,11 @@ def log_results(results: dict[str, dict[str, Any]], models: list | None = None) 
         tracker.log_metrics(res)
         tracker.log_history(getattr(by_name.get(name), "history", None))
         return
+    best = best_of(results)
+    if best is not None:  # the parent's own line in `toprec runs`: the best model's value
+        name, key = best
+        tracker.log_metrics({f"best_{key}": results[name][key]})
+        tracker.set_tags({"toprec.best_model": name})
     for name, res in results.items():
         child = tracker.child(f"{name}", tags={"toprec.command": "evaluate", "toprec.model": name})
         m = by_name.get(name)
@@ -104,6 +109,16 @@ def log_results(results: dict[str, dict[str, Any]], models: list | None = None) 
         child.log_metrics(res)
         child.log_history(getattr(m, "history", None))
         child.end("FINISHED")
+
+
+def best_of(results: dict[str, dict[str, Any]]) -> tuple[str, str] | None:
+    """(model, metric) of the best of several models by their first ``recall@k`` (None without one)."""
+    first = next(iter(results.values()), {})
+    key = next((k for k in first if k.startswith("recall@")), None)
+    scored = {n: r.get(key) for n, r in results.items() if isinstance(r.get(key), (int, float)) and r.get(key) == r.get(key)}
+    if key is None or not scored:
+        return None
+    return max(scored, key=lambda n: scored[n]), key
 
 
 def log_metrics(values: dict[str, Any], step: int | None = None) -> None:

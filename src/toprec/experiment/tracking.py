@@ -54,6 +54,21 @@ def metric_name(name: str) -> str:
     return _BAD.sub("_", name.replace("@", "_at_"))
 
 
+#: names of a trainer's per-epoch logs (``model.history``) in the store: the epoch's validation metrics get a
+#: ``val_`` prefix, so an epoch curve never lands under the name of the test metric the command reports
+EPOCH_NAMES = {"seconds": "epoch_s"}
+
+
+def epoch_metrics(logs: dict[str, Any]) -> dict[str, Any]:
+    """One epoch's logs under their tracking names: ``recall@10`` -> ``val_recall@10``, ``seconds`` -> ``epoch_s``."""
+    out = {}
+    for k, v in logs.items():
+        if k == "epoch":
+            continue
+        out[EPOCH_NAMES.get(k, f"val_{k}" if "@" in k else k)] = v
+    return out
+
+
 def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, str]:
     out: dict[str, str] = {}
     for key, value in d.items():
@@ -222,9 +237,9 @@ class Tracker:
             self._call(lambda: self.client.log_batch(self.run_id, metrics=items))
 
     def log_history(self, history: list[dict[str, Any]] | None) -> None:
-        """Per-epoch logs of a trained model (``model.history``), step = epoch (1-based)."""
+        """Per-epoch logs of a trained model (``model.history``), step = epoch (1-based), named by :func:`epoch_metrics`."""
         for epoch, logs in enumerate(history or [], start=1):
-            self.log_metrics({k: v for k, v in logs.items() if k != "epoch"}, step=int(logs.get("epoch", epoch)))
+            self.log_metrics(epoch_metrics(logs), step=int(logs.get("epoch", epoch)))
 
     def set_tags(self, tags: dict[str, Any]) -> None:
         if not self.enabled or not tags:
@@ -373,7 +388,7 @@ class BufferedTracker:
 
     def log_history(self, history: list[dict[str, Any]] | None) -> None:
         for epoch, logs in enumerate(history or [], start=1):
-            self.log_metrics({k: v for k, v in logs.items() if k != "epoch"}, step=int(logs.get("epoch", epoch)))
+            self.log_metrics(epoch_metrics(logs), step=int(logs.get("epoch", epoch)))
 
     def set_tags(self, tags: dict[str, Any]) -> None:
         self.ops.append(("set_tags", (dict(tags),)))

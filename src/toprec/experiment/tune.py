@@ -40,6 +40,7 @@ from typing import Any
 
 from .. import metrics, progress
 from ..errors import ToprecError
+from .tracking import epoch_metrics
 
 FINISHED_STATES = ("COMPLETE", "PRUNED")
 SURPLUS_ATTR = "toprec_surplus"
@@ -205,7 +206,7 @@ class Objective:
         key = f"recall@{self.k}"
 
         def on_epoch(epoch: int, logs: dict[str, float]) -> None:
-            child.log_metrics(logs, step=epoch)
+            child.log_metrics(epoch_metrics(logs), step=epoch)  # val_recall@10...: not the trial's result
             value = logs.get(key, logs.get("recall@10"))
             if value is None or not math.isfinite(float(value)):
                 return
