@@ -95,14 +95,84 @@ def test_unknown_and_empty_history_users_get_popular_items(fitted):
     assert set(r2.items[0]) == set(top_pop)
 
 
+def _ordered_histories(train, users) -> list[np.ndarray]:
+    """Each user's training items, oldest first (the Dataset keeps events by user, time, item)."""
+    ptr, item = np.asarray(train.user_ptr), np.asarray(train.item)
+    return [item[ptr[u] : ptr[u + 1]] for u in users]
+
+
+def _overlap(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean share of row i of ``b`` found in row i of ``a``."""
+    return float(np.mean([len(set(x) & set(y)) / len(y) for x, y in zip(a, b)]))
+
+
 def test_fold_in_history_for_new_users(fitted):
+    """Every model folds a user known only by a history in, as its ``fold_in`` declares (serving relies on it)."""
     model, train, _ = fitted
-    if not model.history_based:
-        pytest.skip("model needs training to know a user")
-    hist = train.matrix[:3]
-    new = model.recommend(np.array([-1, -1, -1]), k=10, history=hist)
-    old = model.recommend(np.arange(3), k=10)
-    assert np.array_equal(new.items, old.items)
+    assert model.fold_in in ("history", "sequence", "estimate", "none")
+    assert model.fold_in != "none", "every registered model folds new users in; declare it if one cannot"
+    users = np.flatnonzero(np.asarray(train.user_counts) >= 3)[:8]
+    hist = model.histories(_ordered_histories(train, users))
+    new_users = np.full(len(users), -1)
+    new = model.recommend(new_users, k=10, history=hist)
+    assert (new.items >= 0).all() and not metrics.hit_matrix(new.items, hist).any(), "a history item came back"
+    for i in range(len(users)):  # a user alone gets what it gets in a batch (a server answers one at a time)
+        one = model.recommend(np.array([-1]), k=10, history=hist[i])
+        assert np.array_equal(one.items[0], new.items[i])
+    known = model.recommend(users, k=10)
+    if model.fold_in in ("history", "sequence"):
+        # the item set (or, for sequences, the ordered items) is all the model needs: the known user's list
+        assert np.array_equal(new.items, known.items)
+        assert np.allclose(new.scores, known.scores, rtol=1e-5, atol=1e-6)
+        return
+    # "estimate": a user vector from the history; the history must decide the list, and the estimate must
+    # be near the learned user: the folded list shares more with the known user's list than popularity does
+    s = model.score(new_users, hist)
+    assert np.isfinite(s).all()
+    assert len({tuple(r) for r in new.items}) > 1, "every folded-in user got the same list"
+    pop = model.recommend(np.array([-1] * len(users)), k=10, history=sp.csr_matrix(hist.shape, dtype=np.float32))
+    pop_masked = np.array([[i for i in pop.items[0] if i not in set(h.indices)][:5] for h in hist])
+    assert _overlap(new.items, known.items[:, :5]) > _overlap(pop_masked, known.items[:, :5])
+
+
+def test_sequence_models_read_the_order(fitted):
+    """For ``fold_in == "sequence"`` the order of the history matters: reversed histories give other lists."""
+    model, train, _ = fitted
+    if model.fold_in != "sequence":
+        pytest.skip("the item set decides")
+    users = np.flatnonzero(np.asarray(train.user_counts) >= 3)[:8]
+    fwd = _ordered_histories(train, users)
+    a = model.recommend(np.full(len(users), -1), k=10, history=model.histories(fwd))
+    b = model.recommend(np.full(len(users), -1), k=10, history=model.histories([h[::-1] for h in fwd]))
+    assert not np.array_equal(a.items, b.items)
+
+
+def test_model_that_cannot_fold_in_says_so(dataset):
+    from toprec.models.popular import Popularity
+
+    class NoFoldIn(Popularity):
+        fold_in = "none"
+
+    assert not NoFoldIn.history_based
+    model = NoFoldIn().fit(dataset)
+    hist = model.histories([[0, 1]])
+    with pytest.raises(ToprecError, match="cannot fold in new users"):
+        model.recommend(np.array([-1]), k=3, history=hist)
+    model.recommend(np.array([0]), k=3)  # known users are fine
+    with pytest.raises(TypeError, match="fold_in must be one of"):
+        type("Bad", (Popularity,), {"fold_in": "maybe"})
+
+
+def test_histories_keep_order_and_last_position(dataset):
+    seq = models.get("seqrules").fit(dataset)
+    h = seq.histories([[5, 3, 5, 7], []])
+    assert h.shape == (2, dataset.n_items)
+    assert dict(zip(h[0].indices, h[0].data)) == {3: 2.0, 5: 3.0, 7: 4.0} and h[1].nnz == 0
+    ease = models.get("ease", l2=50.0).fit(dataset)
+    h = ease.histories([[5, 3, 5]])
+    assert sorted(h[0].indices) == [3, 5] and set(h[0].data) == {1.0}
+    with pytest.raises(ToprecError, match="out of range"):
+        ease.histories([[dataset.n_items]])
 
 
 def test_deterministic_refit(name, dataset):

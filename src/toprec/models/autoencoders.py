@@ -442,7 +442,7 @@ class CDAE(TorchRecommender):
 
     name = "cdae"
     Params = CDAEParams
-    history_based: ClassVar[bool] = False
+    fold_in: ClassVar[str] = "estimate"
     search_space: ClassVar[dict[str, tuple]] = {
         "hidden": ("log_int", 50, 800),
         "corruption": ("float", 0.0, 0.8),

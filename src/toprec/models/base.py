@@ -43,16 +43,34 @@ def _format_validation(model: str, exc: ValidationError) -> str:
     return f"model '{model}': parameter '{loc}'={value!r}: {err['msg']}"
 
 
+FOLD_IN = ("history", "sequence", "estimate", "none")
+
+
 class Recommender(abc.ABC):
     """Base class of every model. Subclasses set ``name`` and ``Params``."""
 
     name: ClassVar[str] = "base"
     Params: ClassVar[type[Params]] = Params
-    #: model scores come only from the user's history (item-based): new users fold in
+    #: how a user known only by a history (unknown, or no training events; ``history`` rows given
+    #: to ``recommend``/``score``) is scored, i.e. how new users fold in without retraining:
+    #: ``"history"``: scores come from the history's item set alone (a new user with a known user's
+    #: history gets exactly the known user's list); ``"sequence"``: from the ordered history (the
+    #: stored values of a ``history`` row give the order, see :meth:`histories`; with a known user's
+    #: time-ordered history, exactly the known user's list); ``"estimate"``: a user representation
+    #: is estimated from the history against the fixed item side (iALS: the exact least-squares
+    #: solve); known users keep their learned one; ``"none"``: cannot, a one-line error.
+    fold_in: ClassVar[str] = "history"
+    #: ``fold_in == "history"`` (set for every subclass from ``fold_in``)
     history_based: ClassVar[bool] = True
     #: hyperparameter search space for tuning: name -> (kind, low, high) with kind in
     #: "float", "log_float", "int", "log_int", or ("categorical", [choices...])
     search_space: ClassVar[dict[str, tuple]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any):
+        super().__init_subclass__(**kwargs)
+        if cls.fold_in not in FOLD_IN:
+            raise TypeError(f"{cls.__name__}.fold_in must be one of {FOLD_IN}, not {cls.fold_in!r}")
+        cls.history_based = cls.fold_in == "history"
 
     def __init__(self, **params: Any):
         try:
@@ -110,6 +128,10 @@ class Recommender(abc.ABC):
             history = sp.csr_matrix(history, dtype=np.float32)
             if history.shape != (len(users), self.n_items):
                 raise ValueError(f"history must be ({len(users)}, {self.n_items}), got {history.shape}")
+            if self.fold_in == "none":
+                known = (users >= 0) & (users < self.n_users)
+                if ((np.diff(history.indptr) > 0) & ~known).any():
+                    raise ToprecError(f"model '{self.name}' cannot fold in new users from a history; retrain with them")
             return history
         known = (users >= 0) & (users < self.n_users)
         rows = self.train_matrix[np.where(known, users, 0)]
@@ -117,6 +139,33 @@ class Recommender(abc.ABC):
             rows = sp.diags(known.astype(np.float32)) @ rows
             rows.eliminate_zeros()
         return sp.csr_matrix(rows)
+
+    def histories(self, items: list) -> sp.csr_matrix:
+        """A ``history`` matrix (one row per list) from lists of internal item indices, oldest first.
+
+        Every stored value is 1 (each item once), except for models that read the order
+        (``fold_in == "sequence"``): there the value is the item's position, 1 = oldest (a
+        repeated item counts at its last position). What ``recommend(users, history=...)``
+        expects for users known only by their histories.
+        """
+        lengths = np.fromiter((len(h) for h in items), dtype=np.int64, count=len(items))
+        cols = np.concatenate([np.asarray(h, dtype=np.int64) for h in items]) if len(items) else np.zeros(0, np.int64)
+        rows = np.repeat(np.arange(len(items), dtype=np.int64), lengths)
+        if len(cols) and (cols.min() < 0 or cols.max() >= self.n_items):
+            raise ToprecError(f"history item index out of range [0, {self.n_items})")
+        pos = np.arange(len(cols), dtype=np.float64) - np.repeat(np.cumsum(lengths) - lengths, lengths) + 1.0
+        if self.fold_in != "sequence":
+            pos[:] = 1.0
+        # keep the last occurrence of a repeated item: a COO -> CSR sum would add positions up
+        last = np.ones(len(cols), dtype=bool)
+        if len(cols):
+            key = rows * self.n_items + cols
+            order = np.lexsort((-np.arange(len(cols)), key))
+            first_of_key = np.r_[True, key[order][1:] != key[order][:-1]]
+            last[:] = False
+            last[order[first_of_key]] = True
+        return sp.csr_matrix((pos[last].astype(np.float32), (rows[last], cols[last])),
+                             shape=(len(items), self.n_items), dtype=np.float32)  # fmt: skip
 
     def _score_with_fallback(self, users: np.ndarray, history: sp.csr_matrix) -> np.ndarray:
         """Scores, and popularity for users with no history (unknown, or no events), for every model."""
@@ -177,8 +226,13 @@ class Recommender(abc.ABC):
         return contextlib.nullcontext()
 
     # ------------------------------------------------------------- persist
-    def save(self, path: str | os.PathLike) -> Path:
-        """Write ``model.json`` + ``arrays.safetensors`` into folder ``path`` (atomically)."""
+    def save(self, path: str | os.PathLike, info: dict[str, Any] | None = None,
+             files: dict[str, bytes] | None = None) -> Path:  # fmt: skip
+        """Write ``model.json`` + ``arrays.safetensors`` into folder ``path`` (atomically).
+
+        ``info`` adds keys to ``model.json`` (e.g. when and on what data it was trained);
+        ``files`` adds files (name -> bytes) to the folder, in the same atomic write.
+        """
         from safetensors.numpy import save_file
 
         self._check_fitted()
@@ -204,15 +258,22 @@ class Recommender(abc.ABC):
             "params": self.params.model_dump(mode="json"),
             "n_users": int(self.n_users),
             "n_items": int(self.n_items),
+            **(info or {}),
         }
         with atomic_dir(path) as tmp:
             save_file(arrays, str(tmp / "arrays.safetensors"))
+            for fname, data in (files or {}).items():
+                (tmp / fname).write_bytes(data)
             (tmp / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
         return path
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "Recommender":
-        """Load a model saved by :meth:`save` (any registered model when called on the base)."""
+    def load(cls, path: str | os.PathLike, mmap: bool = False) -> "Recommender":
+        """Load a model saved by :meth:`save` (any registered model when called on the base).
+
+        ``mmap``: the arrays are read-only memory maps of the file (processes serving the
+        same folder share one copy in the page cache) instead of copies in memory.
+        """
         from safetensors.numpy import load_file
 
         from .registry import get_class
@@ -229,7 +290,7 @@ class Recommender(abc.ABC):
         if klass.name != meta["model"]:
             raise ToprecError(f"{path}: holds a '{meta['model']}' model, not '{klass.name}'")
         model = klass(**meta["params"])
-        arrays = load_file(str(path / "arrays.safetensors"))
+        arrays = mapped_arrays(path / "arrays.safetensors") if mmap else load_file(str(path / "arrays.safetensors"))
         model.n_users, model.n_items = int(meta["n_users"]), int(meta["n_items"])
         indptr, indices = arrays.pop("train.indptr"), arrays.pop("train.indices")
         model.train_matrix = sp.csr_matrix(
@@ -255,6 +316,29 @@ class Recommender(abc.ABC):
         return f"{type(self).__name__}({params})"
 
 
+_DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "I64": np.int64, "I32": np.int32,
+           "I16": np.int16, "I8": np.int8, "U8": np.uint8, "BOOL": np.bool_}  # fmt: skip
+
+
+def mapped_arrays(file: Path) -> dict[str, np.ndarray]:
+    """Every tensor of a safetensors file as a read-only ``np.memmap`` view (no copy)."""
+    with open(file, "rb") as fh:
+        n = int.from_bytes(fh.read(8), "little")
+        header = json.loads(fh.read(n))
+    header.pop("__metadata__", None)
+    out: dict[str, np.ndarray] = {}
+    base = 8 + n
+    for key, spec in header.items():
+        dtype = np.dtype(_DTYPES[spec["dtype"]])
+        start, stop = spec["data_offsets"]
+        shape = tuple(spec["shape"])
+        if stop == start:
+            out[key] = np.zeros(shape, dtype=dtype)
+        else:
+            out[key] = np.memmap(file, dtype=dtype, mode="r", offset=base + start, shape=shape)
+    return out
+
+
 class ItemItemRecommender(Recommender):
     """Scores = history @ similarity (items x items, dense or sparse).
 
@@ -265,6 +349,8 @@ class ItemItemRecommender(Recommender):
     """
 
     SCORE_BLOCK = 256
+    #: at most this many rows are scored straight from ``similarity`` (same sums, same order)
+    FEW_ROWS = 8
     similarity: np.ndarray | sp.csr_matrix
 
     def _column_blocks(self) -> list[tuple[int, np.ndarray]]:
@@ -281,6 +367,8 @@ class ItemItemRecommender(Recommender):
         if sp.issparse(S):
             return np.asarray((history @ S).toarray(), dtype=np.float32)
         history = sp.csr_matrix(history, dtype=S.dtype)
+        if history.shape[0] <= self.FEW_ROWS:  # a few users (serving): gather their rows of S, no block copy
+            return np.asarray(history @ S, dtype=np.float32)
         out = np.empty((history.shape[0], S.shape[1]), dtype=np.float32)
         for start, block in self._column_blocks():
             out[:, start : start + block.shape[1]] = history @ block

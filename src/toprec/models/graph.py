@@ -135,7 +135,7 @@ class GraphParams(TorchParams):
 class _GraphBase(TorchRecommender):
     """Shared: adjacency, BPR batches over events, cached propagated embeddings, fold-in."""
 
-    history_based: ClassVar[bool] = False
+    fold_in: ClassVar[str] = "estimate"
 
     def _fit(self, X: sp.csr_matrix, train) -> None:
         super()._fit(X, train)

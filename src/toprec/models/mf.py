@@ -100,7 +100,7 @@ class MFParams(Params):
 class MatrixFactorization(Recommender):
     """Shared part of the ``implicit`` wrappers: fit, dot-product scores, fold-in, state."""
 
-    history_based: ClassVar[bool] = False
+    fold_in: ClassVar[str] = "estimate"
     user_factors: np.ndarray
     item_factors: np.ndarray
 

@@ -50,7 +50,7 @@ class NCF(TorchRecommender):
 
     name: ClassVar[str] = "ncf"
     Params: ClassVar[type] = NCFParams
-    history_based: ClassVar[bool] = False
+    fold_in: ClassVar[str] = "estimate"
     search_space: ClassVar[dict[str, tuple]] = {
         "factors": ("categorical", [16, 32, 64, 128]),
         "mlp_factors": ("categorical", [16, 32, 64]),

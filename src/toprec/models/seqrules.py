@@ -26,7 +26,7 @@ every reached item, ordered by popularity (so a list is never filled by item
 index). The sequence comes from the ``history`` rows by the ordering rule of
 :func:`toprec.models.sequential.history_sequences` (training items in their
 training time order, other history items after them as the most recent), as
-for SASRec; hence the model is not ``history_based`` in the contract's sense.
+for SASRec: new users fold in from the ordered history (``fold_in = "sequence"``).
 """
 
 from __future__ import annotations
@@ -111,7 +111,7 @@ class SeqRules(Recommender):
 
     name: ClassVar[str] = "seqrules"
     Params: ClassVar[type] = SeqRulesParams
-    history_based: ClassVar[bool] = False  # the order of the history matters, not only its item set
+    fold_in: ClassVar[str] = "sequence"  # the order of the history matters, not only its item set
     search_space: ClassVar[dict[str, tuple]] = {
         "window": ("int", 1, 10),
         "last_n": ("int", 1, 20),

@@ -26,10 +26,12 @@ model. BERT4Rec scores with a mask token appended after the last ``max_len-1``
 items. The sequence comes from the ``history`` rows (a CSR has no times), by
 this rule (:func:`history_sequences`): history items the user had in training
 keep their training time order; other history items (unknown users, new
-events) come after them, in item-index order, as the most recent. With a
-user's own training row this is exactly the training sequence. Because of
-that, the model is not ``history_based`` in the contract's sense (a new user
-with the same item *set* is not guaranteed the same order). Scoring runs the
+events) come after them, as the most recent, ordered by the row's stored
+values (``Recommender.histories`` stores positions, 1 = oldest), ties by
+item index. With a user's own training row this is exactly the training
+sequence, and a new user given the same items in the same order gets the
+same list: the model folds new users in from the *ordered* history
+(``fold_in = "sequence"``), not from the item set alone. Scoring runs the
 network in float64 and rounds to float32, so a user's scores do not depend on
 the batch around them.
 """
@@ -98,7 +100,8 @@ def history_sequences(
 
     Ordering rule: history items that the user had in training keep their
     training time order (``rank``, aligned with ``train``'s nonzeros); the
-    other history items follow, by item index, as the most recent. Only the
+    other history items follow, as the most recent, by their stored value in
+    ``history`` (a position or a time), then by item index. Only the
     last ``max_len`` are kept. With ``rank=None``, ``train`` is already a
     :func:`rank_matrix`.
     """
@@ -110,7 +113,6 @@ def history_sequences(
     known = (users >= 0) & (users < train.shape[0])
     # training time rank + 1 at each (user, item) of training, looked up at the history's nonzeros
     P = rank_matrix(train, rank) if rank is not None else train
-    big = float(P.data.max()) + 1.0 if P.nnz else 1.0
     P = P[np.where(known, users, 0)]
     if not known.all():
         P = sp.diags(known.astype(np.float64)) @ P
@@ -125,8 +127,9 @@ def history_sequences(
     stored = np.zeros(len(key_h), dtype=np.float64)
     at, hit = find_sorted(csr_keys(S, n_items), key_h)
     stored[hit] = S.data[at[hit]]
-    key = np.where(stored > 0, stored, big + cols)  # stored items by time, then the rest by item index
-    order = np.lexsort((key, rows))
+    # training items by training time, then the rest by their stored value (position), then item index
+    value = np.asarray(history.data, dtype=np.float64)
+    order = np.lexsort((cols, np.where(stored > 0, stored, value), stored <= 0, rows))
     rows_o, items_o = rows[order], cols[order]
     starts = np.repeat(history.indptr[:-1].astype(np.int64), counts)
     from_end = np.repeat(counts.astype(np.int64), counts) - 1 - (np.arange(len(rows_o)) - starts)
@@ -279,7 +282,7 @@ _SEQ_SPACE: dict[str, tuple] = {
 class _SequentialBase(TorchRecommender):
     """Shared by SASRec and BERT4Rec: sequences, network, loss, scoring from ordered histories."""
 
-    history_based: ClassVar[bool] = False
+    fold_in: ClassVar[str] = "sequence"
     causal: ClassVar[bool] = True
     extra_tokens: ClassVar[int] = 1  # padding (0); BERT4Rec adds the mask token
     search_space: ClassVar[dict[str, tuple]] = _SEQ_SPACE
