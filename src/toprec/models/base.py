@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from ..version import __version__
 from ..errors import ToprecError
 from ..io import atomic_dir
+from ..memory import MemoryEstimate, check_fit
 from ..recommend import DEFAULT_MEMORY_BUDGET, Recommendations, seen_and_cold, topk
 
 
@@ -93,6 +94,7 @@ class Recommender(abc.ABC):
         self.valid = valid
         self.callback = callback
         X = train.matrix
+        check_fit(self.name, self.memory_estimate(X.shape[0], X.shape[1], X.nnz))  # before any allocation
         self.n_users, self.n_items = X.shape
         self.train_matrix = X
         self.item_popularity = np.asarray(train.item_counts, dtype=np.float32)
@@ -102,6 +104,16 @@ class Recommender(abc.ABC):
             self.valid = self.callback = None  # only for the duration of the fit
         self.fitted = True
         return self
+
+    def memory_estimate(self, n_users: int, n_items: int, nnz: int) -> MemoryEstimate | None:
+        """Estimated peak memory of a fit on a (n_users x n_items, nnz events) matrix, beyond the data.
+
+        ``fit`` refuses with a one-line error when it exceeds :func:`toprec.memory.available`.
+        None = unknown (no check). The estimates are in :mod:`toprec.models.memory`.
+        """
+        from .memory import estimate
+
+        return estimate(self, n_users, n_items, nnz)
 
     @abc.abstractmethod
     def _fit(self, X: sp.csr_matrix, train) -> None:
