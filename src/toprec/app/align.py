@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..errors import ToprecError
 from ..experiment import session
-from .data import expect, load_data, output_file
+from .data import expect, load_data, order_use, output_file
 from .output import write_json
 from .results import AlignResult
 
@@ -15,13 +15,13 @@ def align(cfg) -> AlignResult:
     from ..ensemble import align_seeds, parse_members
 
     a, s = cfg.align, cfg.split
-    json_path = output_file(cfg.output.json_path)
+    json_path = output_file(cfg.output.json_path, cfg.data, "--json")
     members = parse_members(a.models)
     for m in members:
         if not m.refittable:
             raise ToprecError(f"--models: '{m.label}' is a file; align needs models it can fit on each fold")
     with session.tracked_run(cfg) as tracker:
-        ds = load_data(cfg.data)
+        ds = load_data(cfg.data, order_use(cfg))
         kw = dict(k=cfg.metrics.k, scheme=a.scheme, last=s.last, random=s.random, stratify=a.stratify)
         if a.repeats > 1:
             res = AlignResult(data=cfg.data.path,

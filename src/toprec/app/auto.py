@@ -17,7 +17,7 @@ from .. import progress
 from ..errors import ToprecError
 from ..experiment import session
 from ..experiment.config import parse_budget
-from .data import expect, load_data, output_file, output_folder
+from .data import check_k, expect, load_data, order_use, output_file, output_folder
 from .output import write_json
 from .results import AutoResult
 from .submit import complete_lists
@@ -33,11 +33,12 @@ def auto(cfg) -> AutoResult:
                           "hidden test (--last N latest + --random M earlier events per user)")  # fmt: skip
     if s.last + s.random == 0:
         raise ToprecError("auto: --last 0 --random 0 holds nothing out to validate on")
-    output = output_file(cfg.output.submission)
-    out = output_folder(a.out)
+    output = output_file(cfg.output.submission, cfg.data)
+    out = output_folder(a.out, cfg.data, "--out")
     budget = parse_budget(a.budget)
     with session.tracked_run(cfg) as tracker:
-        ds = load_data(cfg.data)
+        ds = load_data(cfg.data, order_use(cfg))
+        check_k(ds, k, "auto")
         run = run_auto(ds, out, budget, k=k, last=s.last, random=s.random, seed=s.seed, candidates_n=a.candidates,
                        device=a.device, only=a.members)  # fmt: skip
         complete_lists(run.recs, ds, k, hint="candidate items after fusion (raise --candidates)")

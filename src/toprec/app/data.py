@@ -7,10 +7,15 @@ from typing import Any
 
 from .. import progress
 from ..errors import ToprecError
+from ..io import check_output
 
 
-def load_data(d) -> Any:
-    """The :class:`~toprec.Dataset` of a :class:`~toprec.experiment.config.DataConfig` (cached, logged)."""
+def load_data(d, order_use: str | None = None) -> Any:
+    """The :class:`~toprec.Dataset` of a :class:`~toprec.experiment.config.DataConfig` (cached, logged).
+
+    The load line says which order the events are in (a time column, or the file's rows);
+    ``order_use`` names what relies on that order, warned about when it is only the file's.
+    """
     from ..data.dataset import Dataset
 
     path = Path(d.path)
@@ -23,11 +28,33 @@ def load_data(d) -> Any:
         f" ({s.get('duplicates_dropped', 0):,} repeated user-item events dropped"
         + (f", {s['filtered_by_rating']:,} below --min-rating" if "filtered_by_rating" in s else "")
         + ")"
+        + (f"; order: {s['order']}" if "order" in s else "")
         + (" [from cache]" if s.get("cache") == "hit" else "")
     )
     if ds.n_events == 0:
         raise ToprecError(f"{path}: no events")
+    if order_use and s.get("order") == "file order":
+        warn(f"{path} has no time column: the events are in the file's row order, and {order_use} relies on it "
+             "(pass --time-col if a column holds the time)")  # fmt: skip
     return ds
+
+
+def order_use(cfg) -> str | None:
+    """What in ``cfg``'s run relies on the events' time order (None: nothing)."""
+    s, c = cfg.split, cfg.command
+    if c == "eda":
+        return "the time and sequence sections"
+    if c not in ("evaluate", "tune", "ensemble", "align", "auto", "report"):
+        return None
+    if c in ("evaluate", "report") and s.protocol != "competition":
+        return {"leave_last": "leave_last (the latest events held out)",
+                "temporal": "the temporal cutoff"}.get(s.protocol)  # fmt: skip
+    return f"--last {s.last} (the latest events held out)" if s.last > 0 else None
+
+
+def warn(message: str) -> None:
+    """A one-line warning on stderr (shown even with --quiet)."""
+    progress.console.print(f"toprec: warning: {message}", markup=False, highlight=False, soft_wrap=True)
 
 
 def stats(d) -> dict[str, Any]:
@@ -35,21 +62,56 @@ def stats(d) -> dict[str, Any]:
     return load_data(d).stats()
 
 
-def output_file(path: str | None) -> Path | None:
-    """A file path to write (a folder there is a one-line error, before any work)."""
+def _is_input(p: Path, d) -> str | None:
+    """Why writing ``p`` would touch the data ``d`` reads (None when it would not)."""
+    from ..data.cache import SOURCE_NAMES
+
+    data = Path(d.path).resolve()
+    p = p.resolve()
+    if p == data:
+        return "is the input data"
+    if data.is_dir():
+        if p.parent == data and (p.name in SOURCE_NAMES or p.suffix in (".inter", ".item")):
+            return f"is an input file of the data folder {d.path}"
+    elif data.suffix == ".inter" and p == data.with_suffix(".item"):
+        return "is an input file of the data"
+    return None
+
+
+def output_file(path: str | None, data=None, what: str = "--output") -> Path | None:
+    """A file path to write, checked before any work: a one-line error naming it when it is
+    the input data, a folder or a special file, or when its folder cannot be written."""
     if path is None:
         return None
-    p = Path(path)
-    if p.exists() and p.is_dir():
-        raise ToprecError(f"{p}: is a folder, expected a file path")
+    p = check_output(path, what=what)
+    if data is not None and (why := _is_input(p, data)):
+        raise ToprecError(f"{what} {p}: {why}; write the output elsewhere")
     return p
 
 
-def output_folder(path: str) -> Path:
-    p = Path(path)
-    if p.exists() and not p.is_dir():
-        raise ToprecError(f"--output {p}: exists and is not a folder")
+def output_folder(path: str | None, data=None, what: str = "--output", replaced: bool = False) -> Path | None:
+    """A folder to write into (``replaced``: to replace as a whole), checked like :func:`output_file`.
+
+    Never the data folder; a folder that is replaced must not hold the data either.
+    """
+    if path is None:
+        return None
+    p = check_output(path, folder=True, what=what)
+    if data is not None:
+        rp, dp = p.resolve(), Path(data.path).resolve()
+        if rp == dp or (dp.is_file() and rp == dp.parent and replaced):
+            raise ToprecError(f"{what} {p}: is the data folder; write the output elsewhere")
+        if replaced and dp.is_relative_to(rp):
+            raise ToprecError(f"{what} {p}: holds the input data {data.path}, which it would replace; "
+                              "write the output elsewhere")  # fmt: skip
     return p
+
+
+def check_k(ds, k: int, command: str) -> None:
+    """``-k`` larger than the catalogue: every list would be the whole catalogue (one-line error)."""
+    if k > ds.n_items:
+        raise ToprecError(f"-k {k:,} is more than the {ds.n_items:,} items of the data; {command} needs "
+                          f"-k at most {ds.n_items:,}")  # fmt: skip
 
 
 def require_data(d) -> None:

@@ -14,7 +14,7 @@ import time
 
 from .. import progress
 from ..experiment import session
-from .data import expect, load_data, output_file
+from .data import check_k, expect, load_data, order_use, output_file
 from .output import write_json
 from .results import EnsembleResult
 from .submit import complete_lists
@@ -35,13 +35,14 @@ def ensemble(cfg) -> EnsembleResult:
     from ..ensemble import Ensemble, parse_members
 
     e, k, s = cfg.ensemble, cfg.metrics.k, cfg.split
-    output = output_file(cfg.output.submission)
-    json_path = output_file(cfg.output.json_path)
+    output = output_file(cfg.output.submission, cfg.data)
+    json_path = output_file(cfg.output.json_path, cfg.data, "--json")
     method = _method(e)
     members = parse_members(e.members)  # unknown models / bad parameters: before any work
     ens = Ensemble(members, method=method, weights=e.weights, candidates=e.candidates)
     with session.tracked_run(cfg) as tracker:
-        ds = load_data(cfg.data)
+        ds = load_data(cfg.data, order_use(cfg))
+        check_k(ds, k, "ensemble")
         for m in ens.members:
             m.bind(ds, k, e.candidates)  # member files: one-line errors before any fitting
         report, chosen, warnings = None, "ensemble", []

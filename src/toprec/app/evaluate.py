@@ -5,7 +5,7 @@ from __future__ import annotations
 from .. import metrics, progress, split
 from ..errors import ToprecError
 from ..experiment import session
-from .data import expect, load_data, output_file
+from .data import check_k, expect, load_data, order_use, output_file
 from .output import write_json
 from .results import EvaluateResult
 
@@ -17,12 +17,13 @@ def _names(k: int) -> list[str]:
 def evaluate(cfg) -> EvaluateResult:
     """Every model of ``cfg`` on one holdout (or ``split.folds`` holdouts: mean and std)."""
     expect(cfg, "evaluate")
-    json_path = output_file(cfg.output.json_path)
+    json_path = output_file(cfg.output.json_path, cfg.data, "--json")
     with session.tracked_run(cfg):
         configs = cfg.model_list()
         models = [m.build() for m in configs]
-        ds = load_data(cfg.data)
+        ds = load_data(cfg.data, order_use(cfg))
         s, k = cfg.split, cfg.metrics.k
+        check_k(ds, k, "evaluate")
         params = {m.name: m.params.model_dump(mode="json") for m in models}
         if s.folds > 1:
             from ..ensemble import evaluate_folds, summarize_folds

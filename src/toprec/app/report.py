@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..experiment import session
-from .data import expect, load_data, output_folder, require_data
+from .data import expect, load_data, order_use, output_folder, require_data
 from .results import PageResult
 
 
@@ -16,10 +16,10 @@ def report(cfg) -> PageResult:
 
     models = [m.build() for m in cfg.model_list()]
     require_data(cfg.data)
-    out = output_folder(cfg.output.report_dir)
+    out = output_folder(cfg.output.report_dir, cfg.data)
     s = cfg.split
     with session.tracked_run(cfg):
-        ds = load_data(cfg.data)
+        ds = load_data(cfg.data, order_use(cfg))
         html, js, page, numbers = write_report(
             ds, models, out, Path(cfg.data.path), protocol=s.protocol, last=s.last, random=s.random, seed=s.seed,
             cutoff=s.cutoff, k=cfg.metrics.k, map_items=cfg.report.map_items,
@@ -35,10 +35,10 @@ def eda(cfg) -> PageResult:
     from ..report import write_eda
 
     require_data(cfg.data)
-    out = output_folder(cfg.output.report_dir)
+    out = output_folder(cfg.output.report_dir, cfg.data)
     source = Path(cfg.data.path)
     with session.tracked_run(cfg):
-        ds = load_data(cfg.data)
+        ds = load_data(cfg.data, order_use(cfg))
         html, js, page = write_eda(ds, out, source if source.is_dir() else None, seed=cfg.split.seed,
                                    n_neighbors=cfg.report.neighbours, sim_users=cfg.report.sim_users)  # fmt: skip
         session.log_artifacts(html, js)

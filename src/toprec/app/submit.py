@@ -10,7 +10,7 @@ import numpy as np
 from .. import progress
 from ..errors import ToprecError
 from ..experiment import session
-from .data import expect, load_data, output_file
+from .data import check_k, expect, load_data, output_file, output_folder
 from .results import SubmitResult
 
 
@@ -24,12 +24,15 @@ def complete_lists(recs, ds, k: int, hint: str = "") -> None:
 
 def submit(cfg) -> SubmitResult:
     expect(cfg, "submit")
-    output = output_file(cfg.output.submission)
-    model_dir = None if cfg.output.model_dir is None else Path(cfg.output.model_dir)
+    output = output_file(cfg.output.submission, cfg.data)
+    model_dir = output_folder(cfg.output.model_dir, cfg.data, "--save-model", replaced=True)
+    if model_dir is not None and output.resolve() == model_dir.resolve():
+        raise ToprecError(f"--save-model {model_dir}: is the --output file")
     k = cfg.metrics.k
     with session.tracked_run(cfg) as tracker:
         rec = cfg.model_list()[0].build()
         ds = load_data(cfg.data)
+        check_k(ds, k, "submit")
         t0 = time.perf_counter()
         with progress.task(f"{rec.name}: fit on {ds.n_events:,} events"):
             rec.fit(ds)

@@ -152,11 +152,12 @@ class Tracking:
     save_config: Optional[Path]
 
 
+SAVE_CONFIG = "--save-config"
 #: --save-config, --tracking-uri, --no-track -> Tracking
 TRACKING = Bundle(
     "tracking",
     {
-        "save_config": (Annotated[Optional[Path], typer.Option("--save-config", help="Write this run as a YAML "
+        "save_config": (Annotated[Optional[Path], typer.Option(SAVE_CONFIG, help="Write this run as a YAML "
                                                                "config (`toprec run` repeats it).")], None),
         "tracking_uri": (TrackingUri, None),
         "no_track": (NoTrack, False),

@@ -137,7 +137,9 @@ class Dataset:
             keep = np.sort(first)
             u, i, times = u[keep], i[keep], times[keep]
         summary = dict(summary or {})
-        summary.update({"events_read": int(n_raw), "duplicates_dropped": int(n_dup)})
+        # events_read: rows read from the file, those below --min-rating included
+        summary.update({"events_read": int(n_raw + summary.get("filtered_by_rating", 0)),
+                        "duplicates_dropped": int(n_dup)})  # fmt: skip
         feats: dict[str, ItemFeature] = {}
         for fname, frame in (features or {}).items():
             feat, n_unknown = _build_feature(item_ids, frame)
@@ -288,7 +290,7 @@ class Dataset:
             out[f"{fname}_coverage"] = covered / max(1, self.n_items)
         if self.titles is not None:
             out["titles_coverage"] = float(np.mean([t is not None for t in self.titles]))
-        for key in ("events_read", "duplicates_dropped", "filtered_by_rating"):
+        for key in ("events_read", "duplicates_dropped", "filtered_by_rating", "order"):
             if key in self.summary:
                 out[key] = self.summary[key]
         return out

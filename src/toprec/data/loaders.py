@@ -91,7 +91,8 @@ def _read_csv_table(
         header = names
         if header is None:
             with open(path, encoding=encoding, errors="replace") as fh:
-                header = [c.strip().strip('"') for c in fh.readline().rstrip("\r\n").split(sep)]
+                line = fh.readline().rstrip("\r\n").split(sep)
+                header = [c.strip('"') for c in line] + [c.strip().strip('"') for c in line]
         convert = pacsv.ConvertOptions(
             column_types={c: pa.string() for c in header}, strings_can_be_null=True, quoted_strings_can_be_null=True
         )
@@ -103,7 +104,7 @@ def _read_csv_table(
         source = io.BytesIO(raw)
         parse = pacsv.ParseOptions(delimiter="\x1f", quote_char=False)
     try:
-        return pacsv.read_csv(source, read_options=read_opts, parse_options=parse, convert_options=convert)
+        return _stripped(pacsv.read_csv(source, read_options=read_opts, parse_options=parse, convert_options=convert))
     except pa.ArrowInvalid as exc:
         if not as_string:
             raise
@@ -113,13 +114,44 @@ def _read_csv_table(
         raise ToprecError(f"{path}{where}: cannot parse: {msg}") from None
 
 
+def _stripped(table: pa.Table) -> pa.Table:
+    """Column names without surrounding spaces (``user, item, time``), unless that makes two equal."""
+    names = [c.strip() for c in table.column_names]
+    if names != table.column_names and len(set(names)) == len(names):
+        return table.rename_columns(names)
+    return table
+
+
+def _check_text(table: pa.Table, path: Path, encoding: str) -> pa.Table:
+    """A column pyarrow could not decode as text is binary: a one-line error naming the file and row."""
+    for name in table.column_names:
+        col = table.column(name)
+        if pa.types.is_binary(col.type) or pa.types.is_large_binary(col.type):
+            row = next((r for r, v in enumerate(col.to_pylist()) if v is not None and not _decodes(v, encoding)), 0)
+            raise ToprecError(f"{path}, row {row + 2}: column '{name}' is not valid {encoding} text "
+                              "(save the file as UTF-8)")  # fmt: skip
+    return table
+
+
+def _decodes(v: bytes, encoding: str) -> bool:
+    try:
+        v.decode(encoding)
+        return True
+    except UnicodeDecodeError:
+        return False
+
+
 def _read_table(path: Path, sep: str = ",", names: list[str] | None = None, encoding: str = "utf8") -> pa.Table:
+    return _check_text(_read_any_table(path, sep, names, encoding), path, encoding)
+
+
+def _read_any_table(path: Path, sep: str = ",", names: list[str] | None = None, encoding: str = "utf8") -> pa.Table:
     _check_file(path)
     if path.suffix.lower() in (".parquet", ".pq"):
         import pyarrow.parquet as pq
 
         try:
-            return pq.read_table(path)
+            return _stripped(pq.read_table(path))
         except Exception as exc:  # noqa: BLE001 - any parquet failure is a bad file
             raise ToprecError(f"{path}: cannot read parquet: {str(exc).splitlines()[0]}") from None
     try:
@@ -133,7 +165,7 @@ def _read_table(path: Path, sep: str = ",", names: list[str] | None = None, enco
 
 def _column(table: pa.Table, path: Path, name: str, role: str) -> pa.ChunkedArray:
     if name not in table.column_names:
-        found = ", ".join(table.column_names)
+        found = ", ".join(c if c.strip() == c and c.isprintable() and c else repr(c) for c in table.column_names)
         raise ToprecError(f"{path}: missing {role} column '{name}' (found: {found})")
     col = table.column(name)
     bad = _first_null(col)
@@ -142,14 +174,44 @@ def _column(table: pa.Table, path: Path, name: str, role: str) -> pa.ChunkedArra
     return col
 
 
-def _ids(col: pa.ChunkedArray) -> np.ndarray:
+#: the longest id accepted (characters); longer is a bad file, not an id
+MAX_ID_CHARS = 256
+_INTEGER = re.compile(r"\s*[-+]?\d+\s*")
+
+
+def _ids(col: pa.ChunkedArray, path: Path | None = None, name: str = "", role: str = "id",
+         text=None, offset: int = 2) -> np.ndarray:  # fmt: skip
+    """External ids: int64 when every id is an integer that fits, else the text as read (never merged).
+
+    ``text()`` returns the column as read (strings), for columns pyarrow read as floating point
+    (an id beyond int64, or a decimal among integers): their digits are not trusted to a double.
+    """
+    where = f"{path}, row" if path is not None else "row"
     if pa.types.is_integer(col.type):
         return col.to_numpy().astype(np.int64, copy=False)
     if pa.types.is_floating(col.type):
         vals = col.to_numpy()
-        if np.all(vals == np.floor(vals)):
-            return vals.astype(np.int64)
-    return np.asarray(col.cast(pa.string()).to_numpy(zero_copy_only=False), dtype=object)
+        raw = None if text is None else np.asarray(text().to_numpy(zero_copy_only=False), dtype=object)
+        if raw is not None and all(_INTEGER.fullmatch(v) for v in raw):  # integers beyond int64: keep the text
+            col = pa.chunked_array([pa.array([v.strip() for v in raw], type=pa.string())])
+        else:
+            ok = np.isfinite(vals) & (vals == np.floor(vals)) & (np.abs(vals) < 2.0**53)
+            if ok.all():
+                return vals.astype(np.int64)
+            r = int(np.flatnonzero(~ok)[0])
+            shown = raw[r] if raw is not None else vals[r]
+            raise ToprecError(f"{where} {r + offset}: {role} id {str(shown).strip()!r} in column '{name}' is not an "
+                              "integer while other ids are numbers; ids must be integers or text")  # fmt: skip
+    strings = col.cast(pa.string())
+    if len(strings):
+        import pyarrow.compute as pc
+
+        lengths = pc.utf8_length(strings)
+        if pc.max(lengths).as_py() > MAX_ID_CHARS:
+            r = int(np.flatnonzero(lengths.to_numpy(zero_copy_only=False) > MAX_ID_CHARS)[0])
+            raise ToprecError(f"{where} {r + offset}: {role} id in column '{name}' is "
+                              f"{lengths[r].as_py():,} characters long (at most {MAX_ID_CHARS})")  # fmt: skip
+    return np.asarray(strings.to_numpy(zero_copy_only=False), dtype=object)
 
 
 def _numeric(col: pa.ChunkedArray, path: Path, name: str, role: str) -> np.ndarray:
@@ -177,20 +239,38 @@ def read_events(
     names: list[str] | None = None,
     encoding: str = "utf8",
     row_offset: int = 2,
+    detect_time: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, dict]:
-    """Read (user, item, time) columns from one file, validated; optional rating filter."""
+    """Read (user, item, time) columns from one file, validated; optional rating filter.
+
+    ``detect_time``: without ``time_col``, a column that looks like a time (its name, or a
+    date/timestamp type) orders the events; ``summary["order"]`` says which order is used.
+    """
     table = _read_table(path, sep, names, encoding)
     if table.num_rows == 0:
         raise ToprecError(f"{path}: no events (the file has a header but no rows)")
-    users = _ids(_column(table, path, user_col, "user"))
-    items = _ids(_column(table, path, item_col, "item"))
+
+    def text(name: str):
+        if path.suffix.lower() in (".parquet", ".pq"):
+            return None
+        return lambda: _read_csv_table(path, sep, names, encoding, as_string=True).column(name)
+
+    users = _ids(_column(table, path, user_col, "user"), path, user_col, "user", text(user_col), row_offset)
+    items = _ids(_column(table, path, item_col, "item"), path, item_col, "item", text(item_col), row_offset)
+    order = "file order"
+    if time_col is None and detect_time:
+        time_col = _time_column(table, exclude=(user_col, item_col, rating_col))
+        if time_col is not None:
+            order = f"time column '{time_col}' (found by its name; --time-col to choose)"
+    elif time_col is not None:
+        order = f"time column '{time_col}'"
     times = None
     if time_col is not None:
         times = _numeric(_column(table, path, time_col, "time"), path, time_col, "time")
         if not np.all(np.isfinite(times)):
             r = int(np.flatnonzero(~np.isfinite(times))[0])
             raise ToprecError(f"{path}, row {r + row_offset}: time in column '{time_col}' is not a finite number")
-    summary: dict[str, Any] = {"source": str(path)}
+    summary: dict[str, Any] = {"source": str(path), "order": order}
     if min_rating is not None:
         if rating_col is None or rating_col not in table.column_names:
             found = ", ".join(table.column_names)
@@ -205,6 +285,25 @@ def read_events(
     return users, items, times, summary
 
 
+#: column names taken for the events' time when no --time-col is given (compared lowercased)
+TIME_NAMES = ("timestamp", "time", "datetime", "date", "ts", "event_time", "time_stamp", "unix_time", "created_at")
+
+
+def _time_column(table: pa.Table, exclude=()) -> str | None:
+    """The column that looks like the events' time: a date/timestamp type, else a numeric one named so."""
+    cols = [c for c in table.column_names if c not in exclude]
+    for c in cols:
+        t = table.column(c).type
+        if pa.types.is_timestamp(t) or pa.types.is_date(t):
+            return c
+    by_name = {c.lower(): c for c in cols}
+    for name in TIME_NAMES:
+        c = by_name.get(name)
+        if c is not None and (pa.types.is_integer(table.column(c).type) or pa.types.is_floating(table.column(c).type)):
+            return c
+    return None
+
+
 def _side_file(path: Path) -> pd.DataFrame | None:
     """A competition side file: header ``item<TAB>value``; one row per (item, value)."""
     if not path.exists():
@@ -215,7 +314,7 @@ def _side_file(path: Path) -> pd.DataFrame | None:
     if table.num_columns < 2:
         raise ToprecError(f"{path}: expected two columns 'item' and a value")
     value_col = [c for c in table.column_names if c != "item"][0]
-    frame = pd.DataFrame({"item": _ids(table.column("item")), "value": table.column(value_col).to_pandas()})
+    frame = pd.DataFrame({"item": _ids(table.column("item"), path, "item", "item"), "value": table.column(value_col).to_pandas()})
     return frame.dropna()
 
 
@@ -398,7 +497,8 @@ def read_plain_table(
     _check_file(path)
     if sep is None:
         sep = _sniff_sep(path)
-    users, items, times, summary = read_events(path, user_col, item_col, time_col, rating_col, min_rating, sep=sep)
+    users, items, times, summary = read_events(path, user_col, item_col, time_col, rating_col, min_rating, sep=sep,
+                                               detect_time=True)  # fmt: skip
     return RawEvents(users, items, times, name=path.stem.split(".")[0], summary=summary | {"format": "table"})
 
 
