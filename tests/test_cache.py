@@ -53,21 +53,76 @@ def test_cache_invalidated_by_content_and_options(tmp_path):
     assert Dataset.load(folder, cache=True).summary["cache"] == "hit"
 
 
-def test_unwritable_folder_uses_user_cache(tmp_path, monkeypatch):
+def _entries(folder):
+    from toprec.data.cache import cache_dir_for
+
+    return sorted(cache_dir_for(folder).glob("*.npz"))
+
+
+def test_cache_lives_in_the_user_cache_never_beside_the_data(tmp_path, monkeypatch):
     folder = tmp_path / "ro"
     shutil.copytree(FIXTURES / "competition", folder)
-    (folder / ".toprec-cache").write_text("a file where the cache folder would go")  # cannot mkdir there
+    monkeypatch.delenv("TOPREC_CACHE_DIR", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     Dataset.load(folder, cache=True)
     assert Dataset.load(folder, cache=True).summary["cache"] == "hit"
     assert any((tmp_path / "xdg" / "toprec").rglob("*.npz"))
+    assert sorted(p.name for p in folder.iterdir()) == sorted(p.name for p in (FIXTURES / "competition").iterdir())
+
+
+def test_cache_without_home_uses_a_temporary_folder(tmp_path, monkeypatch):
+    """HOME unset (or pointing nowhere): no $HOME/.cache created under a missing home."""
+    import tempfile
+
+    folder = tmp_path / "c"
+    shutil.copytree(FIXTURES / "competition", folder)
+    for var in ("TOPREC_CACHE_DIR", "XDG_CACHE_HOME"):
+        monkeypatch.delenv(var, raising=False)
+    missing = tmp_path / "no-such-home"
+    monkeypatch.setenv("HOME", str(missing))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    Dataset.load(folder, cache=True)
+    assert not missing.exists()
+    assert any((tmp_path / "tmp").rglob("*.npz"))
+    assert Dataset.load(folder, cache=True).summary["cache"] == "hit"
+
+
+def test_rejected_layout_leaves_no_cache_folder(tmp_path):
+    from toprec.errors import ToprecError
+
+    folder = tmp_path / "empty"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("not a dataset")
+    with pytest.raises(ToprecError):
+        Dataset.load(folder, cache=True)
+    assert not cache_dir_exists(folder) and [p.name for p in folder.iterdir()] == ["notes.txt"]
+
+
+def cache_dir_exists(folder) -> bool:
+    from toprec.data.cache import cache_dir_for
+
+    return cache_dir_for(folder).exists()
+
+
+def test_folder_and_its_only_file_get_different_entries(tmp_path):
+    """--data folder (competition layout, time order) vs --data folder/train_ratings.csv (a table)."""
+    folder = tmp_path / "d"
+    folder.mkdir()
+    (folder / "train_ratings.csv").write_text("user,item,time\n1,10,5\n1,11,3\n2,10,1\n2,12,9\n")
+    as_folder = Dataset.load(folder, cache=True)
+    as_file = Dataset.load(folder / "train_ratings.csv", cache=True, user_col="user", item_col="item")
+    assert as_file.summary["cache"] == "miss" and as_folder.summary["format"] == "competition"
+    assert as_file.summary["format"] == "table"
+    again = Dataset.load(folder, cache=True)
+    assert again.summary["cache"] == "hit" and again.summary["format"] == "competition"
 
 
 def test_damaged_cache_entry_is_rebuilt(tmp_path):
     folder = tmp_path / "c"
     shutil.copytree(FIXTURES / "competition", folder)
     Dataset.load(folder, cache=True)
-    for f in (folder / ".toprec-cache").glob("*.npz"):
+    for f in _entries(folder):
         f.write_bytes(b"garbage")
     ds = Dataset.load(folder, cache=True)
     assert ds.summary["cache"] == "miss" and ds.n_events == 7
@@ -81,7 +136,7 @@ def test_cache_entry_with_bad_crc_truncated_or_missing_member_is_rebuilt(tmp_pat
     folder = tmp_path / "c"
     shutil.copytree(FIXTURES / "competition", folder)
     Dataset.load(folder, cache=True)
-    (entry,) = (folder / ".toprec-cache").glob("*.npz")
+    (entry,) = _entries(folder)
     raw = bytearray(entry.read_bytes())
     if damage == "truncate":
         entry.write_bytes(bytes(raw[: len(raw) // 2]))

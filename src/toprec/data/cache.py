@@ -9,8 +9,11 @@ modification time and an XXH3-128 hash of its content (about 10 GB/s: a
 116 MB CSV costs ~10 ms, where BLAKE2 took 175 ms of a 0.4 s cached load). Entries are uncompressed
 ``.npz`` files (numeric and fixed-width string arrays only, loaded with
 ``allow_pickle=False``) plus a JSON sidecar; both written atomically. They live
-in ``.toprec-cache/`` beside the data when that folder is writable, otherwise
-under ``$XDG_CACHE_HOME/toprec`` (``~/.cache/toprec``).
+in the user's cache, never beside the data: ``$TOPREC_CACHE_DIR``, else
+``$XDG_CACHE_HOME/toprec``, else ``~/.cache/toprec`` when the home folder
+exists, else a ``toprec-cache-<uid>`` folder in the system's temporary
+folder; one sub-folder per dataset path, created only when an entry is
+written (a rejected layout leaves nothing).
 """
 
 from __future__ import annotations
@@ -23,13 +26,14 @@ from typing import Any, Callable, TypeVar
 
 import numpy as np
 
+from ..errors import ToprecError
 from ..io import atomic_path
 
 T = TypeVar("T")
 #: what an entry holds: named arrays and a JSON-able dict
 Arrays = dict[str, np.ndarray]
 
-CACHE_VERSION = 2  # 2: XXH3 content hashes; the sorted CSR column indices stored
+CACHE_VERSION = 3  # 2: XXH3 content hashes; the sorted CSR column indices stored; 3: how the path is read
 _CHUNK = 1 << 22
 
 
@@ -60,28 +64,39 @@ def _file_hash(path: Path) -> str:
 
 def fingerprint(path: Path, options: dict[str, Any]) -> str:
     """A key for (source files, options): sizes, mtimes and content hashes."""
-    parts: list[Any] = [CACHE_VERSION, sorted((k, str(v)) for k, v in options.items())]
+    # a folder and the one file in it are read differently (a layout vs a table): never the same key
+    kind = "folder" if path.is_dir() else "file"
+    parts: list[Any] = [CACHE_VERSION, kind, path.name, sorted((k, str(v)) for k, v in options.items())]
     for f in _source_files(path):
         st = f.stat()
         parts.append((f.name, st.st_size, st.st_mtime_ns, _file_hash(f)))
     return hashlib.blake2b(json.dumps(parts).encode(), digest_size=16).hexdigest()
 
 
-def cache_dir_for(path: Path) -> Path:
-    base = path if path.is_dir() else path.parent
-    local = base / ".toprec-cache"
+def cache_root() -> Path:
+    """Where entries live (see the module docstring); nothing is created here."""
+    env = os.environ.get("TOPREC_CACHE_DIR")
+    if env:
+        return Path(env)
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    if xdg and os.path.isabs(xdg):
+        return Path(xdg) / "toprec"
     try:
-        local.mkdir(exist_ok=True)
-        probe = local / f".probe-{os.getpid()}"
-        probe.touch()
-        probe.unlink()
-        return local
-    except OSError:
-        root = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "toprec"
-        digest = hashlib.blake2b(str(path.resolve()).encode(), digest_size=8).hexdigest()
-        d = root / digest
-        d.mkdir(parents=True, exist_ok=True)
-        return d
+        home = Path.home()
+    except (RuntimeError, KeyError):
+        home = None
+    if home is not None and home.is_dir():
+        return home / ".cache" / "toprec"
+    import tempfile
+
+    uid = os.getuid() if hasattr(os, "getuid") else "user"
+    return Path(tempfile.gettempdir()) / f"toprec-cache-{uid}"
+
+
+def cache_dir_for(path: Path) -> Path:
+    """The folder of ``path``'s entries (not created)."""
+    digest = hashlib.blake2b(str(path.resolve()).encode(), digest_size=8).hexdigest()
+    return cache_root() / f"{path.resolve().name or 'data'}-{digest}"
 
 
 def _strings(a: np.ndarray) -> np.ndarray:
@@ -132,7 +147,8 @@ def cached(
         return value, True
     value = build()
     try:
+        file.parent.mkdir(parents=True, exist_ok=True)
         save(file, *encode(value))
-    except OSError:
-        pass  # caching is an optimisation; a read-only disk must not fail the load
+    except (OSError, ToprecError):  # caching is an optimisation; a read-only disk must not fail the load
+        pass
     return value, False
