@@ -8,5 +8,8 @@ from __future__ import annotations
 # importing a command module registers its command (in this order in --help)
 from . import info, data, evaluate, submit, ensemble, align, report, tune, auto, run, runs  # noqa: F401, I001
 from .base import app, main
+from .. import progress
+
+progress.unwrapped_help()  # --help into a file or pipe: no option text cut at 80 columns
 
 __all__ = ["app", "main"]

@@ -6,7 +6,6 @@ import sys
 from typing import Any, Optional
 
 import typer
-from rich.console import Console
 
 from .. import progress
 from ..errors import ToprecError
@@ -19,7 +18,7 @@ app = typer.Typer(
 )
 data_app = typer.Typer(no_args_is_help=True, help="Fetch, synthesise and describe datasets.")
 app.add_typer(data_app, name="data")
-out = Console(highlight=False)
+out = progress.make_console(highlight=False)  # unwrapped when stdout is not a terminal
 
 
 def config(command: str, tracking=None, **sections: Any):

@@ -6,11 +6,23 @@ import json
 from typing import Any
 
 import numpy as np
+from rich import table as _rich_table
 from rich.console import Console
-from rich.table import Table
+from rich.text import Text
 
 from ..io import json_default
 from .base import out
+
+
+class Table(_rich_table.Table):
+    """rich's Table whose title and caption are never wrapped to the table's width (a log keeps each on a line)."""
+
+    def __init__(self, *args: Any, title: Any = None, caption: Any = None, **kwargs: Any):
+        def one_line(text: Any, style: str) -> Any:
+            return Text(text, style=style, no_wrap=True, overflow="ignore") if isinstance(text, str) else text
+
+        super().__init__(*args, title=one_line(title, "table.title"), caption=one_line(caption, "table.caption"),
+                         **kwargs)  # fmt: skip
 
 
 def print_json(payload: Any) -> None:
