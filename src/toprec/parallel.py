@@ -23,6 +23,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from . import progress
+from .errors import ToprecError
 
 
 def workers() -> int:
@@ -100,6 +101,8 @@ def run_rows(n: int, job: Callable[[int, int], None], n_workers: int | None = No
             try:
                 progress.set_quiet(True)
                 job(lo, hi)
+            except ToprecError:  # the parent recomputes this range and raises it, on one line
+                code = 1
             except BaseException:  # noqa: BLE001
                 traceback.print_exc()
                 code = 1

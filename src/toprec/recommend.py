@@ -254,6 +254,17 @@ def _fix_boundary_ties(scores: np.ndarray, items: np.ndarray, top: np.ndarray, k
     top[rows] = np.take_along_axis(sub, order, axis=1)
 
 
+def check_finite(peak: float, description: str) -> None:
+    """A block's largest score NaN or +inf: the model is broken (a diverged fit, an out-of-range parameter).
+
+    Ranking such scores gives every user the same arbitrary items; a one-line error instead.
+    """
+    if peak != peak or peak == np.inf:
+        raise ToprecError(f"{description}: the model's scores are not finite ({peak}): its fit diverged or a "
+                          "parameter is out of range (a learning rate too high, a regularisation too large); "
+                          "nothing was ranked")  # fmt: skip
+
+
 def topk(
     score_fn: Callable[[np.ndarray, sp.csr_matrix], np.ndarray],
     users: np.ndarray,
@@ -266,6 +277,7 @@ def topk(
     description: str = "recommend",
     popularity: np.ndarray | None = None,
     device=None,
+    check_scores: bool = True,
 ) -> Recommendations:
     """Batched top-k over ``users``: scores, :func:`seen_and_cold`, :func:`topk_rows`, batch after batch.
 
@@ -279,12 +291,16 @@ def topk(
     tensors there and are ranked there; the lists wait on the device within a
     quarter of ``memory_budget`` and only they cross to the host. Either way
     the lists are the same, and do not depend on ``batch_size``.
+
+    ``check_scores``: a NaN or +inf score is a one-line error (:func:`check_finite`) rather
+    than lists of arbitrary items; the trainer's per-epoch validation turns it off (a
+    diverged epoch just scores badly there, and the best epoch is kept).
     """
     users = np.asarray(users, dtype=np.int64)
     if device is not None:
         return _topk_on_device(score_fn, users, k, history, exclude, popularity, device,
                                batch_size or batch_size_for(n_items, memory_budget, factor=4), memory_budget,
-                               description)  # fmt: skip
+                               description, check_scores)  # fmt: skip
     n = len(users)
     bs = batch_size or batch_size_for(n_items, memory_budget)
     n_workers = parallel.workers() if n >= 2 * min(bs, PARALLEL_MIN_USERS) and n >= PARALLEL_MIN_USERS else 1
@@ -303,6 +319,8 @@ def topk(
                 stop = min(hi, start + bs)
                 h = history[start:stop]
                 scores = np.asarray(score_fn(users[start:stop], h), dtype=np.float32)
+                if check_scores and scores.size:
+                    check_finite(float(scores.max()), description)
                 seen_and_cold(scores, h, popularity, None if exclude is None else exclude[start:stop])
                 topk_rows(scores, k, out_items[start:stop], out_scores[start:stop])
                 bar.advance((stop - start) * n_workers)
@@ -313,7 +331,8 @@ def topk(
     return Recommendations(users, out_items, out_scores)
 
 
-def _topk_on_device(score_fn, users, k, history, exclude, popularity, device, bs, memory_budget, description):
+def _topk_on_device(score_fn, users, k, history, exclude, popularity, device, bs, memory_budget, description,
+                    check_scores=True):  # fmt: skip
     """:func:`topk` with the score blocks and the ranking on a torch ``device`` (see there)."""
     torch = require_torch()
     n = len(users)
@@ -322,10 +341,14 @@ def _topk_on_device(score_fn, users, k, history, exclude, popularity, device, bs
     if popularity is not None:
         popularity = torch.from_numpy(np.asarray(popularity, dtype=np.float32)).to(device)
     waiting: list = []  # (items, scores) still on the device
+    peaks: list = []  # each waiting block's largest score (NaN / +inf: a broken model), read at the flush
     done = 0  # rows already copied to the host
 
     def flush() -> None:
         nonlocal done
+        if peaks:
+            check_finite(float(torch.stack(peaks).max().item()), description)
+            peaks.clear()
         if waiting:
             items = torch.cat([w[0] for w in waiting]).cpu().numpy()
             out_items[done : done + len(items)] = items
@@ -338,6 +361,8 @@ def _topk_on_device(score_fn, users, k, history, exclude, popularity, device, bs
             stop = min(n, start + bs)
             h = history[start:stop]
             s = score_fn(users[start:stop], h).to(torch.float32)
+            if check_scores and s.numel():
+                peaks.append(s.amax())
             seen_and_cold(s, h, popularity, None if exclude is None else exclude[start:stop])
             waiting.append(topk_rows(s, k))
             bar.advance(stop - start)

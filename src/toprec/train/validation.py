@@ -48,22 +48,23 @@ def holdout(X: sp.csr_matrix, train, valid, params):
 
 
 def rank(model, module, users: np.ndarray, hist: sp.csr_matrix, k: int, on_device: bool,
-         budget: int = DEVICE_BUDGET, description: str = "recommend") -> Recommendations:  # fmt: skip
+         budget: int = DEVICE_BUDGET, description: str = "recommend", check_scores: bool = True) -> Recommendations:
     """The shared top-k of ``module``'s scores for ``users`` with histories ``hist`` (seen items masked,
-    cold users get popularity): scored and ranked on the model's device (``on_device``), else on the host."""
+    cold users get popularity): scored and ranked on the model's device (``on_device``), else on the host.
+    ``check_scores``: non-finite scores are an error (off for the per-epoch validation)."""
     if on_device:
         return topk(lambda u, h: model._score_tensor(module, u, h), users, model.n_items, k, hist, hist,
                     memory_budget=budget, description=description, popularity=model.item_popularity,
-                    device=model.device_)  # fmt: skip
+                    device=model.device_, check_scores=check_scores)  # fmt: skip
     with parallel.single_process():  # forking after torch has started its threads (or CUDA) is unsafe
         return topk(lambda u, h: model._score_with(module, u, h), users, model.n_items, k, hist, hist,
-                    description=description, popularity=model.item_popularity)  # fmt: skip
+                    description=description, popularity=model.item_popularity, check_scores=check_scores)  # fmt: skip
 
 
 def score(model, module, cut, X: sp.csr_matrix) -> float:
     """:data:`METRIC` of ``module`` (in training mode, scored in the model's scoring dtype) on holdout ``cut``."""
     users = cut.users
     recs = rank(model, model._as_scoring(module), users, sp.csr_matrix(X[users]), 10, model._on_device(),
-                description=f"{model.name}: validate")  # fmt: skip
+                description=f"{model.name}: validate", check_scores=False)  # fmt: skip
     module.train()
     return float(metrics.evaluate(recs, cut, [METRIC])[METRIC])
