@@ -36,7 +36,10 @@ def execute(cfg, tracking=None, **options: Any):
 
     save: Optional[Any] = getattr(tracking, "save_config", None)
     if save is not None:
-        cfg.save(save)
+        from ..app.data import output_file
+        from .options import SAVE_CONFIG
+
+        cfg.save(output_file(save, cfg.data, SAVE_CONFIG))
     return application.run(cfg, **options)
 
 
@@ -45,16 +48,34 @@ def warn(message: str) -> None:
     progress.console.print(f"toprec: warning: {message}", markup=False, highlight=False, soft_wrap=True)
 
 
-def main() -> None:
-    """Entry point: one-line errors, exit status 2, no traceback."""
+def _error(message: str, code: int = 2) -> None:
+    progress.console.print(f"toprec: error: {' '.join(str(message).split())}", markup=False, highlight=False,
+                           soft_wrap=True)  # fmt: skip
+    sys.exit(code)
+
+
+def main(args: Optional[list[str]] = None) -> None:
+    """Entry point: one-line errors (usage errors included), exit status 2, no traceback."""
+    click = sys.modules[typer.BadParameter.__module__]  # the click typer uses (it may vendor its own)
+
     try:
-        app()
-    except ToprecError as exc:
-        progress.console.print(f"toprec: error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        rv = app(args=args, standalone_mode=False)
+    except click.NoArgsIsHelpError as exc:  # bare `toprec` / `toprec data`: the help, as before
+        exc.show()
         sys.exit(exc.exit_code)
-    except (PermissionError, IsADirectoryError, NotADirectoryError, FileNotFoundError) as exc:
-        progress.console.print(f"toprec: error: {exc}", markup=False, highlight=False, soft_wrap=True)
-        sys.exit(2)
+    except click.ClickException as exc:  # bad option value, unknown option, missing argument...
+        _error(exc.format_message(), exc.exit_code if exc.exit_code else 2)
+    except typer.Abort:
+        progress.console.print("toprec: interrupted", markup=False)
+        sys.exit(130)
+    except ToprecError as exc:
+        _error(str(exc), exc.exit_code)
     except KeyboardInterrupt:
         progress.console.print("toprec: interrupted", markup=False)
         sys.exit(130)
+    except MemoryError as exc:
+        _error(f"not enough memory ({exc or type(exc).__name__}); use less data or a smaller model/-k")
+    except OSError as exc:  # a file the command could not read or write
+        _error(str(exc))
+    if isinstance(rv, int) and rv:
+        sys.exit(rv)
