@@ -14,9 +14,10 @@ import time
 
 from .. import progress
 from ..experiment import session
-from .data import check_k, expect, load_data, order_use, output_file
+from .data import check_k, expect, load_data, order_use, output_file, output_folder
 from .output import write_json
 from .results import EnsembleResult
+from .serving import check_pipeline, save_pipeline
 from .submit import complete_lists
 
 
@@ -37,9 +38,12 @@ def ensemble(cfg) -> EnsembleResult:
     e, k, s = cfg.ensemble, cfg.metrics.k, cfg.split
     output = output_file(cfg.output.submission, cfg.data)
     json_path = output_file(cfg.output.json_path, cfg.data, "--json")
+    model_dir = output_folder(cfg.output.model_dir, cfg.data, "--save-model", replaced=True)
     method = _method(e)
     members = parse_members(e.members)  # unknown models / bad parameters: before any work
     ens = Ensemble(members, method=method, weights=e.weights, candidates=e.candidates)
+    if model_dir is not None:
+        check_pipeline(ens)  # file members / rerank cannot be served: before any work
     with session.tracked_run(cfg) as tracker:
         ds = load_data(cfg.data, order_use(cfg))
         check_k(ds, k, "ensemble")
@@ -58,6 +62,8 @@ def ensemble(cfg) -> EnsembleResult:
         t0 = time.perf_counter()
         ens.prepare_final(ds, k=k)
         recs = ens.recommend(ds.users, k=k)
+        if model_dir is not None:  # the fused pipeline, servable (`toprec serve`): members fitted on all data
+            save_pipeline(ens, ds, model_dir)
         ens.release()
         final_s = time.perf_counter() - t0
         complete_lists(recs, ds, k, hint="candidate items after fusion (raise --candidates)")

@@ -12,6 +12,7 @@ from ..errors import ToprecError
 from ..experiment import session
 from .data import check_k, expect, load_data, output_file, output_folder
 from .results import SubmitResult
+from .serving import save_model
 
 
 def complete_lists(recs, ds, k: int, hint: str = "") -> None:
@@ -46,7 +47,7 @@ def submit(cfg) -> SubmitResult:
             recs.write_csv(output, ds)
         write_s = time.perf_counter() - t0
         if model_dir is not None:
-            rec.save(model_dir)
+            save_model(rec, ds, model_dir)  # servable: the ids, when and on what data it was trained
         tracker.log_metrics({"fit_s": fit_s, "recommend_s": rec_s, "write_s": write_s, "users": len(recs)})
         tracker.log_history(getattr(rec, "history", None))
         session.log_artifacts(output, model_dir)

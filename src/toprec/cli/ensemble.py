@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -28,6 +29,8 @@ Force = Annotated[bool, typer.Option("--force", help="Write the ensemble even if
 MinGain = Annotated[float, typer.Option(min=0, help="Least fold-A recall gain for a search move.")]
 Restarts = Annotated[int, typer.Option(min=0, help="--search weights: extra random starting points.")]
 Candidates = Annotated[int, typer.Option("--candidates", "-n", min=1, help="Top-N candidates per member.")]
+SaveModel = Annotated[Optional[Path], typer.Option(
+    help="Also save the fused pipeline (members fitted on all data, method, weights) to this folder, for `toprec serve`.")]
 
 
 def parse_weights(text: Optional[str]) -> Optional[list[float]]:
@@ -47,7 +50,7 @@ def ensemble(members: Members, output: Submission, method: Method = "auto",
              candidates: Candidates = 100, weights: Weights = None, scheme: Scheme = "users",
              min_gain: MinGain = 1e-4, restarts: Restarts = 0, no_stratify: NoStratify = False,
              no_validate: NoValidate = False, force: Force = False, json_out: JsonOut = None,
-             *, data, split, tracking) -> None:  # fmt: skip
+             save_model: SaveModel = None, *, data, split, tracking) -> None:  # fmt: skip
     """Search ensemble weights/members on one fold, confirm on another, refit on all data, write the submission.
 
     Each member's top-N lists are fused (rank: sum of w / log2(rank + 1)).
@@ -60,7 +63,8 @@ def ensemble(members: Members, output: Submission, method: Method = "auto",
                    weights=parse_weights(weights), scheme=scheme, min_gain=min_gain, restarts=restarts,
                    stratify=not no_stratify, validate=not no_validate, force=force)
     cfg = config("ensemble", tracking, data=data, split=split, metrics=MetricsConfig(k=k), ensemble=section,
-                 output=OutputConfig(submission=str(output), json_path=opt_str(json_out)))  # fmt: skip
+                 output=OutputConfig(submission=str(output), json_path=opt_str(json_out),
+                                     model_dir=opt_str(save_model)))  # fmt: skip
     show(cfg, execute(cfg, tracking))
 
 

@@ -260,7 +260,9 @@ class IALS(MatrixFactorization):
         if folder is None:
             with _Quiet():
                 folder = self._estimator()
-            folder.item_factors = self.item_factors
+            # implicit's solver wants a writable buffer (a memory-mapped model's arrays are read-only)
+            V = self.item_factors
+            folder.item_factors = V if V.flags.writeable else np.array(V)
             self._folder = folder
         n = history.shape[0]
         # a small batch is not worth waking a thread team (tens of ms on a busy machine)
