@@ -16,6 +16,8 @@ FIXTURES = Path(__file__).parent / "fixtures"
 os.environ["TOPREC_NO_TRACK"] = "1"  # no MLflow runs in ./mlruns from tests; test_experiment*.py use a tmp store
 # parsed-data cache entries go to a folder of this test session, not the user's ~/.cache
 os.environ.setdefault("TOPREC_CACHE_DIR", tempfile.mkdtemp(prefix="toprec-test-cache-"))
+# default tracking stores and tuning studies (toprec.paths) go to this test session's folder, not ~/.local/share
+os.environ["TOPREC_HOME"] = tempfile.mkdtemp(prefix="toprec-test-home-")
 
 
 def clustered_events(n_users: int = 120, n_items: int = 80, per_user: int = 20, n_clusters: int = 4, seed: int = 0):

@@ -275,6 +275,27 @@ def test_failed_run_is_marked_failed_and_default_store_is_local(tmp_path, compet
     assert [r.info.status for r in runs] == ["FAILED"]
 
 
+def test_default_store_is_in_toprec_home_not_where_the_user_stands(tmp_path, competition_dir, template_store):
+    """No --tracking-uri, no $MLFLOW_TRACKING_URI: the store is $TOPREC_HOME/mlruns; the working folder stays empty."""
+    env = dict(os.environ)
+    env.pop("TOPREC_NO_TRACK", None)
+    env.pop("MLFLOW_TRACKING_URI", None)
+    env["TOPREC_HOME"] = str(tmp_path / "home")
+    db = tmp_path / "home" / "mlruns" / "mlflow.db"
+    db.parent.mkdir(parents=True)
+    shutil.copy(template_store, db)  # migrated already, to save time
+    here, elsewhere = tmp_path / "here", tmp_path / "elsewhere"
+    here.mkdir()
+    elsewhere.mkdir()
+    p = toprec("evaluate", "--data", competition_dir, "--model", "popularity", "--random", "4", "-q", cwd=here, env=env)
+    assert p.returncode == 0, p.stderr
+    assert list(here.iterdir()) == []  # no ./mlruns
+    listed = toprec("runs", "--json", cwd=elsewhere, env=env)  # the same store from any folder
+    assert listed.returncode == 0, listed.stderr
+    assert [r["model"] for r in json.loads(listed.stdout)] == ["popularity"]
+    assert list(elsewhere.iterdir()) == []
+
+
 def test_epoch_history_is_logged_per_step(store):
     """Per-epoch logs of a trained model land as metric histories (step = epoch)."""
     from mlflow.tracking import MlflowClient

@@ -164,6 +164,18 @@ def test_same_seed_same_trials(tmp_path, competition_dir, cli, monkeypatch):
     assert seqs[0] != seqs[2]
 
 
+def test_default_out_is_in_toprec_home_not_where_the_user_stands(tmp_path, competition_dir, cli, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TOPREC_HOME", str(tmp_path / "home"))
+    (tmp_path / "here").mkdir()
+    monkeypatch.chdir(tmp_path / "here")
+    text = cli("tune", "--data", competition_dir, "--model", "itemknn", "--trials", "2", "-q", "--no-track")
+    study = tmp_path / "home" / "tune" / f"itemknn-{competition_dir.name}"
+    assert {p.name for p in study.iterdir()} >= {"study.db", "trials.csv", "best.yaml"}
+    assert str(study / "best.yaml") in text  # the table says where best.yaml went
+    assert list((tmp_path / "here").iterdir()) == []  # no ./tune
+
+
 def test_fixed_param_is_not_searched(tmp_path, competition_dir, cli, monkeypatch):
     monkeypatch.chdir(tmp_path)
     cli("tune", "--data", competition_dir, "--model", "itemknn", "-p", "similarity=jaccard", "-p", "k=12",

@@ -85,7 +85,8 @@ NoStratify = Annotated[
 ]
 TrackingUri = Annotated[
     Optional[str],
-    typer.Option("--tracking-uri", help="MLflow tracking URI (default $MLFLOW_TRACKING_URI, else ./mlruns SQLite)."),
+    typer.Option("--tracking-uri", help="MLflow tracking URI (default $MLFLOW_TRACKING_URI, else SQLite in "
+                 "$TOPREC_HOME/mlruns, ~/.local/share/toprec/mlruns, or ./mlruns when a store is already there)."),
 ]
 NoTrack = Annotated[bool, typer.Option("--no-track", help="Do not log this run to MLflow.")]
 

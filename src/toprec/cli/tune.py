@@ -22,7 +22,7 @@ Study = Annotated[Optional[str], typer.Option(help="Study name (default MODEL-DA
 Workers = Annotated[int, typer.Option(min=1, help="Worker processes on this machine sharing the study.")]
 NoPrune = Annotated[bool, typer.Option("--no-prune", help="Do not prune epoch-trained models' trials.")]
 Out = Annotated[Optional[Path], typer.Option("--out", "-o", help="Folder for best.yaml and trials.csv "
-                                                                 "(default tune/STUDY).")]  # fmt: skip
+                                                                 "(default $TOPREC_HOME/tune/STUDY, ~/.local/share/toprec/tune/STUDY).")]  # fmt: skip
 Heartbeat = Annotated[int, typer.Option(min=1, help="Seconds between heartbeats; a trial silent for 3 is retried "
                                                     "elsewhere.")]  # fmt: skip
 TuneModel = Annotated[str, typer.Option("--model", "-m", help="Model name (see `toprec models`).")]

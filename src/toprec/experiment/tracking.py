@@ -2,8 +2,10 @@
 
 mlflow is imported only when a run actually starts (``--no-track`` and
 ``import toprec`` never pay for it). The store is, in order: ``--tracking-uri``,
-``$MLFLOW_TRACKING_URI``, else a local SQLite file ``./mlruns/mlflow.db`` with
-artifacts in ``./mlruns/artifacts`` (no server needed). ``--no-track`` or
+``$MLFLOW_TRACKING_URI``, else a local SQLite file ``mlruns/mlflow.db`` with
+artifacts in ``mlruns/artifacts`` (no server needed) in toprec's home folder
+(``$TOPREC_HOME``, else ``~/.local/share/toprec``: :mod:`toprec.paths`), or in
+``./mlruns`` when a store is already there. ``--no-track`` or
 ``TOPREC_NO_TRACK=1`` switches tracking off.
 
 Every run gets the toprec version, the git commit of the toprec sources
@@ -41,7 +43,9 @@ def tracking_disabled_by_env() -> bool:
 
 
 def default_uri(root: str | os.PathLike | None = None) -> str:
-    base = Path(root or Path.cwd() / DEFAULT_DIR).resolve()
+    from ..paths import tracking_dir
+
+    base = Path(root or tracking_dir()).resolve()
     return f"sqlite:///{base / 'mlflow.db'}"
 
 

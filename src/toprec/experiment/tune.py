@@ -40,6 +40,7 @@ from typing import Any
 
 from .. import metrics, progress
 from ..errors import ToprecError
+from ..paths import tune_dir
 from .tracking import epoch_metrics
 
 FINISHED_STATES = ("COMPLETE", "PRUNED")
@@ -354,7 +355,7 @@ def tune(cfg, ds, worker: int | None = None, quiet: bool = False) -> dict[str, A
     if not {k for k in cls.search_space if k not in fixed}:
         raise ToprecError(f"model '{cls.name}' declares no search space to tune")
     study_name = t.study or f"{cls.name}-{Path(cfg.data.path).name}"
-    out_dir = Path(t.out or Path("tune") / study_name)
+    out_dir = Path(t.out) if t.out else tune_dir(study_name)  # never ./tune unless asked
     storage = t.storage or f"sqlite:///{(out_dir / 'study.db').resolve()}"
     shared = t.storage is not None
     spawned = worker is not None
