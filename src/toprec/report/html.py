@@ -165,17 +165,40 @@ def fmt(v: Any) -> str:
     return str(v)
 
 
+def _is_float(v: Any) -> bool:
+    return isinstance(v, (float, np.floating)) and not isinstance(v, (bool, np.bool_))
+
+
+def column_formats(rows: list) -> dict[int, Any]:
+    """One format per column of small floats (all below 100): the same decimals for every cell, enough for
+    the smallest non-zero value to keep 3 significant digits (4 at least, 8 at most), so 0.000502 and 0 are
+    shown as 0.000502 and 0.000000, not 0.000502 and 0.0000."""
+    formats: dict[int, Any] = {}
+    for j in range(max((len(r) for r in rows), default=0)):
+        cells = [r[j] for r in rows if j < len(r)]
+        floats = [float(c) for c in cells if _is_float(c) and math.isfinite(float(c))]
+        if not floats or any(abs(v) >= 100 for v in floats) or any(
+                not _is_float(c) and isinstance(c, (int, np.integer)) and not isinstance(c, bool) for c in cells):
+            continue
+        smallest = min((abs(v) for v in floats if v != 0), default=1.0)
+        decimals = min(8, max(4, 2 - math.floor(math.log10(smallest))))
+        formats[j] = lambda v, d=decimals: f"{float(v):.{d}f}" if math.isfinite(float(v)) else "–"
+    return formats
+
+
 def _table_html(t: Table) -> str:
     e = html.escape
     out = ["<table>"]
     if t.title:
         out.append(f"<caption style='text-align:left;font-weight:bold'>{e(t.title)}</caption>")
     out.append("<tr>" + "".join(f"<th>{e(str(c))}</th>" for c in t.columns) + "</tr>")
+    formats = column_formats(t.rows)
     for r in t.rows:
         cells = []
-        for c in r:
+        for j, c in enumerate(r):
             numeric = isinstance(c, (int, float, np.integer, np.floating)) and not isinstance(c, bool)
-            cells.append(f"<td class='n'>{e(fmt(c))}</td>" if numeric else f"<td>{e(fmt(c))}</td>")
+            text = formats[j](c) if j in formats and _is_float(c) else fmt(c)
+            cells.append(f"<td class='n'>{e(text)}</td>" if numeric else f"<td>{e(text)}</td>")
         out.append("<tr>" + "".join(cells) + "</tr>")
     out.append("</table>")
     return "".join(out)

@@ -187,8 +187,10 @@ def bars(
         if log_y:
             ax.set_yscale("log")
     ax.set_title(title)
-    if len(series) > 2 and not horizontal:  # below the axes: many bars leave no free corner
-        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=3, frameon=False)
+    if len(series) > 2 and not horizontal:
+        # many bars leave no free corner: the legend right of the axes, in space the layout reserves for it
+        # (below the axes it covered the tick labels and the x label)
+        fig.legend(*ax.get_legend_handles_labels(), fontsize=7, loc="outside right upper", frameon=False)
     elif len(series) > 1:
         ax.legend(fontsize=8)
     return _finish(fo, fig, ax)
