@@ -74,6 +74,28 @@ def test_edlae_closed_forms():
     np.testing.assert_allclose(dlae.similarity, ref, rtol=1e-3, atol=1e-5)
 
 
+@pytest.mark.parametrize("zero_diagonal", [True, False])
+def test_edlae_user_space_equals_item_space(tmp_path, zero_diagonal):
+    """Wide data (users < items): the Woodbury form scores exactly as the items x items solve, for any
+    history (training users and a fold-in row), and survives save/load."""
+    ds = _data(n_users=12, n_items=40, density=0.3, seed=3)
+    assert ds.n_users < ds.n_items
+    X = _dense(ds)
+    p, l2 = 0.3, 2.0
+    lam = l2 + p / (1 - p) * np.diag(X.T @ X)
+    ref_B = _ease_ref(X, lam) if zero_diagonal else np.linalg.solve(X.T @ X + np.diag(lam), X.T @ X)
+    auto = models.get("edlae", l2=l2, dropout=p, zero_diagonal=zero_diagonal).fit(ds)
+    items = models.get("edlae", l2=l2, dropout=p, zero_diagonal=zero_diagonal, form="items").fit(ds)
+    assert auto.form_ == "users" and auto.similarity is None and items.form_ == "items"
+    users = np.arange(ds.n_users)
+    np.testing.assert_allclose(auto.score(users), X @ ref_B, rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(auto.score(users), items.score(users), rtol=1e-3, atol=1e-4)
+    h = sp.csr_matrix(np.eye(1, ds.n_items, 5, dtype=np.float32) + np.eye(1, ds.n_items, 17, dtype=np.float32))
+    np.testing.assert_allclose(auto.score(np.array([-1]), history=h), h.toarray() @ ref_B, rtol=1e-3, atol=1e-4)
+    back = Recommender.load(auto.save(tmp_path / "m"))
+    np.testing.assert_array_equal(back.recommend(users, k=5).items, auto.recommend(users, k=5).items)
+
+
 def test_edlae_rejects_bad_dropout():
     with pytest.raises(ToprecError, match="parameter 'dropout'"):
         models.get("edlae", dropout=1.0)

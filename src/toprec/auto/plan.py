@@ -66,7 +66,8 @@ def candidates(p: dict[str, Any], device: str = "auto", only: list[str] | None =
                   "factors 128 / reg 50 / alpha 10 won on Last.fm; reg grows with users"),
         Candidate("edlae", {}, [{"l2": l2, "dropout": 0.25}, {"l2": round(l2 / 3, 2), "dropout": 0.5}],
                   {"l2": ("log_float", 1.0, 1e4), "dropout": ("float", 0.0, 0.75)},
-                  _gflops(2 * I**3 + 2.0 * U * I * I) + E / 2e6, 8, 3, "full-rank dropout autoencoder"),
+                  _gflops(2 * n**3 + 2.0 * U * I * n) + E / 2e6, 8, 3,
+                  "full-rank dropout autoencoder" + (" (user-space Woodbury form: users < items)" if U < I else "")),
     ]
     if p["side_files"]:
         out.append(Candidate("cease", dict(dev), [{"l2": l2, "side_weight": 0.03}, {"l2": l2, "side_weight": 0.1}],

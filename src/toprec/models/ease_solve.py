@@ -11,6 +11,10 @@ B = argmin ||X - XB||^2 + l2 ||B||^2  s.t. diag(B) = 0
   P = (I - X^T K X) / l2 with K = (l2 I + X X^T)^-1, a users x users solve.
   B is never formed: with M = K X (users x items) and d = diag(P),
   x B = x - (x - (x X^T) M) / (l2 d).
+- :func:`ridge_user_space`: the same identity for a diagonal ridge
+  Lambda = dMat(lam) (EDLAE's l2 + p/(1-p) diag(G)): P = (G + Lambda)^-1 =
+  Lambda^-1 - Y^T K Y with Y = X Lambda^-1, K = (I + X Lambda^-1 X^T)^-1;
+  again users x users, scored by :func:`ridge_user_space_scores`.
 """
 
 from __future__ import annotations
@@ -45,6 +49,43 @@ def ease_user_space(X: sp.csr_matrix, l2: float) -> tuple[np.ndarray, np.ndarray
     q = np.asarray(X.multiply(M).sum(axis=0)).ravel()
     d = ((1.0 - q) / l2).astype(np.float32)
     return M, d
+
+
+def ridge_user_space(X: sp.csr_matrix, lam: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(M, d) for P = (X^T X + dMat(lam))^-1: M = K Y (users x items), d = diag(P); Y = X dMat(1/lam).
+
+    K = (I + X dMat(1/lam) X^T)^-1 is a users x users solve: the Gram of
+    X dMat(lam^-1/2) over users, plus the identity.
+    """
+    X = sp.csr_matrix(X, dtype=np.float32)
+    inv = (1.0 / np.asarray(lam, dtype=np.float64)).astype(np.float32)
+    half = sp.csr_matrix(X @ sp.diags(np.sqrt(inv)), dtype=np.float32)
+    Gu = gram(sp.csr_matrix(half.T))  # X dMat(1/lam) X^T, users x users
+    Gu[np.diag_indices_from(Gu)] += np.float32(1.0)
+    K = spd_inverse(Gu)
+    Y = sp.csr_matrix(X @ sp.diags(inv), dtype=np.float32)
+    M = np.ascontiguousarray(np.asarray((Y.T @ K).T, dtype=np.float32))  # K Y, K symmetric
+    q = np.asarray(Y.multiply(M).sum(axis=0)).ravel()  # diag(Y^T K Y)
+    d = (inv.astype(np.float64) - q).astype(np.float32)
+    return M, d
+
+
+def ridge_user_space_scores(history: sp.csr_matrix, basis_rows: sp.csr_matrix, user_basis: np.ndarray,
+                            diag_p: np.ndarray, lam: np.ndarray, zero_diagonal: bool = True) -> np.ndarray:  # fmt: skip
+    """Scores ``x B`` from :func:`ridge_user_space`'s (M, d), B never formed.
+
+    ``x P = x / lam - (x Y^T) M``; zero diagonal (EDLAE): ``x B = x - x P / d``;
+    else (DLAE, B = I - P Lambda): ``x B = x - (x P) Lambda``.
+    """
+    H = sp.csr_matrix(history, dtype=np.float32)
+    lam = np.asarray(lam, dtype=np.float32)
+    inv = np.float32(1.0) / lam
+    A = (sp.csr_matrix(H @ sp.diags(inv)) @ basis_rows.T).toarray()  # x Y^T: (b, n_train_users)
+    xp = (H @ sp.diags(inv)).toarray()
+    xp -= A @ user_basis  # x P
+    xp *= (-1.0 / diag_p)[None, :] if zero_diagonal else -lam[None, :]
+    xp += H.toarray()
+    return xp
 
 
 def ease_item_space_torch(X: sp.csr_matrix, l2: float, device: str, chunk_bytes: int = 1 << 30):

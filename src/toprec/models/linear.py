@@ -52,6 +52,7 @@ from pydantic import Field
 
 from ..errors import ToprecError
 from .base import ItemItemRecommender, Params
+from .ease_solve import ridge_user_space, ridge_user_space_scores
 from .linalg import gram, gram_blocked, gram_with_pairs, spd_inverse
 from .registry import register
 
@@ -90,12 +91,20 @@ class EDLAEParams(Params):
     zero_diagonal: bool = Field(
         True, description="EDLAE (emphasized dropout, zero diagonal) if true, else DLAE B = (G + Lambda)^-1 G"
     )
+    form: Literal["auto", "items", "users"] = Field(
+        "auto", description="solve in item space, user space (Woodbury, users < items), or pick the smaller (auto)"
+    )
+
+
+def edlae_ridge(item_counts: np.ndarray, l2: float, dropout: float) -> np.ndarray:
+    """Lambda's diagonal: l2 + p/(1-p) diag(G) (diag(G) = the item counts of 0/1 data), float32."""
+    return (np.float32(l2) + np.float32(dropout / (1.0 - dropout)) * item_counts.astype(np.float32)).astype(np.float32)
 
 
 def edlae_weights(X: sp.csr_matrix, l2: float, dropout: float, zero_diagonal: bool = True) -> np.ndarray:
     """Dense float32 B (items x items) of EDLAE / DLAE."""
     G = gram(X)
-    lam = (np.float32(l2) + np.float32(dropout / (1.0 - dropout)) * np.diag(G)).astype(np.float32)
+    lam = edlae_ridge(np.diag(G), l2, dropout)
     G[np.diag_indices_from(G)] += lam
     P = spd_inverse(G)  # in G's memory
     if zero_diagonal:
@@ -120,7 +129,36 @@ class EDLAE(ItemItemRecommender):
 
     def _fit(self, X, train) -> None:
         p = self.params
-        self.similarity = _ensure_pd(self.name, edlae_weights, X, p.l2, p.dropout, p.zero_diagonal)
+        form = p.form if p.form != "auto" else ("items" if X.shape[1] <= X.shape[0] else "users")
+        self.form_ = form
+        if form == "items":
+            self.similarity = _ensure_pd(self.name, edlae_weights, X, p.l2, p.dropout, p.zero_diagonal)
+            return
+        # users < items: the Woodbury form, a users x users solve (EASE's user space with a diagonal ridge)
+        X2 = sp.csr_matrix(X, dtype=np.float32)
+        self.lam = edlae_ridge(np.asarray(X2.multiply(X2).sum(axis=0)).ravel(), p.l2, p.dropout)
+        self.similarity = None
+        self.user_basis, self.diag_p = _ensure_pd(self.name, ridge_user_space, X2, self.lam)
+
+    def _score(self, users: np.ndarray, history: sp.csr_matrix) -> np.ndarray:
+        if self.form_ == "items":
+            return super()._score(users, history)
+        return ridge_user_space_scores(history, self.train_matrix, self.user_basis, self.diag_p, self.lam,
+                                       self.params.zero_diagonal)  # fmt: skip
+
+    def _state(self) -> dict[str, Any]:
+        if self.form_ == "items":
+            return {"similarity": self.similarity}
+        return {"user_basis": self.user_basis, "diag_p": self.diag_p, "lam": self.lam}
+
+    def _set_state(self, arrays: dict[str, Any]) -> None:
+        if "similarity" in arrays:
+            self.form_ = "items"
+            self.similarity = arrays["similarity"]
+        else:
+            self.form_ = "users"
+            self.similarity = None
+            self.user_basis, self.diag_p, self.lam = arrays["user_basis"], arrays["diag_p"], arrays["lam"]
 
 
 # =================================================================== EASE^R
