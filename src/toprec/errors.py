@@ -14,4 +14,7 @@ class ToprecError(Exception):
     exit_code = 2
 
     def __init__(self, message: str):
-        super().__init__(" ".join(str(message).split()))
+        text = " ".join(str(message).split())  # one line
+        if not text.isprintable():  # bytes of a binary file quoted in the message: no terminal control codes
+            text = "".join(c if c.isprintable() else "?" for c in text)
+        super().__init__(text)

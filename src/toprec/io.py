@@ -80,10 +80,27 @@ def clean_leftovers(path: str | os.PathLike) -> None:
                 p.unlink()
 
 
+def recover_swap(path: str | os.PathLike) -> bool:
+    """Put back a folder whose replacement was killed mid-swap (``path`` gone, its ``.old`` copy left).
+
+    :func:`atomic_dir` moves the previous folder aside, then the new one in; a kill between the
+    two leaves neither at ``path``. The previous one, complete, is renamed back (True when done).
+    """
+    path = Path(path)
+    if os.path.lexists(path):
+        return False
+    for p in _leftovers(path):
+        if p.name.startswith(f".{path.name}.old.") and p.is_dir() and not p.is_symlink():
+            with contextlib.suppress(OSError):
+                os.replace(p, path)
+                return True
+    return False
+
+
 def _refuse_non_regular(path: Path, want_dir: bool = False) -> None:
     try:
         st = os.lstat(path)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # absent (or under a file: check_output names that)
         return
     if stat.S_ISLNK(st.st_mode):
         return  # the link itself is replaced, never what it points to
@@ -178,6 +195,7 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     path = Path(path)
     _refuse_non_regular(path, want_dir=True)
     _mkparent(path)
+    recover_swap(path)
     try:
         tmp = Path(tempfile.mkdtemp(prefix=_tmp_prefix(path), dir=path.parent))
     except PermissionError:

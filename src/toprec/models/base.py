@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from ..version import __version__
 from ..errors import ToprecError
@@ -29,10 +29,21 @@ from ..memory import MemoryEstimate, check_fit
 from ..recommend import DEFAULT_MEMORY_BUDGET, Recommendations, seen_and_cold, topk
 
 
-class Params(BaseModel):
-    """Base for model hyperparameters: unknown keys are errors."""
+#: the largest magnitude a float parameter may have: models compute in float32 (3.4e38)
+FLOAT_PARAM_MAX = float(np.finfo(np.float32).max)
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+class Params(BaseModel):
+    """Base for model hyperparameters: unknown keys are errors; floats finite and within float32."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _float32_range(cls, value: Any) -> Any:
+        if isinstance(value, float) and abs(value) > FLOAT_PARAM_MAX:
+            raise ValueError(f"out of range: the models compute in float32 (at most {FLOAT_PARAM_MAX:.3g})")
+        return value
 
 
 def _format_validation(model: str, exc: ValidationError) -> str:
@@ -41,7 +52,7 @@ def _format_validation(model: str, exc: ValidationError) -> str:
     if err["type"] == "extra_forbidden":
         return f"model '{model}': unknown parameter '{loc}'"
     value = err.get("input")
-    return f"model '{model}': parameter '{loc}'={value!r}: {err['msg']}"
+    return f"model '{model}': parameter '{loc}'={value!r}: {err['msg'].removeprefix('Value error, ')}"
 
 
 FOLD_IN = ("history", "sequence", "estimate", "none")
@@ -286,24 +297,18 @@ class Recommender(abc.ABC):
         ``mmap``: the arrays are read-only memory maps of the file (processes serving the
         same folder share one copy in the page cache) instead of copies in memory.
         """
-        from safetensors.numpy import load_file
-
+        from . import checks
         from .registry import get_class
 
         path = Path(path)
-        meta_path = path / "model.json"
-        if not meta_path.exists():
-            raise ToprecError(f"{path}: not a saved model (no model.json)")
-        try:
-            meta = json.loads(meta_path.read_text())
-        except json.JSONDecodeError as exc:
-            raise ToprecError(f"{meta_path}: invalid JSON ({exc.msg})") from None
+        meta = checks.read_meta(path)  # every check: one-line ToprecErrors naming the file (see models.checks)
         klass = get_class(meta["model"]) if cls is Recommender else cls
         if klass.name != meta["model"]:
             raise ToprecError(f"{path}: holds a '{meta['model']}' model, not '{klass.name}'")
         model = klass(**meta["params"])
-        arrays = mapped_arrays(path / "arrays.safetensors") if mmap else load_file(str(path / "arrays.safetensors"))
-        model.n_users, model.n_items = int(meta["n_users"]), int(meta["n_items"])
+        arrays = checks.read_arrays(path, mmap)
+        checks.check_arrays(path, meta, arrays)
+        model.n_users, model.n_items = meta["n_users"], meta["n_items"]
         indptr, indices = arrays.pop("train.indptr"), arrays.pop("train.indices")
         model.train_matrix = sp.csr_matrix(
             (np.ones(len(indices), dtype=np.float32), indices, indptr), shape=(model.n_users, model.n_items)
@@ -319,8 +324,13 @@ class Recommender(abc.ABC):
                 state[name] = sp.csr_matrix(
                     (arrays[key], arrays[f"{name}.csr.indices"], arrays[f"{name}.csr.indptr"]), shape=shape
                 )
-        model._set_state(state)
+        try:
+            model._set_state(state)
+        except checks.STATE_ERRORS as exc:
+            first = (str(exc).splitlines() or [type(exc).__name__])[0]
+            raise ToprecError(f"{path}: the saved arrays do not fit a '{klass.name}' model ({first[:200]})") from None
         model.fitted = True
+        checks.check_scores(model, path)
         return model
 
     def __repr__(self) -> str:

@@ -10,7 +10,9 @@ A checkpoint is one folder ``<checkpoint_dir>/last`` holding
 
 The folder is written beside its target and renamed into place
 (``toprec.io.atomic_dir``), so a kill at any moment leaves either the previous
-complete checkpoint or the new one, never a mixture.
+complete checkpoint or the new one, never a mixture (a kill between the two
+renames of the swap leaves the previous one aside, put back by the next
+:func:`load`); the next save removes what killed saves left.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Any
 
 from ..device import require_torch
 from ..errors import ToprecError
-from ..io import atomic_dir
+from ..io import atomic_dir, recover_swap
 
 STATE_FILE = "state.safetensors"
 META_FILE = "trainer.json"
@@ -97,17 +99,42 @@ def load(directory: str | Path) -> tuple[dict, dict] | None:
     from safetensors.torch import load_file
 
     target = Path(directory) / "last"
+    recover_swap(target)  # a kill between the two renames of a save: the previous checkpoint, put back
     meta_path = target / META_FILE
     if not meta_path.exists():
         return None
     try:
         meta = _json_restore(json.loads(meta_path.read_text()))
     except json.JSONDecodeError as exc:
-        raise ToprecError(f"{meta_path}: invalid checkpoint JSON ({exc.msg})") from None
+        raise ToprecError(f"{meta_path}: invalid checkpoint JSON ({exc.msg}){_FIX}") from None
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ToprecError(f"{meta_path}: unreadable checkpoint ({exc}){_FIX}") from None
+    _check_meta(meta_path, meta)
     state_path = target / STATE_FILE
     if not state_path.exists():
-        raise ToprecError(f"{target}: checkpoint has {META_FILE} but no {STATE_FILE}")
-    return load_file(str(state_path)), meta
+        raise ToprecError(f"{target}: checkpoint has {META_FILE} but no {STATE_FILE}{_FIX}")
+    try:
+        tensors = load_file(str(state_path))
+    except Exception as exc:  # noqa: BLE001 - safetensors' error for a truncated or damaged file
+        first = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise ToprecError(f"{state_path}: damaged checkpoint ({first}){_FIX}") from None
+    return tensors, meta
+
+
+_FIX = "; remove the checkpoint folder or set resume=False"
+#: the keys :func:`write` puts in trainer.json and their types
+_META_TYPES = {"fingerprint": dict, "phase": str, "epoch": int, "best_epoch": int, "best_metric": (int, float),
+               "history": list, "optimizers": dict}  # fmt: skip
+
+
+def _check_meta(meta_path: Path, meta: Any) -> None:
+    if not isinstance(meta, dict):
+        raise ToprecError(f"{meta_path}: expected a JSON object, got {type(meta).__name__}{_FIX}")
+    for key, kind in _META_TYPES.items():
+        if key not in meta:
+            raise ToprecError(f"{meta_path}: missing key '{key}'{_FIX}")
+        if not isinstance(meta[key], kind) or isinstance(meta[key], bool):
+            raise ToprecError(f"{meta_path}: key '{key}' has the wrong type ({type(meta[key]).__name__}){_FIX}")
 
 
 def fingerprint(model, phase: str, X) -> dict:
@@ -151,6 +178,15 @@ def write(model, phase: str, fingerprint: dict, module, optimizers: dict, genera
 
 def restore(model, module, optimizers: dict, generator, tensors: dict, meta: dict) -> dict | None:
     """Put a checkpoint's module, optimizer, generator and scaler states back; returns the best weights (or None)."""
+    try:
+        return _restore(model, module, optimizers, generator, tensors, meta)
+    except (RuntimeError, KeyError, ValueError, TypeError, IndexError, AttributeError) as exc:
+        first = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise ToprecError(f"{Path(model.params.checkpoint_dir) / 'last'}: checkpoint does not fit this run "
+                          f"({first[:200]}){_FIX}") from None
+
+
+def _restore(model, module, optimizers: dict, generator, tensors: dict, meta: dict) -> dict | None:
     torch = require_torch()
     module.load_state_dict({k[len("module.") :]: v for k, v in tensors.items() if k.startswith("module.")})
     for name, opt in optimizers.items():
