@@ -67,6 +67,8 @@ def stats(stats: dict[str, Any], title: str) -> None:
     for key in ("users", "items", "events", "events_read", "duplicates_dropped", "filtered_by_rating"):
         if key in stats:
             table.add_row(key, f"{stats[key]:,}")
+    if "order" in stats:
+        table.add_row("order", str(stats["order"]))
     table.add_row("density", f"{stats['density']:.5f}")
     table.add_row("mean per user", f"{stats['mean_per_user']:.1f}")
     table.add_row("mean per item", f"{stats['mean_per_item']:.1f}")
