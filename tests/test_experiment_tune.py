@@ -127,8 +127,10 @@ def test_suggest_covers_every_kind():
 def test_tune_writes_best_config_that_reproduces_and_resumes(tmp_path, competition_dir, cli, monkeypatch):
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "t"
-    cli("tune", "--data", competition_dir, "--model", "ease", "--trials", "6", "--random", "4", "--out", out, "-q",
-        "--no-track")  # fmt: skip
+    text = cli("tune", "--data", competition_dir, "--model", "ease", "--trials", "6", "--random", "4", "--out", out,
+               "-q", "--no-track")  # fmt: skip
+    header = next(ln for ln in text.splitlines() if "trial" in ln and "state" in ln)
+    assert "recall@10" in header and "epochs" not in header, text  # a closed-form model has no epochs column
     storage = f"sqlite:///{(out / 'study.db').resolve()}"
     study = load(storage, f"ease-{competition_dir.name}")
     assert states(study) == {"COMPLETE": 6}
@@ -198,7 +200,9 @@ def test_pruning_stops_bad_trials_and_every_trial_is_a_child_run(tmp_path, compe
     for mode in ("prune", "no-prune"):
         args = ["tune", "--data", competition_dir, "--model", "fake-epochs", "--trials", "12", "--study", mode,
                 "--out", tmp_path / mode, "-q", "--tracking-uri", uri]  # fmt: skip
-        cli(*args, *(["--no-prune"] if mode == "no-prune" else []))
+        text = cli(*args, *(["--no-prune"] if mode == "no-prune" else []))
+        header = next(ln for ln in text.splitlines() if "trial" in ln and "state" in ln)
+        assert "epochs" in header, text  # epoch-trained: the column is there
         study = load(f"sqlite:///{(tmp_path / mode / 'study.db').resolve()}", mode)
         epochs[mode] = sum(len(t.intermediate_values) for t in study.trials)
         st = states(study)

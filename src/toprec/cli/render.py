@@ -210,12 +210,13 @@ def tune(summary: dict[str, Any], k: int) -> None:
     key = f"recall@{k}"
     table = Table(title=f"study {summary['study']}: {s['COMPLETE']} complete, {s['PRUNED']} pruned, "
                         f"{s['FAIL']} failed, {s['RUNNING']} running ({summary['seconds']:.1f}s)")  # fmt: skip
-    for col in ("trial", "state", key, "epochs", "seconds", "params"):
-        table.add_column(col, justify="left" if col in ("state", "params") else "right")
     rows = sorted((r for r in summary["trials"] if r["value"] is not None and r["state"] in ("COMPLETE", "PRUNED")),
                   key=lambda r: -r["value"])[:10]  # fmt: skip
+    epochs = any(r.get("epochs") for r in summary["trials"])  # none for a closed-form model (EASE): no column
+    for col in ("trial", "state", key, *(["epochs"] if epochs else []), "seconds", "params"):
+        table.add_column(col, justify="left" if col in ("state", "params") else "right")
     for r in rows:
-        table.add_row(str(r["number"]), r["state"], f"{r['value']:.4f}", str(r["epochs"]),
+        table.add_row(str(r["number"]), r["state"], f"{r['value']:.4f}", *([str(r["epochs"])] if epochs else []),
                       "" if r["seconds"] is None else f"{r['seconds']:.1f}", short_params(r["params"]))  # fmt: skip
     out.print(table)
     b = summary["best"]
