@@ -181,6 +181,7 @@ class Servable:
         as_int = ids.get("item_type") == "int"
         self.item_ids = np.array([int(i) for i in ids["items"]] if as_int else ids["items"], dtype=object)
         self.train = first.train_matrix
+        self._user_events = np.diff(self.train.indptr)
         self._ones = None
         self.answer_for_history([], k=1)  # warm the models' lazy caches before the first request
         self.answer_for_user(ids["users"][0] if ids["users"] else "", k=1)
@@ -226,11 +227,15 @@ class Servable:
         known = users >= 0
         first = self.models[0]
         n = len(users)
-        new_rows = first.histories([histories[r] if histories is not None else () for r in np.flatnonzero(~known)])
-        rows_known = self.train[users[known]]
+        new = np.flatnonzero(~known)
+        new_rows = first.histories([histories[r] if histories is not None else () for r in new]) if len(new) else None
+        rows_known = self.train[users[known]] if known.any() else None
         hist = _stack_rows(n, known, rows_known, new_rows, self.n_items)
-        seen = hist.copy()
-        seen.data[:] = 1.0
+        if self.kind == "model" and first.fold_in != "sequence" and known.all():
+            seen = hist  # training rows: every stored value is 1
+        else:
+            seen = hist.copy()
+            seen.data[:] = 1.0
         excl = seen if exclude is None or exclude.nnz == 0 else sp.csr_matrix(((seen + exclude) > 0), dtype=np.float32)
         if self.kind == "model":
             # per model, the history matrix it expects: its own (ordered for sequence models) rows for new users
@@ -243,8 +248,8 @@ class Servable:
         C = self.candidates
         lists = []
         for m in self.models:
-            h = hist if m.fold_in == first.fold_in else _stack_rows(
-                n, known, rows_known, m.histories([histories[r] for r in np.flatnonzero(~known)]), self.n_items)
+            h = hist if m.fold_in == first.fold_in or not len(new) else _stack_rows(
+                n, known, rows_known, m.histories([histories[r] for r in new]), self.n_items)
             lists.append(m.recommend(users, k=C, history=h))
         return fuse(lists, self.weights, self.method, k, users=users, exclude=excl)
 
@@ -290,7 +295,7 @@ class Servable:
                 histories[r], unknown[r] = self._items(q.history or ())
         known_rows = users >= 0
         cold |= ~known_rows & np.array([len(h) == 0 for h in histories], dtype=bool)
-        cold |= known_rows & (np.diff(self.train.indptr)[np.maximum(users, 0)] == 0)
+        cold |= known_rows & (self._user_events[np.maximum(users, 0)] == 0)
         recs = self.rank(users, histories, self._exclude([q.exclude for q in queries]), k)
         answers = self._answers(recs)
         for r, (a, q) in enumerate(zip(answers, queries)):
