@@ -228,6 +228,8 @@ class MultiDAEParams(TorchParams):
     weight_decay: float = Field(1e-5, ge=0, description="L2 weight decay (Adam)")
     epochs: int = Field(200, ge=1, description="maximum training epochs")
     patience: int = Field(20, ge=0, description="early-stopping patience in epochs (0 = never)")
+    min_batches: int = Field(10, ge=0, description="small data: shrink the batch so an epoch has at least this many "
+                                                   "updates (not below 32 users; 0 = batch_size as given)")
 
 
 @register
@@ -290,7 +292,7 @@ class MultiVAE(MultiDAE):
     }
 
     def _train_epoch(self, module, optimizers, epoch, generator):
-        n_batches = -(-len(self._train_users) // self.params.batch_size)
+        n_batches = -(-len(self._train_users) // self._batch_size())
         self._updates = (epoch - 1) * n_batches  # derived from the epoch: identical after a resume
         return super()._train_epoch(module, optimizers, epoch, generator)
 
@@ -318,6 +320,8 @@ class RecVAEParams(TorchParams):
     lr: float = Field(1e-3, gt=0, description="learning rate (Adam, encoder and decoder; the paper 5e-4)")
     epochs: int = Field(50, ge=1, description="maximum training epochs")
     patience: int = Field(5, ge=0, description="early-stopping patience in epochs (0 = never)")
+    min_batches: int = Field(10, ge=0, description="small data: shrink the batch so an epoch has at least this many "
+                                                   "updates (not below 32 users; 0 = batch_size as given)")
 
 
 @register

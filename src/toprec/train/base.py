@@ -51,6 +51,9 @@ class TorchParams(Params):
 
     epochs: int = Field(100, ge=1, description="maximum training epochs")
     batch_size: int = Field(500, ge=1, description="training batch size")
+    min_batches: int = Field(
+        0, ge=0, description="small data: shrink the batch so an epoch has at least this many (not below 32 users; 0 = off)"
+    )
     lr: float = Field(1e-3, gt=0, description="learning rate (Adam)")
     weight_decay: float = Field(0.0, ge=0, description="L2 weight decay (Adam)")
     patience: int = Field(10, ge=0, description="stop after this many epochs without a better validation recall (0 = never)")
@@ -127,15 +130,24 @@ class TorchRecommender(Recommender):
         torch = require_torch()
         users = self._train_users
         perm = users[torch.randperm(len(users), generator=generator).to(users.device)]
-        bs = self.params.batch_size
+        bs = self._batch_size()
         for start in range(0, len(perm), bs):
             yield perm[start : start + bs]
+
+    def _batch_size(self) -> int:
+        """Users per training batch: ``batch_size``, smaller on small data when ``min_batches`` asks for more
+        updates per epoch (671 users at 500 a batch are 2 updates an epoch: hundreds of epochs to converge)."""
+        p = self.params
+        n = len(self._train_users) if getattr(self, "_train_users", None) is not None else 0
+        if not p.min_batches or not n:
+            return p.batch_size
+        return min(p.batch_size, max(32, -(-n // p.min_batches)))
 
     def _dense_batch(self, users):
         """The users' training rows, dense, in a buffer reused across batches."""
         torch = require_torch()
         if self._row_buffer is None:
-            self._row_buffer = torch.zeros((min(self.params.batch_size, len(self._train_users)), self.n_items),
+            self._row_buffer = torch.zeros((min(self._batch_size(), len(self._train_users)), self.n_items),
                                            device=self.device_)  # fmt: skip
         return self.rows.dense(users, self._row_buffer)
 
