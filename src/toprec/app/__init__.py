@@ -21,6 +21,7 @@ from typing import Any
 
 from .align import align
 from .auto import auto
+from .batch import batch
 from .data import load_data, stats
 from .ensemble import ensemble
 from .evaluate import evaluate
@@ -28,6 +29,7 @@ from .report import eda, report
 from .results import (
     AlignResult,
     AutoResult,
+    BatchResult,
     EnsembleResult,
     EvaluateResult,
     PageResult,
@@ -39,7 +41,7 @@ from .submit import submit
 from .tune import tune
 
 _COMMANDS = {"evaluate": evaluate, "submit": submit, "ensemble": ensemble, "tune": tune, "align": align,
-             "report": report, "eda": eda, "auto": auto}  # fmt: skip
+             "report": report, "eda": eda, "auto": auto, "batch": batch}  # fmt: skip
 
 
 def run(cfg, **options: Any):
@@ -48,6 +50,6 @@ def run(cfg, **options: Any):
 
 
 __all__ = [
-    "AlignResult", "AutoResult", "EnsembleResult", "EvaluateResult", "PageResult", "SubmitResult", "TuneResult",
-    "align", "auto", "eda", "ensemble", "evaluate", "load_data", "report", "run", "runs", "stats", "submit", "tune",
+    "AlignResult", "AutoResult", "BatchResult", "EnsembleResult", "EvaluateResult", "PageResult", "SubmitResult", "TuneResult",
+    "align", "auto", "batch", "eda", "ensemble", "evaluate", "load_data", "report", "run", "runs", "stats", "submit", "tune",
 ]  # fmt: skip

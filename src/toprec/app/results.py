@@ -54,6 +54,24 @@ class SubmitResult:
 
 
 @dataclass
+class BatchResult:
+    """``batch``: the Parquet file written, how many users and rows, how long, on which engine."""
+
+    output: Path
+    users: int
+    rows: int
+    k: int
+    engine: str
+    unknown_users: int
+    seconds: float
+    model: str
+
+    @property
+    def users_per_s(self) -> float:
+        return self.users / self.seconds if self.seconds > 0 else float("inf")
+
+
+@dataclass
 class FusedResult:
     """A submission written from fused member lists: what was chosen (``ensemble`` or ``member:LABEL``) and why."""
 

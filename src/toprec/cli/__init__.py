@@ -6,7 +6,7 @@ Nothing outside this package imports it; the decisions live in :mod:`toprec.app`
 from __future__ import annotations
 
 # importing a command module registers its command (in this order in --help)
-from . import info, data, evaluate, submit, ensemble, align, report, tune, auto, run, runs, serve  # noqa: F401, I001
+from . import info, data, evaluate, submit, ensemble, align, report, tune, auto, run, runs, serve, batch  # noqa: F401, I001
 from .base import app, main
 from .. import progress
 

@@ -9,7 +9,7 @@ import typer
 
 from ..errors import ToprecError
 from ..experiment import config as config_mod
-from . import align, auto, ensemble, evaluate, report, submit, tune
+from . import align, auto, batch, ensemble, evaluate, report, submit, tune
 from .base import app
 from .options import QUIET, NoTrack, TrackingUri, with_options
 
@@ -19,7 +19,8 @@ Worker = Annotated[Optional[int], typer.Option("--worker", hidden=True, help="Tu
 
 #: what each command prints for its result
 SHOW = {"evaluate": evaluate.show, "submit": submit.show, "ensemble": ensemble.show, "tune": tune.show,
-        "align": align.show, "report": report.show, "eda": report.show, "auto": auto.show}  # fmt: skip
+        "align": align.show, "report": report.show, "eda": report.show, "auto": auto.show,
+        "batch": batch.show}  # fmt: skip
 
 
 @app.command()

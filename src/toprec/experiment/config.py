@@ -24,7 +24,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from ..errors import ToprecError
 
-COMMANDS = ("evaluate", "submit", "ensemble", "tune", "align", "report", "eda", "auto")
+COMMANDS = ("evaluate", "submit", "ensemble", "tune", "align", "report", "eda", "auto", "batch")
 PROTOCOLS = ("competition", "leave_last", "random_k", "temporal", "strong")
 #: ensemble fusion: "auto" searches every fusion method on fold A; "rerank" trains a LightGBM ranker there
 FUSION_METHODS = ("auto", "rank", "rrf", "borda", "score", "product", "rerank")
@@ -210,6 +210,18 @@ class AutoConfig(_Strict):
         return self
 
 
+class BatchConfig(_Strict):
+    """``toprec batch``: top-k lists for many users from a saved model folder, as Parquet."""
+
+    model_dir: str = Field(description="folder written by toprec submit --save-model")
+    output: str = Field(description="Parquet file to write (user, rank, item, score)")
+    users: str = Field("all", description="'all' (the model's training users) or a file with a 'user' column")
+    engine: Annotated[str, _one_of(("local", "ray"), "engine")] = "local"
+    address: Optional[str] = Field(None, description="Ray cluster: auto, HOST:PORT or ray://...; none = a local one")
+    block: int = Field(65_536, ge=1, description="users per Parquet row group (and most per scoring call)")
+    workers: int = Field(0, ge=0, description="Ray scoring actors (0 = one per CPU of the cluster)")
+
+
 class TrackingConfig(_Strict):
     enabled: bool = True
     uri: Optional[str] = None
@@ -219,8 +231,8 @@ class TrackingConfig(_Strict):
 class RunConfig(_Strict):
     """One run: what to load, how to split, which model, what to write, where to log."""
 
-    command: Literal["evaluate", "submit", "ensemble", "tune", "align", "report", "eda", "auto"] = "evaluate"
-    data: DataConfig
+    command: Literal["evaluate", "submit", "ensemble", "tune", "align", "report", "eda", "auto", "batch"] = "evaluate"
+    data: Optional[DataConfig] = None  # every command but batch needs it
     split: SplitConfig = Field(default_factory=SplitConfig)
     model: Optional[ModelConfig] = None
     models: Optional[list[ModelConfig]] = None
@@ -230,6 +242,7 @@ class RunConfig(_Strict):
     align: Optional[AlignConfig] = None
     report: Optional[ReportConfig] = None
     auto: Optional[AutoConfig] = None
+    batch: Optional[BatchConfig] = None
     output: OutputConfig = Field(default_factory=OutputConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     toprec_version: Optional[str] = None
@@ -237,6 +250,10 @@ class RunConfig(_Strict):
     @model_validator(mode="after")
     def _consistent(self) -> "RunConfig":
         c = self.command
+        if c != "batch" and self.data is None:
+            raise ValueError(f"command '{c}' needs 'data'")
+        if c == "batch" and self.batch is None:
+            raise ValueError("command 'batch' needs a 'batch' section")
         if self.model is not None and self.models is not None:
             raise ValueError("give 'model' or 'models', not both")
         ms = self.model_list()
@@ -285,7 +302,7 @@ class RunConfig(_Strict):
 
         d = self.to_dict()
         # leave out the sections the command does not use (keeps files short and readable)
-        for key in ("model", "models", "ensemble", "tune", "align", "report", "auto"):
+        for key in ("data", "model", "models", "ensemble", "tune", "align", "report", "auto", "batch"):
             if d.get(key) is None:
                 d.pop(key, None)
         return yaml.safe_dump(d, sort_keys=False, default_flow_style=False)

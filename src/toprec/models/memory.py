@@ -62,9 +62,14 @@ def gram_bytes(n_rows: int, n_cols: int, nnz: int, skew: float = 2.0) -> float:
     return max(in_workers, merge) + 16.0 * nnz  # + transposed copies of X
 
 
-def _scoring_dense(n_items: int) -> float:
+def batches(n_users: int, n_items: int, factor: int = 1) -> float:
+    """Score batches of the shared top-k: ``factor`` x its memory budget, less for small data."""
+    return factor * min(512 * 2**20, 2 * F32 * float(n_users) * n_items)
+
+
+def _scoring_dense(n_users: int, n_items: int) -> float:
     """Scoring with a dense item-item matrix: its cached column blocks (a second copy) + score batches."""
-    return F32 * float(n_items) ** 2 + 512 * 2**20
+    return F32 * float(n_items) ** 2 + batches(n_users, n_items)
 
 
 def _fmt(n: int) -> str:
@@ -74,7 +79,7 @@ def _fmt(n: int) -> str:
 def item_space(n_users: int, n_items: int, nnz: int, name: str, extra: str = "") -> MemoryEstimate:
     n2 = float(n_items) ** 2
     fit = gram_bytes(n_users, n_items, nnz)
-    score = F32 * n2 + _scoring_dense(n_items)  # B + its column blocks
+    score = F32 * n2 + _scoring_dense(n_users, n_items)  # B + its column blocks
     alt = "use a sparse model such as rp3beta or itemknn"
     if n_users < n_items:
         alt = f"use --param form=users (a {_fmt(n_users)} x {_fmt(n_users)} solve) or " + alt[4:]
@@ -86,7 +91,7 @@ def user_space(n_users: int, n_items: int, nnz: int, name: str) -> MemoryEstimat
     m2 = float(n_users) ** 2
     gram = gram_bytes(n_items, n_users, nnz, skew=8.0)  # rows = items: popularity is more skewed than activity
     solve = F32 * m2 + 2 * F32 * float(n_users) * n_items + SPARSE * nnz
-    score = F32 * float(n_users) * n_items + 2 * 512 * 2**20
+    score = F32 * float(n_users) * n_items + batches(n_users, n_items, 2)
     return MemoryEstimate(int(max(gram, solve, score)),
                           f"the user-space (Woodbury) solve of {_fmt(n_users)} users x {_fmt(n_items)} items",
                           f"use fewer users (a sample) or {SPARSE_ALT}")  # fmt: skip
@@ -117,7 +122,7 @@ def easer(model, n_users: int, n_items: int, nnz: int) -> MemoryEstimate:
     select = 13 * n * n  # G, its upper triangle, the mask and the partition copy
     solve = F32 * n * n + F32 * N * N + 2 * F32 * n * N  # G, H = [X Z]^T [X Z] (inverted in place), W^T, B and C
     fit = max(gram_bytes(n_users, n_items, nnz), select, solve)
-    score = 2 * F32 * n * N + 512 * 2**20
+    score = 2 * F32 * n * N + batches(n_users, n_items)
     return MemoryEstimate(int(max(fit, score)),
                           f"EASE^R's Gram + inverse of {_fmt(n_items)} items + {_fmt(int(N - n))} pairs",
                           f"use --param n_pairs=... (fewer pairs), --model ease, or {SPARSE_ALT}")  # fmt: skip
@@ -126,7 +131,7 @@ def easer(model, n_users: int, n_items: int, nnz: int) -> MemoryEstimate:
 @estimates("admm-slim")
 def admm_slim(model, n_users: int, n_items: int, nnz: int) -> MemoryEstimate:
     n2 = float(n_items) ** 2
-    return MemoryEstimate(int(max(gram_bytes(n_users, n_items, nnz), 5 * F32 * n2) + _scoring_dense(n_items)),
+    return MemoryEstimate(int(max(gram_bytes(n_users, n_items, nnz), 5 * F32 * n2) + _scoring_dense(n_users, n_items)),
                           f"ADMM SLIM's five {_fmt(n_items)} x {_fmt(n_items)} matrices", f"use {SPARSE_ALT}")
 
 
@@ -148,7 +153,7 @@ def factorization(model, n_users: int, n_items: int, nnz: int) -> MemoryEstimate
     f = float(model.params.factors + 1)
     factors = F32 * f * (n_users + n_items) * 2  # learned factors (+ the estimator's own copies)
     data = 32.0 * nnz  # binary CSR, its transpose and implicit's confidence copies
-    score = 8 * f * n_items + 512 * 2**20  # float64 item factors + score batches
+    score = 8 * f * n_items + batches(n_users, n_items)  # float64 item factors + score batches
     return MemoryEstimate(int(factors + data + score),
                           f"{int(f) - 1} factors for {_fmt(n_users)} users and {_fmt(n_items)} items",
                           "use --param factors=... (fewer factors)")  # fmt: skip
@@ -165,7 +170,7 @@ def autoencoder(model, n_users: int, n_items: int, nnz: int) -> MemoryEstimate:
     # weights, gradients and Adam's two moments; a batch's dense input, logits, softmax and their gradients
     train = 4 * F32 * params + 8 * F32 * bs * n_items
     rows = 24.0 * nnz  # the training rows as tensors (indices, values) + validation split copies
-    score = 512 * 2**20 * 2  # validation and recommend score batches (memory budget)
+    score = batches(n_users, n_items, 2)  # validation and recommend score batches (memory budget)
     return MemoryEstimate(int(train + rows + score),
                           f"an autoencoder over {_fmt(n_items)} items (batch {int(bs):,}, width {width:,})",
                           "use --param batch_size=... (smaller batches) or a smaller latent/hidden size")  # fmt: skip

@@ -1,0 +1,58 @@
+"""A saved model folder, with its id maps, for ``batch``: what ``toprec submit --save-model`` writes.
+
+The folder layout (``model.json``, ``arrays.safetensors``, ``ids.json``) is
+:mod:`.serving`'s; this reads it as arrays (external id of each internal
+user / item index) for writing many lists at once.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ToprecError
+from .serving import IDS_FILE, MODEL_FILE, PIPELINE_FILE, _read_json
+
+
+@dataclass
+class SavedModel:
+    model: object
+    user_ids: np.ndarray  # external id of each internal user index (int64, or object of str)
+    item_ids: np.ndarray
+    path: Path
+
+
+def _ids(values: list, kind: str) -> np.ndarray:
+    if kind == "int":
+        return np.asarray([int(v) for v in values], dtype=np.int64)
+    return np.asarray(values, dtype=object)
+
+
+def load_saved(path: str | os.PathLike, mmap: bool = True) -> SavedModel:
+    """The model in folder ``path`` (arrays memory-mapped when ``mmap``) and its id maps; one-line errors."""
+    from ..models.base import Recommender
+
+    p = Path(path)
+    if not p.exists():
+        raise ToprecError(f"--model-dir {p}: no such folder")
+    if not p.is_dir():
+        raise ToprecError(f"--model-dir {p}: is a file, not a saved model folder")
+    if (p / PIPELINE_FILE).exists() and not (p / MODEL_FILE).exists():
+        raise ToprecError(f"--model-dir {p}: is an ensemble pipeline; batch scores one saved model "
+                          "(toprec submit --save-model)")  # fmt: skip
+    model = Recommender.load(p, mmap=mmap)
+    if not (p / IDS_FILE).exists():
+        raise ToprecError(f"--model-dir {p}: no {IDS_FILE} (save it with `toprec submit --save-model`, "
+                          "which writes the ids)")  # fmt: skip
+    ids = _read_json(p / IDS_FILE)
+    try:
+        users, items = _ids(ids["users"], ids.get("user_type")), _ids(ids["items"], ids.get("item_type"))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ToprecError(f"{p / IDS_FILE}: malformed ({exc})") from None
+    if len(users) != model.n_users or len(items) != model.n_items:
+        raise ToprecError(f"{p / IDS_FILE}: {len(users):,} users x {len(items):,} items, the model has "
+                          f"{model.n_users:,} x {model.n_items:,}")  # fmt: skip
+    return SavedModel(model, users, items, p)
