@@ -57,6 +57,28 @@ def test_recommend_masks_seen_items(fitted):
     assert unmasked.scores[:, 0].min() >= recs.scores[:10, 0].min() - 1e-6
 
 
+def test_exclude_seen_false_ranks_every_item_by_its_score(fitted):
+    """``exclude_seen=False``: the top k of the model's own scores, training items included (issue 22 item 17)."""
+    model, train, _ = fitted
+    k = 10
+    users = np.flatnonzero(np.diff(train.matrix.indptr) > 0)[:40]  # users with a history (cold ones get popularity)
+    raw = model.score(users).astype(np.float64)
+    unmasked = model.recommend(users, k=k, exclude_seen=False)
+    masked = model.recommend(users, k=k)
+    top = -np.sort(-raw, axis=1)[:, :k]
+    # the lists' scores are the k best unmasked scores, and each is its item's score
+    np.testing.assert_allclose(unmasked.scores, top, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(np.take_along_axis(raw, unmasked.items.astype(np.int64), axis=1), unmasked.scores,
+                               rtol=1e-5, atol=1e-5)  # fmt: skip
+    # training items do appear wherever they score in the top k, and the masked lists differ exactly there
+    seen = metrics.hit_matrix(unmasked.items, train.matrix[users])
+    seen_in_top = np.asarray([np.isin(np.flatnonzero(raw[i] >= top[i, -1]), train.matrix[u].indices).any()
+                              for i, u in enumerate(users)])  # fmt: skip
+    assert np.array_equal(seen.any(axis=1), seen_in_top)
+    assert seen.any(), f"{model.name}: no training item among any user's top {k} unmasked scores"
+    assert not np.array_equal(masked.items[seen.any(axis=1)], unmasked.items[seen.any(axis=1)])
+
+
 @pytest.mark.parametrize("batch_size", [1, 7, 50])
 def test_batch_size_invariance(fitted, batch_size):
     model, train, _ = fitted
