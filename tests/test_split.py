@@ -98,6 +98,21 @@ def test_leak_assertion_fires():
         split.assert_no_leak(train.filter(np.ones(train.n_events, bool)), bad)
 
 
+def test_leak_into_the_fold_in_history_fires():
+    """A strong-generalization holdout whose fold-in history holds one of its held-out events (issue 22 item 18)."""
+    data, _ = _uneven()
+    train, ho = split.strong_generalization(data, n_users=10, frac=0.25, seed=0)
+    split.assert_no_leak(train, ho)  # the real split is clean
+    u = ho.users[0]
+    i = ho.matrix[u].indices[0]  # one held-out event of a held-out user ...
+    history = ho.history.tolil()
+    history[u, i] = 1.0  # ... also in the history the model is given
+    leaky = split.Holdout(ho.matrix, ho.parts, history.tocsr(), ho.protocol)
+    assert train.matrix.multiply(leaky.matrix).nnz == 0  # train itself does not leak: only the history does
+    with pytest.raises(AssertionError, match="fold-in history"):
+        split.assert_no_leak(train, leaky)
+
+
 def test_bad_arguments():
     data, _ = _uneven()
     with pytest.raises(ToprecError):
