@@ -143,7 +143,8 @@ def neighbours(model, n_users: int, n_items: int, nnz: int) -> MemoryEstimate:
     block = b * n * (SPARSE + F32 + 8)
     out = n * k * 40  # the kept neighbours as (row, col, value), COO -> CSR, transposed
     copies = 24.0 * nnz  # weighted copy, CSC and transposed copies of X
-    return MemoryEstimate(int(block + out + copies),
+    score = batches(n_users, n_items) / 2  # history @ S per batch: a sparse product, then dense scores
+    return MemoryEstimate(int(block + out + score + copies),
                           f"{_fmt(n_items)} items in blocks of {int(b):,} with {int(k):,} neighbours each",
                           "use --param block=... (smaller blocks) or --param k=... (fewer neighbours)")  # fmt: skip
 
