@@ -171,8 +171,21 @@ def test_device_option(competition_dir, tmp_path):
     assert_one_line_error(proc, "--device", "GPU")
     proc = run("evaluate", "--data", competition_dir, "--model", "ease", "--device", "tpu", "-q")
     assert_one_line_error(proc, "--device 'tpu'")
-    proc = run("evaluate", "--data", competition_dir, "--model", "ease", "--device", "cpu", "--random", "4", "-q")
+    cfg, got, ref = tmp_path / "cpu.yaml", tmp_path / "cpu.json", tmp_path / "ref.json"
+    proc = run("evaluate", "--data", competition_dir, "--model", "ease", "--device", "cpu", "--random", "4", "-q",
+               "--json", got, "--save-config", cfg)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
+    import yaml
+
+    assert yaml.safe_load(cfg.read_text())["model"]["params"]["device"] == "cpu"  # the option reached the model
+    proc = run("evaluate", "--data", competition_dir, "--model", "ease", "-p", "device=cpu", "--random", "4", "-q",
+               "--json", ref)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+
+    def metrics_of(path):
+        return {k: v for k, v in json.loads(path.read_text())["results"][0]["metrics"].items() if not k.endswith("_s")}
+
+    assert metrics_of(got) == metrics_of(ref) and metrics_of(got)["recall@10"] > 0.3
 
 
 def test_evaluate_folds(competition_dir, tmp_path):
