@@ -83,7 +83,7 @@ def _client(port: int, requests: list[bytes], duration: float, threads: int, max
             t0 = time.perf_counter()
             try:
                 if sock is None:
-                    sock = socket.create_connection(("127.0.0.1", port))
+                    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
                     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                     buf = bytearray()
                 sock.sendall(req)
@@ -228,7 +228,8 @@ def start(kind: str, model_dir: Path, key_file: Path, workers: int):
     else:
         cmd = [sys.executable, "-m", "toprec", "serve", str(model_dir), "--port", str(port), "--workers",
                str(workers), "--api-key-file", str(key_file), "--watch", "0"]  # fmt: skip
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # never a pipe nobody reads: werkzeug logs every request, a full pipe would block the server
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_up(port, proc)
     return proc, port
 

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 
 from toprec.serve import ServeConfig, create_app  # noqa: E402
 
-EXAMPLES = 300
+EXAMPLES = 260
 KEY = {"X-API-Key": "fuzz"}
 
 

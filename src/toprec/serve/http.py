@@ -321,9 +321,6 @@ def _split_ids(raw: str) -> list[str]:
 
 def create_app(cfg: ServeConfig, state: Optional[State] = None) -> "Guard":
     """The ASGI app for ``cfg`` (loads the model now; a bad folder is a one-line ToprecError)."""
-    from threadpoolctl import threadpool_limits
-
-    threadpool_limits(1)  # one request per thread, the workers are the parallelism: no BLAS oversubscription
     state = state or State(cfg)
     if state.servable is None:
         state.load()
@@ -448,8 +445,16 @@ def create_app(cfg: ServeConfig, state: Optional[State] = None) -> "Guard":
     return guard
 
 
+def _one_blas_thread() -> None:
+    """A server process: one request per thread, the workers are the parallelism (no BLAS oversubscription)."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)
+
+
 def app_from_env():
     """The app of one uvicorn worker process (``run`` with several workers passes the config in the environment)."""
+    _one_blas_thread()
     return create_app(ServeConfig.model_validate_json(os.environ[ENV]))
 
 
@@ -460,6 +465,7 @@ def run(cfg: ServeConfig) -> None:
     common = dict(host=cfg.host, port=cfg.port, log_level="warning", access_log=False, server_header=False,
                   timeout_keep_alive=30)  # fmt: skip
     if cfg.workers == 1:
+        _one_blas_thread()
         uvicorn.run(create_app(cfg), **common)
         return
     serving.load(cfg.model_dir, unknown_users=cfg.unknown_users)  # a bad folder: one line, before any worker
