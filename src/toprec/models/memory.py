@@ -172,7 +172,8 @@ def autoencoder(model, n_users: int, n_items: int, nnz: int) -> MemoryEstimate:
     train = 4 * F32 * params + 8 * F32 * bs * n_items
     rows = 24.0 * nnz  # the training rows as tensors (indices, values) + validation split copies
     score = batches(n_users, n_items, 2)  # validation and recommend score batches (memory budget)
-    return MemoryEstimate(int(train + rows + score),
+    runtime = 200 * 2**20  # torch's kernels and allocator caches, loaded by the first fit in a process
+    return MemoryEstimate(int(train + rows + score + runtime),
                           f"an autoencoder over {_fmt(n_items)} items (batch {int(bs):,}, width {width:,})",
                           "use --param batch_size=... (smaller batches) or a smaller latent/hidden size")  # fmt: skip
 
