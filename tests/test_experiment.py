@@ -225,7 +225,9 @@ def test_evaluate_and_submit_are_tracked_in_local_store(tmp_path, competition_di
     uri = f"sqlite:///{store / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.chdir(tmp_path)
-    cli("evaluate", "--data", competition_dir, "--model", "ease", "-p", "l2=25", "--random", "4", "-q")
+    cli("evaluate", "--data", competition_dir, "--model", "ease", "-p", "l2=25", "--random", "4", "-q", "--json",
+        tmp_path / "ev.json")  # fmt: skip
+    printed = json.loads((tmp_path / "ev.json").read_text())["results"][0]["metrics"]
     sub, model_dir = tmp_path / "sub.csv", tmp_path / "model"
     cli("submit", "--data", competition_dir, "--model", "itemknn", "--output", sub, "--save-model", model_dir, "-q")
     client = MlflowClient(uri)
@@ -236,10 +238,19 @@ def test_evaluate_and_submit_are_tracked_in_local_store(tmp_path, competition_di
     assert ev.info.status == "FINISHED" and ev.data.tags["toprec.command"] == "evaluate"
     assert ev.data.params["model.name"] == "ease" and float(ev.data.params["model.params.l2"]) == 25.0
     assert ev.data.params["split.random"] == "4" and ev.data.params["split.protocol"] == "competition"
-    assert 0 < ev.data.metrics["recall_at_10"] <= 1 and "fit_s" in ev.data.metrics and "total_s" in ev.data.metrics
+    assert ev.data.metrics["recall_at_10"] == pytest.approx(printed["recall@10"])  # what the command reported
+    assert ev.data.metrics["ndcg_at_10"] == pytest.approx(printed["ndcg@10"])
+    assert "fit_s" in ev.data.metrics and "total_s" in ev.data.metrics
     assert ev.data.tags["toprec.data_fingerprint"] == data_fingerprint(competition_dir)
-    commit = ev.data.tags["toprec.git_commit"]
-    assert commit == "unknown" or len(commit) == 40
+    import toprec
+
+    src = Path(toprec.__file__).resolve().parent
+    try:
+        head = subprocess.run(["git", "-C", str(src), "rev-parse", "HEAD"], capture_output=True, text=True)
+        sha = head.stdout.strip() if head.returncode == 0 else "unknown"
+    except OSError:  # no git here
+        sha = "unknown"
+    assert ev.data.tags["toprec.git_commit"] == sha  # the sources' commit, not the working folder's
     arts = {a.path for a in client.list_artifacts(ev.info.run_id)}
     assert "config.yaml" in arts
     cfg_text = Path(client.download_artifacts(ev.info.run_id, "config.yaml", str(tmp_path))).read_text()
@@ -387,7 +398,7 @@ def test_run_lands_on_a_real_mlflow_server(tmp_path, competition_dir, template_s
         env.pop("TOPREC_NO_TRACK", None)
         env.pop("MLFLOW_TRACKING_URI", None)
         p = toprec("evaluate", "--data", competition_dir, "--model", "ease", "-p", "l2=40", "-q",
-                   "--tracking-uri", url, cwd=tmp_path, env=env)  # fmt: skip
+                   "--tracking-uri", url, "--json", tmp_path / "r.json", cwd=tmp_path, env=env)  # fmt: skip
         assert p.returncode == 0, p.stderr
         client = MlflowClient(url)
         exp = client.get_experiment_by_name("toprec")
@@ -396,7 +407,8 @@ def test_run_lands_on_a_real_mlflow_server(tmp_path, competition_dir, template_s
         run = runs[0]
         assert run.info.status == "FINISHED"
         assert float(run.data.params["model.params.l2"]) == 40.0
-        assert 0 < run.data.metrics["recall_at_10"] <= 1
+        printed = json.loads((tmp_path / "r.json").read_text())["results"][0]["metrics"]
+        assert run.data.metrics["recall_at_10"] == pytest.approx(printed["recall@10"])
         assert "config.yaml" in {a.path for a in client.list_artifacts(run.info.run_id)}
         assert not (tmp_path / "mlruns").exists()
     finally:  # the server and the workers it started: its own process group
