@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Closed forms on wide data (users << items): item space against the Woodbury user space.
 
-    python benchmarks/bench_wide.py [--repeats 3] [--models ease,edlae]
+    python benchmarks/bench_wide.py [--repeats 3] [--models ease,edlae,easer]
 
 Last.fm-2K (1,892 users x 17,632 artists, ../shared/data): each configuration
 runs in its own process (peak RSS is that process's); fit seconds are the
@@ -50,14 +50,14 @@ def one(name: str, form: str, params: dict, repeats: int) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--models", default="ease,edlae")
+    ap.add_argument("--models", default="ease,edlae,easer")
     ap.add_argument("--one", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.one:
         spec = json.loads(a.one)
         print(json.dumps(one(spec["name"], spec["form"], spec["params"], a.repeats)))
         return
-    configs = {"ease": {"l2": 500.0}, "edlae": {"l2": 500.0, "dropout": 0.25}}
+    configs = {"ease": {"l2": 500.0}, "edlae": {"l2": 500.0, "dropout": 0.25}, "easer": {"l2": 300.0}}
     rows = []
     for name in a.models.split(","):
         for form in ("users", "items"):

@@ -145,9 +145,14 @@ def test_plan_adapts_to_the_data(dataset, events):
     with_side = Dataset.from_events(events["user"].to_numpy(), events["item"].to_numpy(), events["time"].to_numpy(),
                                     features={"genres": pd.DataFrame({"item": [1000, 1001], "value": ["a", "b"]})})
     assert "cease" in [c.name for c in candidates(profile(with_side, 1, 9))]
-    # a wide catalogue (users << items) leaves out EASER's item x item x pairs solve past 12k items
+    # a wide catalogue (users << items): EASER and EDLAE are planned in their user-space forms (users^2 solves);
+    # past 12k items with more users than items, EASER's (items + pairs)^2 solve is left out
     wide = dict(p, items=20_000, users=2_000, events=90_000, mean_item_count=4.5)
-    assert "easer" not in [c.name for c in candidates(wide)]
+    plan = {c.name: c for c in candidates(wide)}
+    assert "user-space" in plan["easer"].why and "user-space" in plan["edlae"].why
+    assert plan["edlae"].cost < 60 and plan["easer"].cost < 60
+    tall = dict(p, items=20_000, users=40_000, events=900_000, mean_item_count=45.0)
+    assert "easer" not in [c.name for c in candidates(tall)]
     assert next(c for c in candidates(wide) if c.name == "ease").starts[0]["l2"] == 22.5
 
 

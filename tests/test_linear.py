@@ -9,7 +9,14 @@ from scipy.optimize import nnls
 
 from toprec import Dataset, ToprecError, models
 from toprec.models import Recommender
-from toprec.models.linear import easer_admm, easer_exact, gram_blocked, pair_features, select_pairs
+from toprec.models.linear import (
+    easer_admm,
+    easer_exact,
+    gram_blocked,
+    pair_features,
+    select_pairs,
+    select_pairs_sparse,
+)
 
 
 def _data(n_users=80, n_items=14, density=0.35, seed=0) -> Dataset:
@@ -128,6 +135,41 @@ def test_easer_without_pairs_is_ease(tmp_path):
     np.testing.assert_allclose(with_dropout.similarity, edlae.similarity, rtol=1e-5, atol=1e-7)
     loaded = Recommender.load(m.save(tmp_path / "m"))
     assert np.array_equal(loaded.recommend(k=5).items, m.recommend(k=5).items)
+
+
+def test_easer_sparse_pair_selection_matches_dense():
+    ds = _data(n_users=60, n_items=30, density=0.3, seed=4)
+    X = _dense(ds)
+    for n_pairs, support in [(0, 1), (5, 2), (25, 3), (400, 1), (10, 10**6)]:
+        dense = select_pairs((X.T @ X).astype(np.float32), n_pairs, support)
+        np.testing.assert_array_equal(select_pairs_sparse(ds.matrix, n_pairs, support), dense)
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.3])
+def test_easer_user_space_equals_the_constrained_optimum(tmp_path, dropout):
+    """Wide data: the Woodbury form scores exactly as B and C of the explicit constrained regression
+    (training users and a fold-in row with pair features), and survives save/load."""
+    ds = _data(n_users=14, n_items=30, density=0.35, seed=5)
+    assert ds.n_users < ds.n_items
+    X = _dense(ds)
+    kw = dict(l2=4.0, l2_pairs=6.0, n_pairs=15, min_support=2, dropout=dropout)
+    wide = models.get("easer", **kw).fit(ds)
+    items = models.get("easer", form="items", **kw).fit(ds)
+    assert wide.form_ == "users" and wide.similarity is None and len(wide.pairs) == 15
+    np.testing.assert_array_equal(wide.pairs, items.pairs)
+    users = np.arange(ds.n_users)
+    np.testing.assert_allclose(wide.score(users), items.score(users), rtol=1e-3, atol=2e-4)
+    if dropout == 0.0:
+        B_ref, C_ref = _easer_ref(X, wide.pairs, 4.0, 6.0)
+        Z = X[:, wide.pairs[:, 0]] * X[:, wide.pairs[:, 1]]
+        np.testing.assert_allclose(wide.score(users), X @ B_ref + Z @ C_ref, atol=2e-4)
+    i, j = wide.pairs[0]
+    h = np.zeros((1, ds.n_items), dtype=np.float32)
+    h[0, [i, j, 7]] = 1.0
+    np.testing.assert_allclose(wide.score(np.array([-1]), history=sp.csr_matrix(h)),
+                               items.score(np.array([-1]), history=sp.csr_matrix(h)), rtol=1e-3, atol=2e-4)
+    back = Recommender.load(wide.save(tmp_path / "m"))
+    np.testing.assert_array_equal(back.recommend(users, k=5).items, wide.recommend(users, k=5).items)
 
 
 def test_easer_exact_solves_the_constrained_objective():

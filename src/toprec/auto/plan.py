@@ -80,7 +80,13 @@ def candidates(p: dict[str, Any], device: str = "auto", only: list[str] | None =
             out.append(Candidate("seqrules", {}, [{}], dict(models.get_class("seqrules").search_space),
                                  E / 1e6 * 3.0 + _gflops(2.0 * U * I * 50) + 1.0, 12, 1,
                                  "the test holds each user's last event: a sequential member"))
-    if I <= 12_000:  # EASER's pair model is an item x item x pairs solve: too slow on wide catalogues
+    # EASER: an (items + pairs)^2 solve in item space; on wide data (users < items) the Woodbury form, users^2
+    if U < I:
+        out.append(Candidate("easer", {}, [{"l2": l2}], {"l2": ("log_float", 10.0, 1e4),
+                                                         "l2_pairs": ("log_float", 100.0, 1e6)},
+                             1.5 * _gflops(2 * U**3 + 2.0 * U * U * I) + 4 * E / 1e6, 4, 4,
+                             "higher-order EASE (user-space Woodbury form: users < items)"))
+    elif I <= 12_000:  # item space on a wide catalogue with many users: too slow
         out.append(Candidate("easer", {}, [{"l2": l2}], {"l2": ("log_float", 10.0, 1e4),
                                                          "l2_pairs": ("log_float", 100.0, 1e6)},
                              6 * _gflops(2 * I**3 + 2.0 * U * I * I) + 4 * E / 1e6, 4, 4, "higher-order EASE"))

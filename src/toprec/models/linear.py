@@ -179,6 +179,11 @@ class EASERParams(Params):
     )
     rho: float = Field(1e4, gt=0, description="ADMM penalty (solver='admm')")
     iterations: int = Field(40, ge=1, description="ADMM iterations (solver='admm')")
+    form: Literal["auto", "items", "users"] = Field(
+        "auto",
+        description="exact solver: item space ((items+pairs)^2 inverse), user space (Woodbury, users < items), or "
+        "the smaller (auto)",
+    )
 
 
 def select_pairs(G: np.ndarray, n_pairs: int, min_support: int) -> np.ndarray:
@@ -259,6 +264,86 @@ def easer_exact(H: np.ndarray, n: int, pairs: np.ndarray, lam: np.ndarray) -> tu
     return B, C
 
 
+def select_pairs_sparse(X: sp.csr_matrix, n_pairs: int, min_support: int) -> np.ndarray:
+    """:func:`select_pairs` from the sparse co-counts (no dense items x items matrix): the same pairs."""
+    n = X.shape[1]
+    if n_pairs <= 0 or n < 2:
+        return np.zeros((0, 2), dtype=np.int32)
+    G = sp.triu(sp.csr_matrix(X.T.tocsr() @ X), k=1).tocoo()
+    ok = G.data >= min_support
+    i, j, v = G.row[ok].astype(np.int64), G.col[ok].astype(np.int64), G.data[ok]
+    flat = i * n + j
+    order = np.lexsort((flat, -v))[:n_pairs]  # largest co-count first, ties: lower (i, j) first
+    keep = np.sort(flat[order])
+    return np.stack([keep // n, keep % n], axis=1).astype(np.int32)
+
+
+def _pf_entries(Y_rows: sp.csr_matrix, MT: np.ndarray, inv: np.ndarray, ti: np.ndarray, tj: np.ndarray,
+                chunk: int = 4096) -> np.ndarray:  # fmt: skip
+    """Entries ``Pf[ti, tj]`` of Pf = dMat(inv) - Y^T M (``Y_rows`` = Y^T as CSR, ``MT`` = M^T), float64."""
+    out = np.where(ti == tj, inv[ti], 0.0).astype(np.float64)
+    for s in range(0, len(ti), chunk):
+        a, b = ti[s : s + chunk], tj[s : s + chunk]
+        out[s : s + chunk] -= np.asarray(Y_rows[a].multiply(MT[b]).sum(axis=1), dtype=np.float64).ravel()
+    return out
+
+
+def easer_user_space(A: sp.csr_matrix, n: int, pairs: np.ndarray, lam: np.ndarray):
+    """Exact EASE^R for users < items by the Woodbury identity: nothing (items+pairs)^2 is formed.
+
+    With R = dMat(lam), Y = A R^-1 and K = (I + A R^-1 A^T)^-1 (users x users),
+    Pf = (A^T A + R)^-1 = R^-1 - Y^T M, M = K Y. The constrained entries and
+    the small systems are those of :func:`easer_exact`, their Pf entries
+    computed from (Y, M). The weights are W = [I; 0] - Pf Q with the sparse
+    Q = [dMat(lam[:n]); 0] + Mu^T (N x n; Mu the multipliers), so a row
+    a = [x z] scores a W = x - a R^-1 Q + (a R^-1 A^T) (M Q): the users x items
+    ``M Q`` plays the part of EASE's user-space basis. Returns (M Q, R^-1 Q).
+    """
+    A = sp.csr_matrix(A, dtype=np.float32)
+    lam = np.asarray(lam, dtype=np.float32)
+    inv = (1.0 / lam.astype(np.float64)).astype(np.float32)
+    half = sp.csr_matrix(A @ sp.diags(np.sqrt(inv)), dtype=np.float32)
+    Gu = gram(sp.csr_matrix(half.T))  # A R^-1 A^T
+    Gu[np.diag_indices_from(Gu)] += np.float32(1.0)
+    K = spd_inverse(Gu)
+    Y_rows = sp.csr_matrix(sp.csr_matrix(A @ sp.diags(inv), dtype=np.float32).T)  # Y^T
+    MT = np.asarray(Y_rows @ K, dtype=np.float32)  # (K Y)^T = Y^T K, N x users
+    del K
+    t, k = _constraints(n, pairs)
+    sizes = np.bincount(k, minlength=n).astype(np.int64)
+    starts = np.cumsum(sizes) - sizes
+    sq = sizes * sizes
+    g = np.repeat(np.arange(n), sq)
+    local = np.arange(int(sq.sum()), dtype=np.int64) - np.repeat(np.cumsum(sq) - sq, sq)
+    r = starts[g] + local // sizes[g]
+    c = starts[g] + local % sizes[g]
+    del g, local
+    vals = _pf_entries(Y_rows, MT, inv, t[r], t[c])
+    nc = len(t)
+    S = sp.csc_matrix((vals, (r, c)), shape=(nc, nc))
+    rhs = -_pf_entries(Y_rows, MT, inv, t, k) * lam[k]
+    rhs[t == k] += 1.0
+    mu = spla.splu(S, permc_spec="NATURAL").solve(rhs)
+    N = A.shape[1]
+    Q = sp.csr_matrix((mu.astype(np.float32), (t, k)), shape=(N, n)) + sp.csr_matrix(
+        (lam[:n], (np.arange(n), np.arange(n))), shape=(N, n)
+    )
+    basis = np.ascontiguousarray(np.asarray(Q.T @ MT, dtype=np.float32).T)  # M Q, users x items
+    return basis, sp.csr_matrix(sp.diags(inv) @ Q, dtype=np.float32)
+
+
+def easer_user_space_scores(X_hist: sp.csr_matrix, Z_hist: sp.csr_matrix, basis_rows: sp.csr_matrix,
+                            basis: np.ndarray, RQ: sp.csr_matrix, lam: np.ndarray) -> np.ndarray:  # fmt: skip
+    """Scores ``a W`` of history rows a = [x z] from :func:`easer_user_space`'s (M Q, R^-1 Q);
+    ``basis_rows`` = A of the training users."""
+    a = sp.hstack([sp.csr_matrix(X_hist, dtype=np.float32), Z_hist], format="csr")
+    ainv = sp.csr_matrix(a @ sp.diags((1.0 / lam.astype(np.float64)).astype(np.float32)), dtype=np.float32)
+    out = (ainv @ basis_rows.T).toarray() @ basis  # (a R^-1 A^T) (M Q)
+    out -= (a @ RQ).toarray()
+    out += sp.csr_matrix(X_hist, dtype=np.float32).toarray()
+    return out
+
+
 def easer_admm(
     X: sp.csr_matrix, Z: sp.csr_matrix, pairs: np.ndarray, lam: np.ndarray, rho: float, iterations: int
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -333,6 +418,11 @@ class EASER(ItemItemRecommender):
         p = self.params
         X = sp.csr_matrix(X, dtype=np.float32)
         n = X.shape[1]
+        form = p.form if p.form != "auto" else ("items" if n <= X.shape[0] else "users")
+        self.form_ = "items" if p.solver == "admm" else form
+        if self.form_ == "users":
+            self._fit_users(X)
+            return
         G = gram(X)
         pairs = select_pairs(G, p.n_pairs, p.min_support)
         if len(pairs) == 0:  # plain EASE (EDLAE with the same dropout)
@@ -357,7 +447,29 @@ class EASER(ItemItemRecommender):
             B, C = _ensure_pd(self.name, easer_admm, X, Z, pairs, lam, p.rho, p.iterations)
         self.similarity, self.pairs, self.pair_weights = B, pairs, C
 
+    def _fit_users(self, X: sp.csr_matrix) -> None:
+        """Wide data (users < items): the exact solution by :func:`easer_user_space`; B and C never formed."""
+        p = self.params
+        pairs = select_pairs_sparse(X, p.n_pairs, p.min_support)
+        Z = pair_features(X, pairs)
+        a = np.float32(p.dropout / (1.0 - p.dropout))
+        self.lam = np.concatenate(
+            [
+                np.float32(p.l2) + a * np.asarray(X.power(2).sum(axis=0), dtype=np.float32).ravel(),
+                np.float32(p.l2_pairs) + a * np.asarray(Z.power(2).sum(axis=0), dtype=np.float32).ravel(),
+            ]
+        ).astype(np.float32)
+        self.pairs = pairs
+        self.similarity = None
+        self.pair_weights = np.zeros((0, X.shape[1]), dtype=np.float32)
+        A = sp.hstack([X, Z], format="csr")
+        self.user_basis, self.pair_solution = _ensure_pd(self.name, easer_user_space, A, X.shape[1], pairs,
+                                                         self.lam)  # fmt: skip
+
     def _score(self, users: np.ndarray, history: sp.csr_matrix) -> np.ndarray:
+        if getattr(self, "form_", "items") == "users":
+            return easer_user_space_scores(history, pair_features(history, self.pairs), self._basis_rows(),
+                                           self.user_basis, self.pair_solution, self.lam)  # fmt: skip
         out = super()._score(users, history)
         if len(self.pairs):
             Zh = pair_features(history, self.pairs)
@@ -374,10 +486,30 @@ class EASER(ItemItemRecommender):
             self._pblocks = blocks = (C, [(s, np.ascontiguousarray(C[:, s : s + w])) for s in range(0, C.shape[1], w)])
         return blocks[1]
 
+    def _basis_rows(self) -> sp.csr_matrix:
+        """A = [X Z] of the training users (what the user-space solution was solved over), built once."""
+        cached = getattr(self, "_basis", None)
+        if cached is None or cached[0] is not self.user_basis:
+            A = sp.hstack([self.train_matrix, pair_features(self.train_matrix, self.pairs)], format="csr")
+            self._basis = cached = (self.user_basis, sp.csr_matrix(A, dtype=np.float32))
+        return cached[1]
+
     def _state(self) -> dict[str, Any]:
+        if getattr(self, "form_", "items") == "users":
+            return {"pairs": self.pairs, "user_basis": self.user_basis, "pair_solution": self.pair_solution,
+                    "lam": self.lam}  # fmt: skip
         return {"similarity": self.similarity, "pairs": self.pairs, "pair_weights": self.pair_weights}
 
     def _set_state(self, arrays: dict[str, Any]) -> None:
+        if "user_basis" in arrays:
+            self.form_ = "users"
+            self.similarity = None
+            self.pairs = np.asarray(arrays["pairs"], dtype=np.int32).reshape(-1, 2)
+            self.pair_weights = np.zeros((0, self.n_items), dtype=np.float32)
+            self.user_basis, self.lam = arrays["user_basis"], arrays["lam"]
+            self.pair_solution = sp.csr_matrix(arrays["pair_solution"], dtype=np.float32)
+            return
+        self.form_ = "items"
         self.similarity = arrays["similarity"]
         self.pairs = np.asarray(arrays["pairs"], dtype=np.int32).reshape(-1, 2)
         self.pair_weights = np.asarray(arrays["pair_weights"], dtype=np.float32).reshape(len(self.pairs), self.n_items)
