@@ -119,6 +119,18 @@ def ease_family(model, n_users: int, n_items: int, nnz: int) -> MemoryEstimate |
 def easer(model, n_users: int, n_items: int, nnz: int) -> MemoryEstimate:
     p = model.params
     n, N = float(n_items), float(n_items + min(p.n_pairs, n_items * (n_items - 1) // 2))
+    form = getattr(p, "form", "items")
+    if form == "auto":
+        form = "items" if n_items <= n_users else "users"
+    if form == "users" and getattr(p, "solver", "exact") == "exact":
+        # Woodbury: users x users K, M^T (items + pairs) x users, the basis users x items, sparse co-counts
+        u = float(n_users)
+        solve = F32 * u * u + F32 * N * u + F32 * u * n + SPARSE * nnz * 4
+        score = F32 * u * n + batches(n_users, n_items, 2)
+        return MemoryEstimate(int(max(gram_bytes(n_items, n_users, nnz, skew=8.0), solve, score)),
+                              f"EASE^R's user-space (Woodbury) solve of {_fmt(n_users)} users x {_fmt(n_items)} items "
+                              f"+ {_fmt(int(N - n))} pairs",
+                              f"use fewer users (a sample), --model ease, or {SPARSE_ALT}")  # fmt: skip
     select = 13 * n * n  # G, its upper triangle, the mask and the partition copy
     solve = F32 * n * n + F32 * N * N + 2 * F32 * n * N  # G, H = [X Z]^T [X Z] (inverted in place), W^T, B and C
     fit = max(gram_bytes(n_users, n_items, nnz), select, solve)
