@@ -306,7 +306,7 @@ class Recommender(abc.ABC):
         if klass.name != meta["model"]:
             raise ToprecError(f"{path}: holds a '{meta['model']}' model, not '{klass.name}'")
         model = klass(**meta["params"])
-        arrays = checks.read_arrays(path, mmap)
+        arrays = checks.read_arrays(path, mapped_arrays if mmap else None)
         checks.check_arrays(path, meta, arrays)
         model.n_users, model.n_items = meta["n_users"], meta["n_items"]
         indptr, indices = arrays.pop("train.indptr"), arrays.pop("train.indices")

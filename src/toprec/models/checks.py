@@ -53,16 +53,14 @@ def read_meta(path: Path) -> dict[str, Any]:
 _KINDS = {str: "a string", dict: "an object", int: "an integer"}
 
 
-def read_arrays(path: Path, mmap: bool) -> dict[str, np.ndarray]:
-    """The arrays of ``arrays.safetensors`` (copies, or read-only maps), or a one-line error."""
+def read_arrays(path: Path, mapper=None) -> dict[str, np.ndarray]:
+    """The arrays of ``arrays.safetensors`` (copies, or ``mapper(file)``'s read-only maps), or a one-line error."""
     file = path / "arrays.safetensors"
     if not file.is_file():
         raise ToprecError(f"{path}: saved model has no arrays.safetensors")
     try:
-        if mmap:
-            from .base import mapped_arrays
-
-            return mapped_arrays(file)
+        if mapper is not None:
+            return mapper(file)
         from safetensors.numpy import load_file
 
         return load_file(str(file))
