@@ -54,6 +54,12 @@ def test_auto_end_to_end_and_pipeline_rebuilds_it(competition_dir, tmp_path, eve
     assert [r[0] for r in page["members"]["tables"][0]["rows"]] == [m["name"] for m in info["members"]]
     assert set(page["members"]["figures"]["tuning"]["series"]) == set(MEMBERS.split(","))
     assert (out / "submission.csv").read_bytes() == sub.read_bytes()
+    # OUT/model: the refitted pipeline, servable; it answers every user with the submission's list
+    from toprec.app import serving
+
+    served = serving.load(out / "model")
+    for user, rows in list(frame.groupby("user"))[:15]:
+        assert [str(i) for i in served.answer_for_user(str(user), k=10).items] == [str(i) for i in rows["item"]]
     # pipeline.yaml: the same submission without any search
     pipe = yaml.safe_load((out / "pipeline.yaml").read_text())
     assert pipe["command"] == "ensemble" and pipe["ensemble"]["search"] == "none" and not pipe["ensemble"]["validate"]

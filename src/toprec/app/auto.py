@@ -3,8 +3,9 @@
 Writes, in ``cfg.auto.out``: ``submission.csv`` (also at ``output.submission``),
 ``pipeline.yaml`` (a ``toprec run`` config that rebuilds the same submission
 without searching: the chosen members, fusion method and weights),
-``auto.json`` (profile, plan, every member's tuning curve, fold A/B) and
-``report.html`` + ``report.json``; ``studies.db``, ``lists/`` and ``state.json`` let a killed
+``auto.json`` (profile, plan, every member's tuning curve, fold A/B),
+``report.html`` + ``report.json`` and ``model/`` (the refitted pipeline, for
+``toprec serve``); ``studies.db``, ``lists/`` and ``state.json`` let a killed
 run resume where it stopped.
 """
 
@@ -40,11 +41,11 @@ def auto(cfg) -> AutoResult:
         ds = load_data(cfg.data, order_use(cfg))
         check_k(ds, k, "auto")
         run = run_auto(ds, out, budget, k=k, last=s.last, random=s.random, seed=s.seed, candidates_n=a.candidates,
-                       device=a.device, only=a.members)  # fmt: skip
+                       device=a.device, only=a.members, model_dir=out / "model")  # fmt: skip
         complete_lists(run.recs, ds, k, hint="candidate items after fusion (raise --candidates)")
         with progress.task(f"write {output}"):
             run.recs.write_csv(output, ds)
-        files = [output]
+        files = [output] + ([out / "model"] if (out / "model").is_dir() else [])
         if output.resolve() != (out / "submission.csv").resolve():
             shutil.copyfile(output, out / "submission.csv")
             files.append(out / "submission.csv")

@@ -107,8 +107,13 @@ def spec(name: str, params: dict[str, Any], defaults: dict[str, Any]) -> str:
 
 def run_auto(ds, out: Path, budget_s: float, *, k: int = 10, last: int = 1, random: int = 9, seed: int = 0,
              candidates_n: int = 100, device: str = "auto", only: list[str] | None = None,
-             log: Callable[[str], None] = progress.log) -> AutoRun:  # fmt: skip
-    """Plan, tune, ensemble, confirm, refit; the submission's lists are ``AutoRun.recs``."""
+             log: Callable[[str], None] = progress.log, model_dir: Path | None = None) -> AutoRun:  # fmt: skip
+    """Plan, tune, ensemble, confirm, refit; the submission's lists are ``AutoRun.recs``.
+
+    ``model_dir``: the refitted pipeline is also saved there for ``toprec serve`` (the members already
+    fitted on all the data; nothing is fitted again); a pipeline that cannot be served (a ``rerank``
+    choice) is a warning, not a failure.
+    """
     from .. import models
     from ..ensemble import Ensemble, ListedMember, ModelMember, make_folds
     from .tuning import MemberStudy, open_studies
@@ -210,6 +215,14 @@ def run_auto(ds, out: Path, budget_s: float, *, k: int = 10, last: int = 1, rand
     # ---- refit on all the data and fuse
     ens.prepare_final(ds, k=k)
     recs = ens.recommend(ds.users, k=k)
+    if model_dir is not None:
+        from ..app.serving import save_pipeline
+
+        try:
+            save_pipeline(ens, ds, model_dir)
+            log(f"{clock.stamp()} servable pipeline saved: {model_dir} (toprec serve {model_dir})")
+        except ToprecError as exc:
+            warnings.append(f"no servable model saved: {exc}")
     ens.release()
     clock.save(stage="done")
     curves = [{"name": s.c.name, "why": s.c.why, "trials": s.n_complete, "best": s.best, "curve": s.curve(),
