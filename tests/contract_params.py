@@ -21,6 +21,7 @@ CONTRACT_PARAMS: dict[str, dict] = {
     "lightgcn": {"epochs": 3, "factors": 16, "layers": 2, "batch_size": 512, "lr": 0.01},
     "lmf": {"factors": 6, "iterations": 10},
     "multidae": {"epochs": 4, "latent": 16, "batch_size": 32, "lr": 1e-2},
+    "multi-ease": {"epochs": 3, "l2": 20.0, "batch_size": 32, "lr": 1e-3},
     "multivae": {"epochs": 4, "latent": 8, "hidden": 16, "batch_size": 32, "lr": 1e-2},
     "ncf": {"epochs": 3, "factors": 8, "mlp_factors": 8, "batch_size": 512, "lr": 0.01, "patience": 0},
     "ngcf": {"epochs": 3, "factors": 16, "layers": 2, "batch_size": 512, "lr": 0.01},
@@ -29,6 +30,7 @@ CONTRACT_PARAMS: dict[str, dict] = {
     "rp3beta": {"k": 20},
     "seqrules": {"window": 3, "last_n": 5, "k": 20},
     "sasrec": {"epochs": 2, "factors": 16, "max_len": 16, "batch_size": 32, "lr": 5e-3, "patience": 0},
+    "vasp": {"epochs": 3, "latent": 8, "l2": 20.0, "batch_size": 32, "lr": 1e-2},
 }
 
 

@@ -29,7 +29,9 @@ validation, early stopping, checkpoints and scoring are the shared ones
   dense full loss instead of the paper's sampled negatives). Users without a
   learned vector (unknown, or folded in through ``history``) use a zero user
   vector, i.e. the item part of the network only. Known users keep their
-  vector, so the model is not purely history-based.
+  vector, so the model is not purely history-based. ``loss=multinomial`` is
+  Multi-CDAE: the same network trained with Multi-VAE's multinomial
+  log-likelihood (softmax over the row's items) instead of the BCE.
 - ``autorec``: U-AutoRec (Sedhain et al. 2015) adapted to implicit data: each
   user's 0/1 row is reconstructed (sigmoid hidden layer, identity output) with
   squared error over *all* entries (the explicit-rating form's "observed only"
@@ -45,7 +47,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
@@ -436,11 +438,15 @@ class CDAEParams(TorchParams):
     corruption: float = Field(0.5, ge=0, lt=1, description="input dropout (corruption) rate")
     weight_decay: float = Field(1e-6, ge=0, description="L2 weight decay (Adam)")
     epochs: int = Field(100, ge=1, description="maximum training epochs")
+    loss: Literal["bce", "multinomial"] = Field(
+        "bce", description="bce: binary cross-entropy over all items (Wu et al.); multinomial: Multi-VAE's "
+        "log-likelihood of the row under a softmax over items (Multi-CDAE)"
+    )
 
 
 @register
 class CDAE(TorchRecommender):
-    """CDAE (Wu et al. 2016): denoising autoencoder with a per-user input node, BCE over all items."""
+    """CDAE (Wu et al. 2016): denoising autoencoder with a per-user input node, BCE over all items (or multinomial: Multi-CDAE)."""
 
     dense_rows_on_gpu = True
 
@@ -461,7 +467,10 @@ class CDAE(TorchRecommender):
         from ..train import losses
 
         users, x = batch
-        return losses.bce(module(users, self.rows.bag(users), self.params.corruption), x) * self.n_items
+        logits = module(users, self.rows.bag(users), self.params.corruption)
+        if self.params.loss == "multinomial":
+            return losses.multinomial_nll(logits, x)
+        return losses.bce(logits, x) * self.n_items
 
     def _forward_scores(self, module, users, history):
         return module(users, history, 0.0)
