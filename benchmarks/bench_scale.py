@@ -302,9 +302,10 @@ def plot(points, chosen, items_list, path: str) -> None:
         ax.set_xlabel("events")
         ax.set_title(title)
         ax.grid(True, which="both", alpha=0.3)
-    axes[0].legend(fontsize=7)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=8)
     fig.suptitle("toprec cost curve (synthetic data, 2 shared CPU cores)")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.05 + 0.035 * ((len(labels) + 3) // 4), 1, 1))
     fig.savefig(path, dpi=110)
 
 
