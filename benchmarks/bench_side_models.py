@@ -1,0 +1,121 @@
+"""Issue 21's item-item / autoencoder rows: EASE, Multi-EASE, VASP, CDAE and Multi-CDAE on one split.
+
+    python benchmarks/bench_side_models.py [DATA] [--models ease,multi-ease,vasp,cdae,multi-cdae] [--json OUT]
+
+DATA: a folder ``Dataset.load`` reads (default ``/work/shared/data/ml-100k``).
+Protocol: test = each user's last event + 9 random earlier ones (seed 0);
+validation = the same protocol cut again from the training part (seed 0).
+Every choice is made on validation only: EASE's l2 from a grid; for each
+epoch-trained model a few candidate settings (below), each trained on the
+validation cut's training part with early stopping on validation recall@10;
+the best candidate is then retrained on the whole training part for its best
+epoch count (no validation, so exactly that many epochs) and scored on the
+test once. Multi-EASE starts from EASE's closed form at the l2 chosen for
+EASE; VASP's shallow path starts at zero (its default). Prints one markdown table: validation and test recall@10, the test's
+last-event and random parts, ndcg@10, the epochs and the fit seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+from toprec import Dataset, metrics, models, split
+
+EASE_L2 = (50.0, 100.0, 200.0, 300.0, 500.0, 1000.0, 2000.0)
+#: candidate settings per row (on top of the model's defaults); "{l2}" = EASE's chosen l2
+CANDIDATES: dict[str, tuple[str, list[dict]]] = {
+    "multi-ease": ("multi-ease", [
+        {"l2": "{l2}", "lr": 1e-5},
+        {"l2": "{l2}", "lr": 1e-5, "reg": 5000.0},
+        {"l2": "{l2}", "lr": 1e-5, "dropout": 0.5},
+        {"l2": "{l2}", "lr": 3e-5, "squared_weight": 1.0},
+    ]),
+    "vasp": ("vasp", [
+        {"loss": "bce"},
+        {"loss": "focal"},
+        {"loss": "focal", "dropout": 0.25},
+    ]),
+    "cdae": ("cdae", [{"min_batches": 10}]),
+    "multi-cdae": ("cdae", [{"loss": "multinomial", "min_batches": 10}]),
+    "multivae": ("multivae", [{}]),
+}
+
+
+def evaluate(model, users, test) -> dict:
+    recs = model.recommend(users, k=10)
+    res = metrics.evaluate(recs, test, ["recall@10", "ndcg@10"])
+    for part in ("last", "random"):
+        res[f"recall_{part}@10"] = metrics.evaluate(recs, test, ["recall@10"], part=part)["recall@10"]
+    return res
+
+
+def log(*args) -> None:
+    print(*args, file=sys.stderr, flush=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("data", nargs="?", default="/work/shared/data/ml-100k")
+    ap.add_argument("--models", default="ease,multi-ease,vasp,cdae,multi-cdae")
+    ap.add_argument("--json", default=None, help="also write the rows here")
+    a = ap.parse_args()
+    data = Dataset.load(a.data)
+    train, test = split.competition(data, last=1, random=9, seed=0)
+    fit_part, valid = split.competition(train, last=1, random=9, seed=0)
+    rows = []
+
+    # EASE: l2 on validation, then the whole training part
+    t0 = time.perf_counter()
+    val = {}
+    for l2 in EASE_L2:
+        m = models.get("ease", l2=l2).fit(fit_part)
+        val[l2] = metrics.evaluate(m.recommend(valid.users, k=10), valid, ["recall@10"])["recall@10"]
+    l2 = max(val, key=val.get)
+    t1 = time.perf_counter()
+    ease = models.get("ease", l2=l2).fit(train)
+    fit_s = time.perf_counter() - t1
+    log(f"ease: validation recall@10 by l2 {val} -> l2={l2} ({t1 - t0:.1f}s)")
+    rows.append({"model": "ease", "params": {"l2": l2}, "val": val[l2], "epochs": "", "fit_s": fit_s,
+                 **evaluate(ease, test.users, test)})  # fmt: skip
+
+    for row in a.models.split(","):
+        if row == "ease":
+            continue
+        name, cands = CANDIDATES[row]
+        best = None
+        for cand in cands:
+            p = {k: (l2 if v == "{l2}" else v) for k, v in cand.items()}
+            t0 = time.perf_counter()
+            m = models.get(name, **p).fit(fit_part, valid=valid)
+            log(f"{row} {p}: validation recall@10 {m.best_metric:.4f} at epoch {m.best_epoch}/{len(m.history)} "
+                f"({time.perf_counter() - t0:.1f}s)")  # fmt: skip
+            if best is None or m.best_metric > best[1]:
+                best = (p, m.best_metric, m.best_epoch)
+        p, v, epochs = best
+        t0 = time.perf_counter()
+        m = models.get(name, **{**p, "epochs": max(1, epochs), "valid_last": 0, "valid_random": 0}).fit(train)
+        fit_s = time.perf_counter() - t0
+        rows.append({"model": row, "params": p, "val": v, "epochs": epochs, "fit_s": fit_s,
+                     **evaluate(m, test.users, test)})  # fmt: skip
+        log(f"{row}: test recall@10 {rows[-1]['recall@10']:.4f}")
+
+    ease_test = rows[0]["recall@10"]
+    print(f"\n{a.data}: {data.n_users} users x {data.n_items} items; test last 1 + random 9 (seed 0), "
+          "validation cut the same way from the training part")  # fmt: skip
+    print("| model | chosen on validation | val recall@10 | epochs | test recall@10 | vs EASE | last | random | ndcg@10 | final fit s |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for r in rows:
+        params = ", ".join(f"{k}={v}" for k, v in r["params"].items()) or "defaults"
+        print(f"| {r['model']} | {params} | {r['val']:.4f} | {r['epochs']} | {r['recall@10']:.4f} | "
+              f"{100 * (r['recall@10'] / ease_test - 1):+.1f}% | {r['recall_last@10']:.4f} | "
+              f"{r['recall_random@10']:.4f} | {r['ndcg@10']:.4f} | {r['fit_s']:.1f} |")  # fmt: skip
+    if a.json:
+        with open(a.json, "w") as fh:
+            json.dump(rows, fh, indent=1, default=str)
+
+
+if __name__ == "__main__":
+    main()
