@@ -71,10 +71,12 @@ def n_users_for(events: int, mean: float) -> int:
 def data_folder(cache: Path, events: int, items: int, mean: float) -> Path:
     folder = cache / f"e{fmt_count(events)}_i{fmt_count(items)}_m{mean:g}"
     if not (folder / "train_ratings.csv").exists():
-        from toprec.data.synth import synthesize, write_synth
-
+        # in a subprocess: this process stays small, see run_child
         t0 = time.perf_counter()
-        write_synth(synthesize(n_users=n_users_for(events, mean), n_items=items, mean_per_user=mean, seed=0), folder)
+        toprec = Path(sys.executable).with_name("toprec")
+        subprocess.run([str(toprec), "data", "synth", "--out", str(folder), "--users", str(n_users_for(events, mean)),
+                        "--items", str(items), "--mean-per-user", f"{mean:g}", "--seed", "0", "--quiet"],
+                       check=True)  # fmt: skip
         print(f"  (generated {folder} in {time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
     return folder
 
@@ -98,7 +100,11 @@ def slope(xs, ys) -> float | None:
 def run_child(folder: Path, name: str, params: dict, max_seconds: float) -> tuple[dict | None, str]:
     """bench_memory's child in its own session; killed (with its workers) past ``max_seconds``."""
     env = {**os.environ, "TOPREC_NO_TRACK": "1"}  # the memory guard stays on: a refusal is reported, not an OOM
-    cmd = [sys.executable, str(HERE / "bench_memory.py"), "--child", str(folder), name, json.dumps(params)]
+    # Through a shell that forks (not execs) the child: Linux keeps a process's peak RSS (ru_maxrss) across exec,
+    # so a child exec'd straight from this process would start with this process's high-water mark as its
+    # "kernel peak" floor; a freshly forked process starts from the (small) shell's.
+    cmd = ["/bin/sh", "-c", '"$@"; exit $?', "sh",
+           sys.executable, str(HERE / "bench_memory.py"), "--child", str(folder), name, json.dumps(params)]  # fmt: skip
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                          start_new_session=True)  # fmt: skip
     try:
