@@ -135,6 +135,7 @@ def main() -> None:
     ap.add_argument("--out", default="")
     ap.add_argument("--plot", default="")
     ap.add_argument("--json", default="", help="also write the raw points here")
+    ap.add_argument("--reuse", default="", help="a --json file of an earlier run: its points are taken, not rerun")
     a = ap.parse_args()
     events_list = sorted(parse_count(x) for x in a.events.split(","))
     items_list = sorted(parse_count(x) for x in a.items.split(","))
@@ -150,6 +151,8 @@ def main() -> None:
     print(head)
     print(sep, flush=True)
     rows, points, skipped = [], [], []
+    reuse = {(p["model"], p["events"], p["items"]): p for p in json.loads(Path(a.reuse).read_text())} if a.reuse else {}
+    growth: dict[str, float] = {}  # model: exponent of fit + recommend s vs events at the last item count run
     for items in items_list:
         for label, name, params in chosen:
             done: list[tuple[int, float]] = []  # (events, fit + recommend s) run so far for this model and items
@@ -160,22 +163,32 @@ def main() -> None:
                 reason = ""
                 if est is not None and need > limit:
                     reason = f"estimate {need / 2**30:.1f} GB (with data) > {a.memory_gb:g} GB"
-                elif len(done) >= 1:
-                    b = slope([e for e, _ in done], [t for _, t in done]) if len(done) >= 2 else 1.0
-                    b = max(b or 1.0, 1.0)
+                elif len(done) >= 1 and (label, events, items) not in reuse:
+                    # exponent vs events: this item count's points, else the last item count's, else linear
+                    b, src = 1.0, "assumed"
+                    if len(done) >= 2:
+                        b, src = slope([e for e, _ in done], [t for _, t in done]), "fitted"
+                    elif label in growth:
+                        b, src = growth[label], "fitted at fewer items"
+                    b = max(b, 0.0)
                     e0, t0 = done[-1]
                     pred = t0 * (events / e0) ** b
                     if pred > a.max_seconds:
                         reason = (f"predicted {pred:.0f} s (from {t0:.0f} s at {fmt_count(e0)} events, "
-                                  f"exponent {b:.2f}) > --max-seconds {a.max_seconds:g}")  # fmt: skip
+                                  f"exponent {b:.2f} {src}) > --max-seconds {a.max_seconds:g}")  # fmt: skip
                 if reason:
                     skipped.append((label, events, users, items, reason))
                     print(f"  skip {label} {fmt_count(events)} events x {fmt_count(items)} items: {reason}",
                           file=sys.stderr, flush=True)  # fmt: skip
                     continue
-                folder = data_folder(cache, events, items, a.mean_per_user)
-                load = load_avg()
-                d, err = run_child(folder, name, params, a.max_seconds)
+                if (label, events, items) in reuse:
+                    old = reuse[(label, events, items)]
+                    d, err, load = {k: old[k] for k in ("users", "items", "nnz", "estimate", "what", "measured",
+                                                          "base", "fit_s", "recommend_s")}, "", old["load"]  # fmt: skip
+                else:
+                    folder = data_folder(cache, events, items, a.mean_per_user)
+                    load = load_avg()
+                    d, err = run_child(folder, name, params, a.max_seconds)
                 if d is None:
                     skipped.append((label, events, users, items, err))
                     print(f"  {label} {fmt_count(events)} x {fmt_count(items)}: {err}", file=sys.stderr, flush=True)
@@ -191,6 +204,8 @@ def main() -> None:
                 points.append({"model": label, "name": name, "params": params, "events": events, "items": items,
                                "load": load, **d, "peak": d["base"] + d["measured"]})  # fmt: skip
                 done.append((events, d["fit_s"] + d["recommend_s"]))
+            if len(done) >= 2:
+                growth[label] = slope([e for e, _ in done], [t for _, t in done])
 
     # ---- growth exponents
     exp_head = "| model | quantity | vs events (items fixed) | vs items (events fixed) |"
@@ -263,7 +278,8 @@ def main() -> None:
             "# The cost curve (issue 20): fit, recommend and peak memory vs events and items\n\n"
             f"`{cmd}` at commit {commit}, on {os.cpu_count()} cores shared with other jobs (load average "
             f"{load_start} at the start, {load_avg()} at the end; each row's 1/5/15-minute load at its start): "
-            "times are noisy. Data: `toprec data synth`, "
+            "times are noisy." + (f" Rows of earlier runs (same script, `--reuse {a.reuse}`) are taken as they "
+            "were; their load column is their own." if a.reuse else "") + " Data: `toprec data synth`, "
             f"{a.mean_per_user:g} events per user (users grow with events), seed 0. Each row is a fresh process "
             "(`bench_memory.py --child`): fit, then `recommend` for **every** user (k=10). peak MB = peak PSS of the "
             "process and its forked workers (sampled every 20 ms, floored by the kernel's peak RSS), data included; "
