@@ -133,3 +133,25 @@ def test_save_load_keeps_scores(data, tmp_path):
         np.testing.assert_array_equal(loaded.score(np.arange(10)), m.score(np.arange(10)))
         hist = sp.csr_matrix(train.matrix[:3])
         np.testing.assert_array_equal(loaded.score(np.full(3, -1), hist), m.score(np.arange(3)))
+
+
+def test_fit_logistic_recovers_scale_and_bias():
+    from toprec.models.multi_ease import fit_logistic
+
+    rng = np.random.default_rng(0)
+    L = rng.normal(size=(400, 50))
+    y = (rng.random((400, 50)) < 1 / (1 + np.exp(-(2.0 * L - 1.0)))).astype(np.float32)
+    log_s, b = fit_logistic(L, sp.csr_matrix(y))
+    assert abs(np.exp(log_s) - 2.0) < 0.2 and abs(b + 1.0) < 0.15
+
+
+def test_vasp_from_ease_starts_near_ease(data):
+    train, _ = data
+    X = train.matrix
+    m = models.get("vasp", latent=8, l2=30.0, shallow_init="ease")
+    m.n_users, m.n_items = X.shape
+    m._prepare(X, train)
+    module = m._build_module()
+    np.testing.assert_array_equal(module.shallow.weight.detach().numpy(), ease_item_space(X, 30.0))
+    assert float(module.shallow_scale.detach()) != 0.0  # calibrated, not the zero start
+
