@@ -11,7 +11,8 @@ validation cut's training part with early stopping on validation recall@10;
 the best candidate is then retrained on the whole training part for its best
 epoch count (no validation, so exactly that many epochs) and scored on the
 test once. Multi-EASE starts from EASE's closed form at the l2 chosen for
-EASE; VASP's shallow path starts at zero (its default). Prints one markdown table: validation and test recall@10, the test's
+EASE; VASP's shallow path starts at zero (its default) or, one candidate, at
+EASE's closed form. Prints one markdown table: validation and test recall@10, the test's
 last-event and random parts, ndcg@10, the difference to EASE with its paired
 standard error over the test users, the epochs and the final fit's seconds.
 """
@@ -40,6 +41,7 @@ CANDIDATES: dict[str, tuple[str, list[dict]]] = {
         {"loss": "bce"},
         {"loss": "focal"},
         {"loss": "focal", "dropout": 0.25},
+        {"shallow_init": "ease", "l2": "{l2}", "shallow_lr": 1e-6},
     ]),
     "cdae": ("cdae", [{"min_batches": 10}]),
     "multi-cdae": ("cdae", [{"loss": "multinomial", "min_batches": 10}]),
