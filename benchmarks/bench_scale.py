@@ -305,6 +305,7 @@ def plot(points, chosen, items_list, path: str) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     fig, axes = plt.subplots(1, 3, figsize=(16, 5))
     styles = ["-o", "--s", ":^", "-.v"]
@@ -321,6 +322,7 @@ def plot(points, chosen, items_list, path: str) -> None:
                         label=f"{label}, {items // 1000}k items")  # fmt: skip
         ax.set_xscale("log")
         ax.set_yscale("log")
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_xlabel("events")
         ax.set_title(title)
         ax.grid(True, which="both", alpha=0.3)
