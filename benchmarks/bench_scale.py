@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import signal
 import subprocess
@@ -197,8 +196,9 @@ def main() -> None:
                     continue
                 peak = (d["base"] + d["measured"]) / 2**20
                 estmb = d["estimate"] / 2**20 if d["estimate"] else float("nan")
+                above = d["measured"] / 2**20
                 line = (f"| {label} | {d['nnz']:,} | {d['users']:,} | {d['items']:,} | {d['fit_s']:.1f} | "
-                        f"{d['recommend_s']:.1f} | {peak:,.0f} | {d['measured'] / 2**20:,.0f} | {estmb:,.0f} | {load} |")  # fmt: skip
+                        f"{d['recommend_s']:.1f} | {peak:,.0f} | {above:,.0f} | {estmb:,.0f} | {load} |")  # fmt: skip
                 print(line, flush=True)
                 rows.append(line)
                 points.append({"model": label, "name": name, "params": params, "events": events, "items": items,
@@ -218,7 +218,8 @@ def main() -> None:
                 sub = sorted((p for p in pts if p["items"] == items), key=lambda p: p["nnz"])
                 s = slope([p["nnz"] for p in sub], [p[key] for p in sub])
                 if s is not None:
-                    ve.append(f"{s:.2f} ({fmt_count(items)} items, {fmt_count(sub[0]['events'])}-{fmt_count(sub[-1]['events'])})")
+                    span = f"{fmt_count(sub[0]['events'])}-{fmt_count(sub[-1]['events'])}"
+                    ve.append(f"{s:.2f} ({fmt_count(items)} items, {span})")
             vi = []
             for events in events_list:
                 sub = sorted((p for p in pts if p["events"] == events), key=lambda p: p["items"])
