@@ -265,15 +265,16 @@ def test_workers_option_spawns_processes_on_one_study(tmp_path, competition_dir,
 def test_killed_worker_trial_is_retried_and_study_completes(tmp_path, competition_dir):
     storage = f"sqlite:///{tmp_path / 'shared.db'}"
     n = 5
-    args = ["tune", "--data", competition_dir, "--model", "fake-epochs", "-p", "sleep=0.3", "-p", "epochs=4",
+    args = ["tune", "--data", competition_dir, "--model", "fake-epochs", "-p", "sleep=0.3", "-p", "epochs=6",
             "--trials", n, "--storage", storage, "--study", "k", "--no-track", "-q", "--no-prune",
             "--heartbeat", "1"]  # fmt: skip
     a = worker_proc(*args, "--out", tmp_path / "a", cwd=tmp_path)
     deadline = time.monotonic() + 120
     victim = None
-    while victim is None:  # kill the worker in the middle of a trial (an epoch reported, more to go)
-        try:
-            running = [t for t in load(storage, "k").trials if t.state.name == "RUNNING" and t.intermediate_values]
+    while victim is None:  # kill the worker in the middle of a trial: 1-2 epochs reported, >= 4 (1.2 s) to go,
+        try:  # so the trial cannot finish between this read and the kill on a loaded machine
+            running = [t for t in load(storage, "k").trials
+                       if t.state.name == "RUNNING" and 1 <= len(t.intermediate_values) <= 2]  # fmt: skip
             victim = running[0] if running else None
         except KeyError:
             pass
