@@ -1,10 +1,46 @@
-"""toprec: implicit feedback to the best top-N recommendations, fast."""
+"""toprec: implicit feedback to the best top-N recommendations, fast.
+
+The public names below are imported on first use (PEP 562), so a process that needs only part of the
+library (a ``toprec serve`` worker: models, top-k, the serving layer) does not load the data layer's
+pandas and pyarrow.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from .version import __version__  # noqa: F401 - re-exported
-from . import metrics, split  # noqa: E402
-from .data.dataset import Dataset  # noqa: E402
-from .errors import ToprecError  # noqa: E402
-from .recommend import Recommendations  # noqa: E402
-from . import models  # noqa: E402
 
 __all__ = ["Dataset", "Recommendations", "ToprecError", "metrics", "models", "split", "__version__"]
+
+_LAZY = {
+    "Dataset": ("toprec.data.dataset", "Dataset"),
+    "Recommendations": ("toprec.recommend", "Recommendations"),
+    "ToprecError": ("toprec.errors", "ToprecError"),
+    "metrics": ("toprec.metrics", None),
+    "models": ("toprec.models", None),
+    "split": ("toprec.split", None),
+}
+
+if TYPE_CHECKING:  # type checkers and IDEs see the same names, imported eagerly
+    from . import metrics, models, split  # noqa: F401
+    from .data.dataset import Dataset  # noqa: F401
+    from .errors import ToprecError  # noqa: F401
+    from .recommend import Recommendations  # noqa: F401
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module, attr = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module 'toprec' has no attribute '{name}'") from None
+    value = importlib.import_module(module)
+    if attr is not None:
+        value = getattr(value, attr)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

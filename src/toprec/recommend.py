@@ -19,8 +19,9 @@ import os
 from dataclasses import dataclass
 from typing import Callable
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import pandas as pd
 import scipy.sparse as sp
 
 from . import parallel, progress
@@ -28,6 +29,9 @@ from .device import require_torch
 from .errors import ToprecError
 from .io import atomic_path
 from .keys import hit_matrix
+
+if TYPE_CHECKING:  # pandas only when writing lists (a serving worker never loads it)
+    import pandas as pd
 
 DEFAULT_MEMORY_BUDGET = 512 * 2**20  # bytes of score matrix per batch
 PARALLEL_MIN_USERS = 2048  # fewer users than this are scored in-process
@@ -48,7 +52,7 @@ class Recommendations:
     def __len__(self) -> int:
         return len(self.users)
 
-    def to_frame(self, dataset, user_ids=None) -> pd.DataFrame:
+    def to_frame(self, dataset, user_ids=None) -> "pd.DataFrame":
         """A ``user,item`` frame of external ids, k rows per user, best first.
 
         ``user_ids`` overrides the external user ids (needed for unknown users).
@@ -58,6 +62,8 @@ class Recommendations:
         if user_ids is None:
             user_ids = dataset.user_ids[self.users]
         user_ids = np.asarray(user_ids)
+        import pandas as pd
+
         return pd.DataFrame({"user": user_ids[rows], "item": dataset.item_ids[self.items[valid]]})
 
     def write_csv(self, path: str | os.PathLike, dataset, user_ids=None) -> None:

@@ -19,34 +19,37 @@ from __future__ import annotations
 
 from typing import Any
 
-from .align import align
-from .auto import auto
-from .batch import batch
-from .data import load_data, stats
-from .ensemble import ensemble
-from .evaluate import evaluate
-from .report import eda, report
-from .results import (
-    AlignResult,
-    AutoResult,
-    BatchResult,
-    EnsembleResult,
-    EvaluateResult,
-    PageResult,
-    SubmitResult,
-    TuneResult,
-)
-from .runs import runs
-from .submit import submit
-from .tune import tune
+import importlib
 
-_COMMANDS = {"evaluate": evaluate, "submit": submit, "ensemble": ensemble, "tune": tune, "align": align,
-             "report": report, "eda": eda, "auto": auto, "batch": batch}  # fmt: skip
+# every name is imported on first use (PEP 562): a process that needs one command (a serving worker
+# imports app.serving) does not load the others' dependencies (pandas, pyarrow, mlflow...)
+_LAZY = {
+    **{name: ("align", name) for name in ("align",)},
+    "auto": ("auto", "auto"), "batch": ("batch", "batch"), "load_data": ("data", "load_data"),
+    "stats": ("data", "stats"), "ensemble": ("ensemble", "ensemble"), "evaluate": ("evaluate", "evaluate"),
+    "eda": ("report", "eda"), "report": ("report", "report"), "runs": ("runs", "runs"),
+    "submit": ("submit", "submit"), "tune": ("tune", "tune"),
+    **{name: ("results", name) for name in ("AlignResult", "AutoResult", "BatchResult", "EnsembleResult",
+                                            "EvaluateResult", "PageResult", "SubmitResult", "TuneResult")},
+}  # fmt: skip
+_COMMANDS = ("evaluate", "submit", "ensemble", "tune", "align", "report", "eda", "auto", "batch")
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module, attr = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module 'toprec.app' has no attribute '{name}'") from None
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), attr)
+    globals()[name] = value
+    return value
 
 
 def run(cfg, **options: Any):
     """Execute ``cfg`` with the function of its ``command`` (``toprec run`` uses this)."""
-    return _COMMANDS[cfg.command](cfg, **options)
+    if cfg.command not in _COMMANDS:
+        raise KeyError(cfg.command)
+    return __getattr__(cfg.command)(cfg, **options)
 
 
 __all__ = [

@@ -13,13 +13,15 @@ import os
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
-import pandas as pd
 import scipy.sparse as sp
 
 from ..errors import ToprecError
+
+if TYPE_CHECKING:  # pandas is imported where it is used: a serving worker never loads it
+    import pandas as pd
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,8 @@ def _readonly(a: np.ndarray) -> np.ndarray:
 
 def _factorize(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Map values to contiguous codes in sorted order of the values (deterministic)."""
+    import pandas as pd  # on first use: a serving worker imports this module but never builds a Dataset
+
     codes, uniques = pd.factorize(values, sort=True)
     return codes.astype(np.int32, copy=False), np.asarray(uniques)
 
@@ -57,6 +61,8 @@ def lookup(index_ids: np.ndarray, query: np.ndarray | list) -> np.ndarray:
     if left.dtype.kind != right.dtype.kind:
         left = left.astype(str)
         right = right.astype(str)
+    import pandas as pd
+
     return pd.Index(left).get_indexer(right).astype(np.int64)
 
 
@@ -339,6 +345,8 @@ def _build_feature(item_ids: np.ndarray, frame: pd.DataFrame) -> tuple[ItemFeatu
     if not ok.any():
         return None, n_unknown
     values = frame["value"].to_numpy()[ok]
+    import pandas as pd
+
     codes, uniques = pd.factorize(values.astype(str), sort=True)
     m = sp.csr_matrix(
         (np.ones(ok.sum(), dtype=np.float32), (idx[ok], codes)),
