@@ -102,9 +102,12 @@ def test_kill_then_resume_gives_the_uninterrupted_result(competition_dir, tmp_pa
     assert p.returncode == 0, p.stderr
     assert sub_b.read_bytes() == sub_a.read_bytes()
     a, b = (json.loads((o / "auto.json").read_text()) for o in (out_a, out_b))
-    # the same trials chose the same parameters (timings aside; the trial killed mid-fit was asked again, under
-    # the next trial number)
-    best = [[{k: v for k, v in m["best"].items() if k not in ("fit_s", "trial", "top_trial")} for m in r["members"]]
+    # every member chose the same parameters with the same fold-A recall, after the same number of trials.
+    # Not compared: the top trial of the search. A TPE trial killed mid-fit is asked again under a later trial
+    # number; TPE orders its observations by number (ties in the split, age weights), so the later TPE
+    # suggestions can differ from an uninterrupted run's (seen in 2 of 3 runs on this tiny data, where many
+    # trials tie). Known gap: the search path is not bit-identical after a kill, the written result was here.
+    best = [[{k: m["best"][k] for k in ("value", "params")} | {"trials": m["trials"]} for m in r["members"]]
             for r in (a, b)]
     assert best[0] == best[1]
     assert b["elapsed_s"] >= spent  # the budget counts the time spent before the kill
