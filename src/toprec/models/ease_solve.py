@@ -80,8 +80,9 @@ def ridge_user_space_scores(history: sp.csr_matrix, basis_rows: sp.csr_matrix, u
     H = sp.csr_matrix(history, dtype=np.float32)
     lam = np.asarray(lam, dtype=np.float32)
     inv = np.float32(1.0) / lam
-    A = (sp.csr_matrix(H @ sp.diags(inv)) @ basis_rows.T).toarray()  # x Y^T: (b, n_train_users)
-    xp = (H @ sp.diags(inv)).toarray()
+    Hinv = sp.csr_matrix(H @ sp.diags(inv))  # x Lambda^-1
+    A = (Hinv @ basis_rows.T).toarray()  # x Y^T: (b, n_train_users)
+    xp = Hinv.toarray()
     xp -= A @ user_basis  # x P
     xp *= (-1.0 / diag_p)[None, :] if zero_diagonal else -lam[None, :]
     xp += H.toarray()

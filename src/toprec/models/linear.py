@@ -264,6 +264,17 @@ def easer_exact(H: np.ndarray, n: int, pairs: np.ndarray, lam: np.ndarray) -> tu
     return B, C
 
 
+def easer_ridge(X: sp.csr_matrix, Z: sp.csr_matrix, p) -> np.ndarray:
+    """The ridge on every column of A = [X Z]: l2 (items) / l2_pairs (pairs) + p/(1-p) diag(A^T A), float32."""
+    a = np.float32(p.dropout / (1.0 - p.dropout))
+    return np.concatenate(
+        [
+            np.float32(p.l2) + a * np.asarray(X.power(2).sum(axis=0), dtype=np.float32).ravel(),
+            np.float32(p.l2_pairs) + a * np.asarray(Z.power(2).sum(axis=0), dtype=np.float32).ravel(),
+        ]
+    ).astype(np.float32)
+
+
 def select_pairs_sparse(X: sp.csr_matrix, n_pairs: int, min_support: int) -> np.ndarray:
     """:func:`select_pairs` from the sparse co-counts (no dense items x items matrix): the same pairs."""
     n = X.shape[1]
@@ -431,13 +442,7 @@ class EASER(ItemItemRecommender):
             self.pairs, self.pair_weights = pairs, np.zeros((0, n), dtype=np.float32)
             return
         Z = pair_features(X, pairs)
-        a = np.float32(p.dropout / (1.0 - p.dropout))
-        lam = np.concatenate(
-            [
-                np.float32(p.l2) + a * np.asarray(X.power(2).sum(axis=0), dtype=np.float32).ravel(),
-                np.float32(p.l2_pairs) + a * np.asarray(Z.power(2).sum(axis=0), dtype=np.float32).ravel(),
-            ]
-        ).astype(np.float32)
+        lam = easer_ridge(X, Z, p)
         if p.solver == "exact":
             H = gram_with_pairs(X, Z, G)
             del G  # (X^T X is in H)
@@ -452,13 +457,7 @@ class EASER(ItemItemRecommender):
         p = self.params
         pairs = select_pairs_sparse(X, p.n_pairs, p.min_support)
         Z = pair_features(X, pairs)
-        a = np.float32(p.dropout / (1.0 - p.dropout))
-        self.lam = np.concatenate(
-            [
-                np.float32(p.l2) + a * np.asarray(X.power(2).sum(axis=0), dtype=np.float32).ravel(),
-                np.float32(p.l2_pairs) + a * np.asarray(Z.power(2).sum(axis=0), dtype=np.float32).ravel(),
-            ]
-        ).astype(np.float32)
+        self.lam = easer_ridge(X, Z, p)
         self.pairs = pairs
         self.similarity = None
         self.pair_weights = np.zeros((0, X.shape[1]), dtype=np.float32)
