@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ToprecError
-from .serving import IDS_FILE, MODEL_FILE, PIPELINE_FILE, _read_json
+from .serving import IDS_FILE, MODEL_FILE, PIPELINE_FILE, read_ids
 
 
 @dataclass
@@ -44,15 +44,9 @@ def load_saved(path: str | os.PathLike, mmap: bool = True) -> SavedModel:
         raise ToprecError(f"--model-dir {p}: is an ensemble pipeline; batch scores one saved model "
                           "(toprec submit --save-model)")  # fmt: skip
     model = Recommender.load(p, mmap=mmap)
-    if not (p / IDS_FILE).exists():
-        raise ToprecError(f"--model-dir {p}: no {IDS_FILE} (save it with `toprec submit --save-model`, "
-                          "which writes the ids)")  # fmt: skip
-    ids = _read_json(p / IDS_FILE)
+    ids = read_ids(p, model.n_users, model.n_items)
     try:
         users, items = _ids(ids["users"], ids.get("user_type")), _ids(ids["items"], ids.get("item_type"))
-    except (KeyError, TypeError, ValueError) as exc:
+    except (TypeError, ValueError) as exc:
         raise ToprecError(f"{p / IDS_FILE}: malformed ({exc})") from None
-    if len(users) != model.n_users or len(items) != model.n_items:
-        raise ToprecError(f"{p / IDS_FILE}: {len(users):,} users x {len(items):,} items, the model has "
-                          f"{model.n_users:,} x {model.n_items:,}")  # fmt: skip
     return SavedModel(model, users, items, p)

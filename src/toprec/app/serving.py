@@ -149,7 +149,6 @@ class Servable:
         if unknown_users not in ("cold-start", "404"):
             raise ToprecError(f"unknown_users must be 'cold-start' or '404', not {unknown_users!r}")
         self.path, self.unknown_users = path, unknown_users
-        ids_file = path / IDS_FILE
         if (path / PIPELINE_FILE).exists():
             meta = _read_json(path / PIPELINE_FILE)
             self.kind = "ensemble"
@@ -165,14 +164,9 @@ class Servable:
             self.meta = _read_json(path / MODEL_FILE)
         else:
             raise ToprecError(f"{path}: not a saved model or pipeline (no {MODEL_FILE} or {PIPELINE_FILE})")
-        if not ids_file.exists():
-            raise ToprecError(f"{path}: no {IDS_FILE} (save it with `toprec submit --save-model`, which writes the ids)")
-        ids = _read_json(ids_file)
         first = self.models[0]
         self.n_users, self.n_items = first.n_users, first.n_items
-        if len(ids["users"]) != self.n_users or len(ids["items"]) != self.n_items:
-            raise ToprecError(f"{ids_file}: {len(ids['users'])} users x {len(ids['items'])} items, the model has "
-                              f"{self.n_users} x {self.n_items}")  # fmt: skip
+        ids = read_ids(path, self.n_users, self.n_items)
         for m in self.models[1:]:
             if (m.n_users, m.n_items) != (self.n_users, self.n_items):
                 raise ToprecError(f"{path}: the members were trained on different data")
@@ -332,6 +326,20 @@ def _stack_rows(n: int, known: np.ndarray, rows_known: sp.csr_matrix, rows_new: 
     inv = np.empty(n, dtype=np.int64)
     inv[order] = np.arange(n)
     return stacked[inv]
+
+
+def read_ids(folder: Path, n_users: int, n_items: int) -> dict[str, Any]:
+    """``folder/ids.json`` (external ids of the internal users and items), checked against the model's shape."""
+    ids_file = Path(folder) / IDS_FILE
+    if not ids_file.exists():
+        raise ToprecError(f"{folder}: no {IDS_FILE} (save it with `toprec submit --save-model`, which writes the ids)")
+    ids = _read_json(ids_file)
+    if not isinstance(ids.get("users"), list) or not isinstance(ids.get("items"), list):
+        raise ToprecError(f"{ids_file}: malformed (lists 'users' and 'items' expected)")
+    if len(ids["users"]) != n_users or len(ids["items"]) != n_items:
+        raise ToprecError(f"{ids_file}: {len(ids['users']):,} users x {len(ids['items']):,} items, the model has "
+                          f"{n_users:,} x {n_items:,}")  # fmt: skip
+    return ids
 
 
 def _read_json(path: Path) -> dict[str, Any]:
