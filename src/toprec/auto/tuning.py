@@ -7,11 +7,16 @@ and top trials are kept in ``OUT/lists/MEMBER.N.npz`` and every trial's
 per-user fold-A recall in ``OUT/per_user/MEMBER.npz``: the chosen trial (the
 top one when it beats the first, the data-adaptive start, by more than one
 paired standard error; else the first) serves the ensemble search from its
-lists (no second fit), and a resumed run does not refit it. Trials are asked one at a time
-with a TPE sampler seeded by the number of finished trials, so a run killed
-and resumed asks the same parameters as one that was not. The study lives in
-``OUT/studies.db`` (SQLite): a trial that was running when the process died
-is marked failed and its parameters are asked again.
+lists (no second fit), and a resumed run does not refit it. Trials are asked
+one at a time. A TPE trial's parameters are a pure function of the finished
+trials in plan order and their count: a TPE sampler seeded by that count is
+asked on an in-memory copy of them (numbered by their place in the plan, not
+by their number in the store), and the store's trial takes those parameters.
+So a run killed and resumed asks the same parameters in the same places as one
+that was not, although the trial killed mid-fit is stored again under a later
+number. The study lives in ``OUT/studies.db`` (SQLite): a trial that was
+running when the process died is marked failed and its parameters are asked
+again.
 """
 
 from __future__ import annotations
@@ -56,7 +61,9 @@ def starts(c) -> list[dict[str, Any]]:
 def _order(t) -> tuple[int, int]:
     """A trial's place in the plan: starting points by their index, then TPE trials by number (a starting
     point asked again after a kill keeps its place)."""
-    return (0, t.user_attrs["start"]) if "start" in t.user_attrs else (1, t.number)
+    if "start" in t.user_attrs:
+        return (0, t.user_attrs["start"])
+    return (1, t.user_attrs.get("plan", t.number))
 
 
 def _first(done: list):
@@ -147,9 +154,16 @@ class MemberStudy:
         optuna = _optuna()
         from ..experiment.tune import suggest
 
-        self.study.sampler = optuna.samplers.TPESampler(seed=self.seed * 1009 + self.n_complete,
-                                                        n_startup_trials=max(3, len(self.c.starts)))  # fmt: skip
-        t = self.study.ask()
+        from optuna.trial import TrialState
+
+        if self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+            t = self.study.ask()  # a starting point (queued)
+        else:
+            plan = self.n_complete
+            fixed = self._tpe_params()
+            self.study.sampler = optuna.samplers.PartialFixedSampler(fixed, optuna.samplers.RandomSampler(seed=0))
+            t = self.study.ask()
+            t.set_user_attr("plan", plan)
         params = self.params_of(suggest(t, self.c.space))
         t0 = time.perf_counter()
         try:
@@ -177,6 +191,19 @@ class MemberStudy:
         self.study.tell(t, value)
         self.prune_lists()
         return {"trial": t.number, "value": value, "params": params, "seconds": seconds}
+
+    def _tpe_params(self) -> dict[str, Any]:
+        """The next TPE suggestion from the finished trials in plan order (the same after a kill and resume)."""
+        optuna = _optuna()
+        from ..experiment.tune import suggest
+
+        done = sorted(self.complete(), key=_order)
+        sampler = optuna.samplers.TPESampler(seed=self.seed * 1009 + len(done),
+                                             n_startup_trials=max(3, len(self.c.starts)))  # fmt: skip
+        mem = optuna.create_study(direction="maximize", sampler=sampler)
+        mem.add_trials([optuna.trial.create_trial(params=t.params, distributions=t.distributions, value=t.value)
+                        for t in done])  # fmt: skip
+        return suggest(mem.ask(), self.c.space)
 
     # ------------------------------------------------------------------ lists and per-user recall
     def lists_path(self, trial: int) -> Path:
