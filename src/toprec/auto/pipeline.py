@@ -39,7 +39,7 @@ FIXED_RESERVE_S = 10.0
 #: how many tuned members (best on fold A first) the ensemble search considers
 MAX_MEMBERS = 5
 #: members kept for the ensemble search whatever their overall rank (they serve the holdout's last event)
-SEQUENTIAL = ("seqrules",)
+SEQUENTIAL = ("seqrules", "sasrec")
 
 
 class Clock:
