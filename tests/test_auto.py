@@ -205,3 +205,28 @@ def test_a_trial_killed_between_ask_and_fit_is_asked_again(dataset, tmp_path):
     assert done == dict(enumerate(starts(c)))
     assert again.best["trial"] in {t.number for t in again.complete()}
     assert min(again.complete(), key=lambda t: t.number).user_attrs["start"] == 1
+
+
+def test_an_epoch_trained_member_stops_early_on_fold_a_and_a_weak_trial_is_pruned(dataset, tmp_path):
+    from dataclasses import replace
+
+    from toprec.auto.tuning import MemberStudy, open_studies
+    from toprec.ensemble import make_folds
+
+    c = next(c for c in candidates(profile(dataset, 1, 4)) if c.name == "multivae")
+    # start 0 learns; start 1 barely moves (lr 1e-6): below start 0's fold-A recall at epoch 2, it is pruned
+    c = replace(c, fixed={"epochs": 6, "patience": 0, "latent": 8, "hidden": 16, "batch_size": 32},
+                starts=[{"lr": 1e-2, "dropout": 0.5}, {"lr": 1e-6, "dropout": 0.5}],
+                space={"lr": ("log_float", 1e-6, 1e-2), "dropout": ("float", 0.2, 0.7)})
+    folds = make_folds(dataset, "users", 0, 1, 4, True)
+    s = MemberStudy(c, folds, open_studies(tmp_path / "studies.db"), tmp_path, 10, 20, 0)
+    good, weak = s.trial(), s.trial()
+    assert "value" in good and "pruned" in weak, (good, weak)
+    first = s.complete()[0]
+    # the completed trial reported its fold-A recall every epoch, and its value is fold A's recall of its best epoch
+    assert sorted(first.intermediate_values) == list(range(1, 7))
+    assert max(first.intermediate_values.values()) == pytest.approx(good["value"], abs=1e-6)
+    assert s.n_finished == 2 and s.n_complete == 1
+    # the next TPE trial is asked from both (the pruned one too): not the pruned parameters again
+    third = s.trial()
+    assert third["params"]["lr"] != pytest.approx(1e-6)

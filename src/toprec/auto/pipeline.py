@@ -152,6 +152,8 @@ def run_auto(ds, out: Path, budget_s: float, *, k: int = 10, last: int = 1, rand
         best = s.best
         if "error" in r:
             log(f"{clock.stamp()} {s.c.name} trial {r['trial']} failed: {r['error']}")
+        elif "pruned" in r:
+            log(f"{clock.stamp()} {s.c.name} trial {r['trial']} pruned at {r['pruned']} (below the median)")
         else:
             log(f"{clock.stamp()} {s.c.name} trial {r['trial']}: recall@{k} {r['value']:.4f} in {r['seconds']:.1f}s "
                 f"(member best {best['value']:.4f}; overall best {leader()})")  # fmt: skip
@@ -163,7 +165,7 @@ def run_auto(ds, out: Path, budget_s: float, *, k: int = 10, last: int = 1, rand
 
     # ---- starting points, cheapest member first
     for s in studies.values():
-        for _ in range(max(0, len(s.c.starts) - s.n_complete)):
+        for _ in range(max(0, len(s.c.starts) - s.n_finished)):
             if not run_trial(s):
                 break
     # ---- tuning rounds: one trial each, two for the leader
@@ -173,7 +175,7 @@ def run_auto(ds, out: Path, budget_s: float, *, k: int = 10, last: int = 1, rand
         ranked = sorted((s for s in studies.values() if s.best), key=lambda s: -s.best["value"])
         for i, s in enumerate(ranked):
             for _ in range(2 if i == 0 else 1):
-                if s.n_complete < s.c.max_trials and run_trial(s):
+                if s.n_finished < s.c.max_trials and run_trial(s):
                     progressed = True
     ranked = sorted((s for s in studies.values() if s.best), key=lambda s: -s.best["value"])
     # the best members by fold-A recall, and the sequential one whatever its rank: it is there for the last event

@@ -58,6 +58,11 @@ def starts(c) -> list[dict[str, Any]]:
     return [{**defaults, **s} for s in c.starts]
 
 
+def epoch_trained(cls) -> bool:
+    """Trained in epochs with early stopping on a validation holdout (the torch models)."""
+    return "patience" in cls.Params.model_fields and "epochs" in cls.Params.model_fields
+
+
 def _order(t) -> tuple[int, int]:
     """A trial's place in the plan: starting points by their index, then TPE trials by number (a starting
     point asked again after a kill keeps its place)."""
@@ -82,8 +87,11 @@ class MemberStudy:
     def __init__(self, candidate, folds, storage, out: Path, k: int, n: int, seed: int):
         optuna = _optuna()
         self.c, self.folds, self.out, self.k, self.n, self.seed = candidate, folds, out, k, n, seed
+        # epoch-trained members report fold-A recall every epoch; a trial below the median of the finished
+        # ones at the same epoch (after 2 epochs) stops there
+        pruner = optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=2)
         self.study = optuna.create_study(study_name=candidate.name, storage=storage, direction="maximize",
-                                         load_if_exists=True)  # fmt: skip
+                                         pruner=pruner, load_if_exists=True)  # fmt: skip
         from optuna.trial import TrialState
 
         for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
@@ -108,6 +116,16 @@ class MemberStudy:
     @property
     def n_complete(self) -> int:
         return len(self.complete())
+
+    def finished(self) -> list:
+        """Completed and pruned trials: the places of the plan already taken."""
+        from optuna.trial import TrialState
+
+        return self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+
+    @property
+    def n_finished(self) -> int:
+        return len(self.finished())
 
     @property
     def best(self) -> dict[str, Any] | None:
@@ -159,20 +177,38 @@ class MemberStudy:
         if self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
             t = self.study.ask()  # a starting point (queued)
         else:
-            plan = self.n_complete
+            plan = self.n_finished
             fixed = self._tpe_params()
             self.study.sampler = optuna.samplers.PartialFixedSampler(fixed, optuna.samplers.RandomSampler(seed=0))
             t = self.study.ask()
             t.set_user_attr("plan", plan)
         params = self.params_of(suggest(t, self.c.space))
+        from .. import models
+
+        cls = models.get_class(self.c.name)
+        key = f"recall@{self.k}"
+
+        def on_epoch(epoch: int, logs: dict[str, float]) -> None:
+            value = logs.get(key, logs.get("recall@10"))
+            if value is not None and math.isfinite(float(value)):
+                t.report(float(value), epoch)
+                if t.should_prune():
+                    raise optuna.TrialPruned(f"epoch {epoch}: fold-A {key} {float(value):.4f}")
+
         t0 = time.perf_counter()
         try:
-            from .. import models
-
-            model = models.get(self.c.name, **params)
-            model.fit(self.folds.search_train)
+            model = cls(**params)
+            if epoch_trained(cls):
+                # early stopping on fold A itself (the trial's score), so the member trains on all of the search
+                # data (no second validation cut) and a weak trial can be pruned
+                model.fit(self.folds.search_train, valid=self.folds.fold_a.holdout, callback=on_epoch)
+            else:
+                model.fit(self.folds.search_train)
             fit_s = time.perf_counter() - t0
             recs = model.recommend(self.users_ab, k=self.n)
+        except optuna.TrialPruned as exc:
+            self.study.tell(t, state=optuna.trial.TrialState.PRUNED)
+            return {"trial": t.number, "pruned": str(exc), "params": params}
         except Exception as exc:  # noqa: BLE001 - one failed trial does not stop the run
             self.study.tell(t, state=optuna.trial.TrialState.FAIL)
             return {"trial": t.number, "error": " ".join(str(exc).split())[:300], "params": params}
@@ -197,12 +233,16 @@ class MemberStudy:
         optuna = _optuna()
         from ..experiment.tune import suggest
 
-        done = sorted(self.complete(), key=_order)
+        from optuna.trial import TrialState
+
+        done = sorted(self.finished(), key=_order)
         sampler = optuna.samplers.TPESampler(seed=self.seed * 1009 + len(done),
                                              n_startup_trials=max(3, len(self.c.starts)))  # fmt: skip
         mem = optuna.create_study(direction="maximize", sampler=sampler)
-        mem.add_trials([optuna.trial.create_trial(params=t.params, distributions=t.distributions, value=t.value)
-                        for t in done])  # fmt: skip
+        mem.add_trials([optuna.trial.create_trial(
+            params=t.params, distributions=t.distributions, state=t.state,
+            value=t.value if t.state == TrialState.COMPLETE else None,
+            intermediate_values=dict(t.intermediate_values)) for t in done])  # fmt: skip
         return suggest(mem.ask(), self.c.space)
 
     # ------------------------------------------------------------------ lists and per-user recall
