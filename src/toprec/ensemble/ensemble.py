@@ -224,7 +224,7 @@ class Ensemble:
         out = {"clusters": [str(c) for c in range(clusters.k)] + ["none"], "users": n.tolist()}
         for name, recs in lists.items():
             r = per_user_recall(recs, fold, k)
-            out[name] = (np.bincount(group, weights=r, minlength=clusters.k + 1) / np.maximum(n, 1)).round(5).tolist()
+            out[name] = (np.bincount(group, weights=r, minlength=clusters.k + 1) / np.maximum(n, 1)).tolist()
         return out
 
     def _report(self, folds, lists_a, lists_b, ens_a, ens_b, method, weights, result, search, k, min_gain, seed):

@@ -274,11 +274,12 @@ class Reranker:
 
     ``clusters``: a factor-model spec (``"ials"``, ``"lmf:factors=32"``) whose
     user clusters become features; fitted at :meth:`fit` on its ``train`` and
-    kept (``self.clusters``) for every later stage.
+    kept (``self.clusters``) for every later stage. A fitted
+    :class:`toprec.features.UserClusters` is used as it is.
     """
 
     def __init__(self, labels: Sequence[str], seed: int = 0, threads: int = 0, ranker: str = "lightgbm",
-                 clusters: str | None = None):  # fmt: skip
+                 clusters=None):  # fmt: skip
         self.labels = list(labels)
         self.seed = int(seed)
         self.threads = int(threads)
@@ -301,10 +302,12 @@ class Reranker:
         from ..metrics import hit_matrix
 
         backend = BACKENDS[self.ranker](self.seed, self.threads)  # a missing library: before any feature work
-        if self.cluster_spec:
+        if isinstance(self.cluster_spec, str) and self.cluster_spec:
             from ..features.clusters import user_clusters
 
             self.clusters = user_clusters(train, self.cluster_spec, seed=self.seed)
+        elif self.cluster_spec is not None:  # already fitted (UserClusters over train's users)
+            self.clusters = self.cluster_spec
         items, feats, self.feature_names = candidate_features(data, train, users, lists, self.labels, self.clusters)
         valid = items >= 0
         y = hit_matrix(items, sp.csr_matrix(truth))
