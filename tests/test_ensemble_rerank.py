@@ -213,6 +213,10 @@ def test_ranker_errors(dataset, monkeypatch):
         Ensemble(["itemknn", "ease"], method="rerank", clusters="itemknn")
     with pytest.raises(ValueError, match="need --method rerank"):
         EnsembleConfig(members=["a"], method="score", ranker="catboost")
+    from toprec.ensemble import rerank
+    from toprec.experiment import config
+
+    assert config.RANKERS == rerank.RANKERS  # the config's choices are the backends
     monkeypatch.setitem(sys.modules, "catboost", None)
     with pytest.raises(ToprecError, match="needs catboost: pip install 'toprec\\[rerank\\]'"):
         check_ranker("catboost")
@@ -235,3 +239,18 @@ def test_cli_ensemble_catboost_with_clusters(competition_dir, tmp_path):
     proc = run("ensemble", "--data", competition_dir, "--members", "itemknn,ease:l2=20", "--ranker", "catboost",
                "--output", sub, "-q")  # fmt: skip
     assert_one_line_error(proc, "--ranker", "--method rerank")
+
+
+def test_catboost_importance_is_in_our_column_order():
+    """CatBoost puts categorical columns after the numerical ones: the adapter maps them back."""
+    pytest.importorskip("catboost")
+    from toprec.ensemble.rerank import _CatBoost
+
+    rng = np.random.default_rng(0)
+    x = np.c_[rng.normal(size=3000), rng.integers(0, 4, 3000), rng.normal(size=3000)].astype(np.float32)
+    for signal in (1, 2):  # the categorical column (1), then a numerical one after it (2)
+        y = ((x[:, 1] == 2) if signal == 1 else (x[:, 2] > 0)) ^ (rng.random(3000) < 0.1)
+        backend = _CatBoost(seed=0, threads=1)
+        backend.fit(x, y.astype(int), None, None, categorical=[1])
+        imp = backend.importance()
+        assert int(np.argmax(imp)) == signal and imp[signal] > 0.6 * imp.sum()
