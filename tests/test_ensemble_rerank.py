@@ -158,7 +158,8 @@ def test_rerank_backends_with_clusters(dataset, ranker):
     rr = rep["rerank"]
     assert rr["ranker"] == ranker and rr["trees"] >= 1
     assert rr["features"][-2:] == ["cluster", "cluster_share"]
-    assert set(rr["importance"]) == set(rr["features"]) and sum(rr["importance"].values()) == pytest.approx(1.0, abs=1e-4)
+    assert set(rr["importance"]) == set(rr["features"])
+    assert sum(rr["importance"].values()) == pytest.approx(1.0, abs=1e-4)
     assert rr["clusters"]["k"] == 4  # the fixture's planted taste groups, found on fold A's training data
     # on clustered data the cluster's item shares carry signal: the ranker uses them
     assert rr["importance"]["cluster_share"] > 0.05
@@ -184,7 +185,8 @@ def test_catboost_without_clusters_and_its_importances(dataset):
     rep = ens.validate(dataset, random=4)
     imp = rep["rerank"]["importance"]
     assert rep["rerank"]["importance_type"] == "PredictionValuesChange" and "cluster" not in imp
-    assert list(imp.values()) == sorted(imp.values(), reverse=True) and sum(imp.values()) == pytest.approx(1.0, abs=1e-4)
+    assert list(imp.values()) == sorted(imp.values(), reverse=True)
+    assert sum(imp.values()) == pytest.approx(1.0, abs=1e-4)
     # the importances are CatBoost's own, in our feature order
     raw = ens.reranker.model.model.get_feature_importance()
     np.testing.assert_allclose([imp[f] for f in rep["rerank"]["features"]], raw / raw.sum(), atol=1e-5)

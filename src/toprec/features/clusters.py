@@ -86,7 +86,8 @@ class UserClusters:
         """The JSON-able summary: source model, k, silhouette per k, cluster sizes."""
         return {"source": self.source, "k": self.k, "seed": self.seed,
                 "silhouette": {str(k): round(float(v), 5) for k, v in self.silhouette.items()},
-                "sizes": self.sizes().tolist(), "unclustered_users": int((self.labels < 0).sum()), **self.extra}  # fmt: skip
+                "sizes": self.sizes().tolist(), "unclustered_users": int((self.labels < 0).sum()),
+                **self.extra}  # fmt: skip
 
 
 def user_vectors(model) -> tuple[np.ndarray, np.ndarray]:
