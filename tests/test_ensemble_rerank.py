@@ -1,7 +1,9 @@
-"""The learned re-ranker (Ensemble(method="rerank")): features by hand, the fold-A/B protocol, errors, CLI."""
+"""The learned re-ranker (Ensemble(method="rerank")): features by hand, the fold-A/B protocol, errors, CLI;
+both backends (LightGBM, CatBoost) and the user-cluster features."""
 
 from __future__ import annotations
 
+import json
 import sys
 
 import numpy as np
@@ -123,3 +125,134 @@ def test_cli_ensemble_rerank(competition_dir, tmp_path, events):
     proc = run("ensemble", "--data", competition_dir, "--members", "itemknn,ease:l2=20", "--method", "rerank",
                "--no-validate", "--search", "none", "--output", sub, "-q")  # fmt: skip
     assert_one_line_error(proc, "rerank", "--no-validate")
+
+
+# ------------------------------------------------------------------ CatBoost backend, clusters, importances
+def test_cluster_features_by_hand(dataset):
+    from toprec.features import cluster_vectors
+
+    users = np.arange(4)
+    # users 0, 2 in one cluster, 1 in the other, 3 without a vector
+    cl = cluster_vectors(np.array([[1.0, 0], [0, 1], [1, 0.01], [0, 0]] + [[1, 0]] * (dataset.n_users - 4)),
+                         np.r_[[True, True, True, False], np.ones(dataset.n_users - 4, bool)], k=2)  # fmt: skip
+    lab = cl.labels[:4]
+    assert lab[0] == lab[2] != lab[1] and lab[3] == -1
+    m1 = Recommendations(users, np.array([[0, 1]] * 4, dtype=np.int32), np.ones((4, 2), dtype=np.float32))
+    items, feats, names = candidate_features(dataset, dataset, users, [m1], ["m1"], cl)
+    assert names[-2:] == ["cluster", "cluster_share"]
+    np.testing.assert_array_equal(feats[:, 0, -2], lab)
+    X = (dataset.matrix > 0).toarray()
+    members = cl.labels == lab[0]
+    for col in range(items.shape[1]):
+        want = X[members, items[0, col]].mean()
+        assert feats[0, col, -1] == pytest.approx(want) and feats[2, col, -1] == pytest.approx(want)
+    assert (feats[3, :, -1] == 0).all()  # no cluster, no share
+
+
+@pytest.mark.parametrize("ranker", ["lightgbm", "catboost"])
+def test_rerank_backends_with_clusters(dataset, ranker):
+    pytest.importorskip(ranker)
+    members = ["popularity", "itemknn", "ease:l2=20"]
+    ens = Ensemble(members, method="rerank", candidates=30, ranker=ranker, clusters="ials:factors=16")
+    rep = ens.validate(dataset, random=4)
+    rr = rep["rerank"]
+    assert rr["ranker"] == ranker and rr["trees"] >= 1
+    assert rr["features"][-2:] == ["cluster", "cluster_share"]
+    assert set(rr["importance"]) == set(rr["features"])
+    assert sum(rr["importance"].values()) == pytest.approx(1.0, abs=1e-4)
+    assert rr["clusters"]["k"] == 4  # the fixture's planted taste groups, found on fold A's training data
+    # on clustered data the cluster's item shares carry signal: the ranker uses them
+    assert rr["importance"]["cluster_share"] > 0.05
+    by = rr["recall_by_cluster_fold_b"]
+    n = np.asarray(by["users"], dtype=float)
+    assert n.sum() == rep["fold_b"]["users"]
+    assert (np.asarray(by["ensemble"]) * n).sum() / n.sum() == pytest.approx(rep["ensemble"]["fold_b"]["recall@10"])
+    recall_b = rep["ensemble"]["fold_b"]["recall@10"]
+    assert recall_b > 1.5 * _shuffled_union_recall(ens, dataset, rep, 10)
+    assert recall_b > {m["label"]: m["fold_b"]["recall@10"] for m in rep["members"]}["popularity"]
+    recs = ens.fit(dataset).recommend(k=10)
+    assert recs.items.shape == (120, 10) and (recs.items >= 0).all()
+    assert dataset.matrix[np.repeat(np.arange(120), 10), recs.items.ravel()].sum() == 0
+    again = Ensemble(members, method="rerank", candidates=30, ranker=ranker, clusters="ials:factors=16")
+    rep2 = again.validate(dataset, random=4)
+    assert rep2["rerank"]["importance"] == rr["importance"]
+    assert np.array_equal(again.fit(dataset).recommend(k=10).items, recs.items)
+
+
+def test_catboost_without_clusters_and_its_importances(dataset):
+    pytest.importorskip("catboost")
+    ens = Ensemble(["itemknn", "ease:l2=20"], method="rerank", candidates=20, ranker="catboost")
+    rep = ens.validate(dataset, random=4)
+    imp = rep["rerank"]["importance"]
+    assert rep["rerank"]["importance_type"] == "PredictionValuesChange" and "cluster" not in imp
+    assert list(imp.values()) == sorted(imp.values(), reverse=True)
+    assert sum(imp.values()) == pytest.approx(1.0, abs=1e-4)
+    # the importances are CatBoost's own, in our feature order
+    raw = ens.reranker.model.model.get_feature_importance()
+    np.testing.assert_allclose([imp[f] for f in rep["rerank"]["features"]], raw / raw.sum(), atol=1e-5)
+    whole = ens.fit(dataset).recommend(k=5)
+    from toprec.ensemble import rerank
+
+    old = rerank.BATCH_USERS
+    rerank.BATCH_USERS = 7
+    try:
+        assert np.array_equal(ens.recommend(k=5).items, whole.items)
+    finally:
+        rerank.BATCH_USERS = old
+
+
+def test_ranker_errors(dataset, monkeypatch):
+    from toprec.ensemble.rerank import check_ranker
+    from toprec.experiment.config import EnsembleConfig
+
+    with pytest.raises(ToprecError, match="unknown ranker 'xgboost'"):
+        Ensemble(["itemknn", "ease"], method="rerank", ranker="xgboost")
+    with pytest.raises(ToprecError, match="need --method rerank"):
+        Ensemble(["itemknn", "ease"], method="rank", ranker="catboost")
+    with pytest.raises(ToprecError, match="need --method rerank"):
+        Ensemble(["itemknn", "ease"], method="auto", clusters="ials")
+    with pytest.raises(ToprecError, match="no user factors"):
+        Ensemble(["itemknn", "ease"], method="rerank", clusters="itemknn")
+    with pytest.raises(ValueError, match="need --method rerank"):
+        EnsembleConfig(members=["a"], method="score", ranker="catboost")
+    from toprec.ensemble import rerank
+    from toprec.experiment import config
+
+    assert config.RANKERS == rerank.RANKERS  # the config's choices are the backends
+    monkeypatch.setitem(sys.modules, "catboost", None)
+    with pytest.raises(ToprecError, match="needs catboost: pip install 'toprec\\[rerank\\]'"):
+        check_ranker("catboost")
+    with pytest.raises(ToprecError, match="needs catboost"):
+        Reranker(["a"], ranker="catboost").fit(dataset, dataset, np.arange(3), [], None)
+
+
+def test_cli_ensemble_catboost_with_clusters(competition_dir, tmp_path):
+    pytest.importorskip("catboost")
+    sub, js = tmp_path / "sub.csv", tmp_path / "r.json"
+    proc = run("ensemble", "--data", competition_dir, "--members", "itemknn,ease:l2=20", "--method", "rerank",
+               "--ranker", "catboost", "--clusters", "ials:factors=16", "--random", "4", "-n", "30", "-k", "5",
+               "--output", sub, "--json", js, "--force")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "re-ranker: catboost" in proc.stdout and "feature importance" in proc.stdout
+    assert "user clusters (ials:factors=16): k=4" in proc.stdout
+    rr = json.loads(js.read_text())["validation"]["rerank"]
+    assert rr["ranker"] == "catboost" and rr["clusters"]["k"] == 4
+    assert len(pd.read_csv(sub)) == 120 * 5
+    proc = run("ensemble", "--data", competition_dir, "--members", "itemknn,ease:l2=20", "--ranker", "catboost",
+               "--output", sub, "-q")  # fmt: skip
+    assert_one_line_error(proc, "--ranker", "--method rerank")
+
+
+def test_catboost_importance_is_in_our_column_order():
+    """CatBoost puts categorical columns after the numerical ones: the adapter maps them back."""
+    pytest.importorskip("catboost")
+    from toprec.ensemble.rerank import _CatBoost
+
+    rng = np.random.default_rng(0)
+    x = np.c_[rng.normal(size=3000), rng.integers(0, 4, 3000), rng.normal(size=3000)].astype(np.float32)
+    for signal in (1, 2):  # the categorical column (1), then a numerical one after it (2)
+        y = ((x[:, 1] == 2) if signal == 1 else (x[:, 2] > 0)) ^ (rng.random(3000) < 0.1)
+        backend = _CatBoost(seed=0, threads=1)
+        backend.fit(x, y.astype(int), None, None, categorical=[1])
+        imp = backend.importance()
+        assert int(np.argmax(imp)) == signal and imp[signal] > 0.6 * imp.sum()

@@ -5,7 +5,8 @@ ensemble's gain over the best member does not hold on fold B (and ``force``
 is off) the best fold-A member is written alone (``Ensemble.apply_fallback``).
 Method ``auto`` searches every fusion method on fold A and keeps the best;
 without validation it is the competition's rank vote. ``rerank`` trains its
-LightGBM ranker on fold A and is never picked by ``auto``.
+LightGBM or CatBoost ranker (``ranker``) on fold A, optionally with user
+clusters as features (``clusters``), and is never picked by ``auto``.
 """
 
 from __future__ import annotations
@@ -25,9 +26,9 @@ def _method(e) -> str:
     if e.method == "auto" and not e.validate_folds:
         return "rank"  # nothing to choose on: the competition's soft vote
     if e.method == "rerank":
-        from ..ensemble.rerank import lightgbm
+        from ..ensemble.rerank import check_ranker
 
-        lightgbm()  # a missing lightgbm: a one-line error before any fitting
+        check_ranker(e.ranker)  # a missing lightgbm / catboost: a one-line error before any fitting
     return e.method
 
 
@@ -41,7 +42,8 @@ def ensemble(cfg) -> EnsembleResult:
     model_dir = output_folder(cfg.output.model_dir, cfg.data, "--save-model", replaced=True)
     method = _method(e)
     members = parse_members(e.members)  # unknown models / bad parameters: before any work
-    ens = Ensemble(members, method=method, weights=e.weights, candidates=e.candidates)
+    ens = Ensemble(members, method=method, weights=e.weights, candidates=e.candidates, ranker=e.ranker,
+                   clusters=e.clusters)  # fmt: skip
     if model_dir is not None:
         check_pipeline(ens)  # file members / rerank cannot be served: before any work
     with session.tracked_run(cfg) as tracker:

@@ -15,6 +15,10 @@ def report(cfg) -> PageResult:
     from ..report import write_report
 
     models = [m.build() for m in cfg.model_list()]
+    if cfg.report.clusters:
+        from ..features.clusters import parse_spec
+
+        parse_spec(cfg.report.clusters)  # an unknown or factor-less model: one line before any work
     require_data(cfg.data)
     out = output_folder(cfg.output.report_dir, cfg.data)
     s = cfg.split
@@ -22,7 +26,7 @@ def report(cfg) -> PageResult:
         ds = load_data(cfg.data, order_use(cfg))
         html, js, page, numbers = write_report(
             ds, models, out, Path(cfg.data.path), protocol=s.protocol, last=s.last, random=s.random, seed=s.seed,
-            cutoff=s.cutoff, k=cfg.metrics.k, map_items=cfg.report.map_items,
+            cutoff=s.cutoff, k=cfg.metrics.k, map_items=cfg.report.map_items, clusters=cfg.report.clusters,
         )  # fmt: skip
         session.log_results({m: r["metrics"] for m, r in numbers["models"].items()}, models)
         session.log_artifacts(html, js)

@@ -19,8 +19,8 @@ Members = Annotated[str, typer.Option(
     "folders, or user,item[,score] CSV files (VALID.csv:FINAL.csv for separate search/final lists).")]
 Method = Annotated[str, typer.Option(
     help="auto (every method searched on fold A, the best kept; rank with --no-validate) | rank (1/log2(rank+1)) | "
-    "rrf | borda | score | product | rerank (a LightGBM re-ranker trained on fold A over the members' candidates; "
-    "needs lightgbm)")]
+    "rrf | borda | score | product | rerank (a LightGBM or CatBoost re-ranker, --ranker, trained on fold A over the "
+    "members' candidates)")]
 Weights = Annotated[Optional[str], typer.Option(
     help="Starting (or, with --search none, fixed) weights, one per member: 1,0.5,...")]
 NoValidate = Annotated[bool, typer.Option(
@@ -29,6 +29,11 @@ Force = Annotated[bool, typer.Option("--force", help="Write the ensemble even if
 MinGain = Annotated[float, typer.Option(min=0, help="Least fold-A recall gain for a search move.")]
 Restarts = Annotated[int, typer.Option(min=0, help="--search weights: extra random starting points.")]
 Candidates = Annotated[int, typer.Option("--candidates", "-n", min=1, help="Top-N candidates per member.")]
+Ranker = Annotated[str, typer.Option(
+    help="--method rerank: the booster, lightgbm | catboost (each an optional extra: pip install 'toprec[rerank]').")]
+Clusters = Annotated[Optional[str], typer.Option(
+    help="--method rerank: a factor model (ials, lmf, bpr; parameters as ials:factors=64) fitted on fold A's "
+    "training data; its users' K-means clusters (k by silhouette) become re-ranker features.")]
 SaveModel = Annotated[Optional[Path], typer.Option(
     help="Also save the fused pipeline (members fitted on all data, method, weights) to this folder, for `toprec serve`.")]
 
@@ -50,7 +55,8 @@ def ensemble(members: Members, output: Submission, method: Method = "auto",
              candidates: Candidates = 100, weights: Weights = None, scheme: Scheme = "users",
              min_gain: MinGain = 1e-4, restarts: Restarts = 0, no_stratify: NoStratify = False,
              no_validate: NoValidate = False, force: Force = False, json_out: JsonOut = None,
-             save_model: SaveModel = None, *, data, split, tracking) -> None:  # fmt: skip
+             save_model: SaveModel = None, ranker: Ranker = "lightgbm", clusters: Clusters = None, *, data, split,
+             tracking) -> None:  # fmt: skip
     """Search ensemble weights/members on one fold, confirm on another, refit on all data, write the submission.
 
     Each member's top-N lists are fused (rank: sum of w / log2(rank + 1)).
@@ -61,7 +67,8 @@ def ensemble(members: Members, output: Submission, method: Method = "auto",
     """
     section = dict(members=members.split(","), method=method, search=search, candidates=candidates,
                    weights=parse_weights(weights), scheme=scheme, min_gain=min_gain, restarts=restarts,
-                   stratify=not no_stratify, validate=not no_validate, force=force)
+                   stratify=not no_stratify, validate=not no_validate, force=force, ranker=ranker,
+                   clusters=clusters)  # fmt: skip
     cfg = config("ensemble", tracking, data=data, split=split, metrics=MetricsConfig(k=k), ensemble=section,
                  output=OutputConfig(submission=str(output), json_path=opt_str(json_out),
                                      model_dir=opt_str(save_model)))  # fmt: skip

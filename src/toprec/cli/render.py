@@ -125,8 +125,20 @@ def ensemble_report(report: dict[str, Any]) -> None:
                   f"{e['fold_b'][nd]:.4f}", style="bold")  # fmt: skip
     out.print(table)
     if report.get("rerank"):
-        out.print(f"re-ranker: {report['rerank']['trees']} trees on {len(report['rerank']['features'])} features; "
+        rr = report["rerank"]
+        out.print(f"re-ranker: {rr.get('ranker', 'lightgbm')}, {rr['trees']} trees on {len(rr['features'])} features; "
                   "fold A is its training fold (its fold-A recall is in-sample), fold B the test")  # fmt: skip
+        if rr.get("importance"):
+            top = list(rr["importance"].items())[:8]
+            out.print(f"feature importance ({rr.get('importance_type', '')}, share): "
+                      + ", ".join(f"{name} {v:.3f}" for name, v in top))  # fmt: skip
+        if rr.get("clusters"):
+            c, by = rr["clusters"], rr.get("recall_by_cluster_fold_b", {})
+            line = f"user clusters ({c['source']}): k={c['k']} by silhouette, sizes {c['sizes']}"
+            if "ensemble" in by:
+                line += "; fold-B " + r + " by cluster: " + ", ".join(
+                    f"{cl} {v:.4f}" for cl, v, n in zip(by["clusters"], by["ensemble"], by["users"]) if n)
+            out.print(line)
     if report.get("method_requested") == "auto":
         tried = ", ".join(f"{m} {v:.4f}" for m, v in report["methods_fold_a"].items())
         out.print(f"method auto: fold-A {r} after each method's search: {tried}; kept {report['method']}")

@@ -19,6 +19,9 @@ MapItems = Annotated[int, typer.Option(min=0, help="Most popular items on the em
 Neighbours = Annotated[int, typer.Option(min=1, help="Sequential signal: top-N co-occurrence neighbours.")]
 SimUsers = Annotated[int, typer.Option(min=10, help="Users sampled for the item co-occurrence.")]
 Models = Annotated[str, typer.Option("--models", "-m", help="Comma-separated model names (see `toprec models`).")]
+Clusters = Annotated[Optional[str], typer.Option(
+    help="Also cluster the users by a factor model's user vectors (ials, lmf, bpr; parameters as ials:factors=64): "
+    "a t-SNE map coloured by cluster and recall per cluster (fits one more model).")]
 ModelParam = Annotated[Optional[list[str]], typer.Option("--param", "-p", help="model.key=value (repeatable).")]
 
 
@@ -35,10 +38,10 @@ def eda(output: PageFolder, seed: Annotated[int, typer.Option(help=Seed)] = 0, n
 @app.command()
 @with_options(DATA, split_bundle(seed_help=Seed), TRACKING, QUIET)
 def report(models: Models, output: PageFolder, param: ModelParam = None, k: K = 10, map_items: MapItems = 1000,
-           device: Device = None, *, data, split, tracking) -> None:  # fmt: skip
+           device: Device = None, clusters: Clusters = None, *, data, split, tracking) -> None:  # fmt: skip
     """Evaluate models on one holdout and explain the results; writes report.html + report.json."""
     cfg = config("report", tracking, data=data, split=split, metrics=MetricsConfig(k=k),
-                 output=OutputConfig(report_dir=str(output)), report={"map_items": map_items},
+                 output=OutputConfig(report_dir=str(output)), report={"map_items": map_items, "clusters": clusters},
                  **model_section(models, param, device))  # fmt: skip
     show(cfg, execute(cfg, tracking))
 

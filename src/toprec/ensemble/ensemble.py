@@ -28,7 +28,8 @@ from .search import SEARCHES, SearchResult, run_search
 #: Ensemble(method=AUTO): validate() searches every fusion method on fold A and keeps the best
 #: (without validate(), recommend() uses rank, the competition's 1/log2(rank+1) vote)
 AUTO = "auto"
-#: Ensemble(method=RERANK): a LightGBM re-ranker trained on fold A (:mod:`toprec.ensemble.rerank`); never chosen by auto
+#: Ensemble(method=RERANK): a LightGBM/CatBoost re-ranker trained on fold A (:mod:`toprec.ensemble.rerank`);
+#: never chosen by auto
 RERANK = "rerank"
 #: what :meth:`Ensemble.apply_fallback` says when it writes the best fold-A member alone
 FALLBACK_WARNING = "writing the best fold-A member '{best}' alone (use --force to write the ensemble anyway)"
@@ -48,11 +49,26 @@ class Ensemble:
     >>> recs = ens.prepare_final(data).recommend(data.users, k=10)
     """
 
-    def __init__(self, members, method: str = AUTO, weights: Sequence[float] | None = None, candidates: int = 100):
+    def __init__(self, members, method: str = AUTO, weights: Sequence[float] | None = None, candidates: int = 100,
+                 ranker: str = "lightgbm", clusters: str | None = None):  # fmt: skip
         self.members: list[Member] = parse_members(members)
         name = method.strip().lower()
         self.method = name if name in (AUTO, RERANK) else check_method(method)
         self.reranker = None
+        from .rerank import RANKERS
+
+        #: method rerank: the booster ("lightgbm" | "catboost") and the factor model whose user clusters are features
+        self.ranker = str(ranker).strip().lower()
+        if self.ranker not in RANKERS:
+            raise ToprecError(f"unknown ranker '{ranker}' (choose from {', '.join(RANKERS)})")
+        self.clusters = clusters or None
+        if (self.ranker != RANKERS[0] or self.clusters) and self.method != RERANK:
+            raise ToprecError("--ranker and --clusters choose the re-ranker's backend and features: "
+                              f"they need --method rerank, not '{self.method}'")  # fmt: skip
+        if self.clusters:
+            from ..features.clusters import parse_spec
+
+            parse_spec(self.clusters)  # an unknown model or parameter: before any work
         if candidates < 1:
             raise ToprecError(f"candidates must be >= 1, got {candidates}")
         self.candidates = int(candidates)
@@ -167,8 +183,8 @@ class Ensemble:
         from .rerank import Reranker
 
         fa, fb = folds.fold_a, folds.fold_b
-        with progress.task(f"re-ranker trained on fold A: {len(fa.users):,} users"):
-            ranker = Reranker(self.labels, seed=seed)
+        with progress.task(f"re-ranker ({self.ranker}) trained on fold A: {len(fa.users):,} users"):
+            ranker = Reranker(self.labels, seed=seed, ranker=self.ranker, clusters=self.clusters)
             ranker.fit(data, folds.search_train, fa.users, lists_a, fa.truth[fa.users], k=k)
             ens_a = ranker.fit_recs
         timings["search_s"] = time.perf_counter() - t0
@@ -187,13 +203,29 @@ class Ensemble:
         report = self._report(
             folds, lists_a, lists_b, ens_a, ens_b, RERANK, weights, result, "rerank", k, min_gain, seed
         )
-        report["rerank"] = {"trees": ranker.trees, "features": ranker.feature_names,
+        report["rerank"] = {**ranker.describe(),
                             "note": "fold A is the ranker's training fold (80% fit, 20% early stopping): its fold-A "
                                     "recall is in-sample; fold B is the test"}  # fmt: skip
+        if ranker.clusters is not None:  # fold-B recall of the ensemble and the best fold-B member, per cluster
+            report["rerank"]["recall_by_cluster_fold_b"] = self._recall_by_cluster(
+                ranker.clusters, fb, {"ensemble": ens_b, report["best_member_fold_b"]:
+                                      lists_b[self.labels.index(report["best_member_fold_b"])]}, k)  # fmt: skip
         timings["total_s"] = time.perf_counter() - t_start
         report["timings"] = {key: round(v, 3) for key, v in timings.items()}
         self.reranker = ranker
         return self.select(report)
+
+    @staticmethod
+    def _recall_by_cluster(clusters, fold, lists: dict, k: int) -> dict:
+        """{"users": per cluster, name: mean recall@k per cluster} (the last entry: users with no cluster)."""
+        lab = clusters.lookup(fold.users)
+        group = np.where(lab >= 0, lab, clusters.k)
+        n = np.bincount(group, minlength=clusters.k + 1)
+        out = {"clusters": [str(c) for c in range(clusters.k)] + ["none"], "users": n.tolist()}
+        for name, recs in lists.items():
+            r = per_user_recall(recs, fold, k)
+            out[name] = (np.bincount(group, weights=r, minlength=clusters.k + 1) / np.maximum(n, 1)).tolist()
+        return out
 
     def _report(self, folds, lists_a, lists_b, ens_a, ens_b, method, weights, result, search, k, min_gain, seed):
         r = f"recall@{k}"

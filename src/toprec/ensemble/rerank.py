@@ -22,9 +22,16 @@ how many members list it, log item popularity, log user activity; for each
 item side file (genres, directors, writers...) the share of the user's history
 that has each of the candidate's values, summed and the largest; with
 ``years.tsv`` the candidate's year and its difference from the user's mean
-year. Vectorised over users (no Python loop over users or events).
+year. With ``clusters`` (a factor model such as ``"ials"``, see
+:mod:`toprec.features.clusters`): the user's cluster (a categorical feature)
+and the share of the user's cluster who had the candidate. The clusters are
+fitted once, on the ranker's training data, and the same labels serve fold B
+and the submission (K-means ids are arbitrary names: a refit would rename
+them). Vectorised over users (no Python loop over users or events).
 
-Needs ``lightgbm`` (``pip install 'toprec[rerank]'``).
+Two backends (``ranker``): LightGBM (the default) or CatBoost, both a binary
+objective with early stopping on the same held-out 20% of fold A's users,
+both seeded. Needs ``lightgbm`` or ``catboost`` (``pip install 'toprec[rerank]'``).
 """
 
 from __future__ import annotations
@@ -55,6 +62,19 @@ PARAMS = dict(
     force_row_wise=True,
 )
 EARLY_STOP = 50
+CATBOOST_PARAMS = dict(
+    loss_function="Logloss",
+    learning_rate=0.08,
+    depth=6,
+    iterations=1000,
+    rsm=0.8,
+    verbose=False,
+    allow_writing_files=False,
+)
+#: the re-ranker's backends (``ranker=``); the first is the default
+RANKERS = ("lightgbm", "catboost")
+#: the name of the cluster feature (categorical)
+CLUSTER = "cluster"
 
 
 def lightgbm():
@@ -67,13 +87,110 @@ def lightgbm():
     return lgb
 
 
+def catboost():
+    try:
+        import catboost as cb
+    except ImportError:
+        raise ToprecError(
+            "--ranker catboost needs catboost: pip install 'toprec[rerank]' (or pip install catboost)"
+        ) from None
+    return cb
+
+
+def check_ranker(ranker: str) -> str:
+    """The backend's name, lower-cased, with its library importable (one-line errors otherwise)."""
+    name = str(ranker).strip().lower()
+    if name not in RANKERS:
+        raise ToprecError(f"unknown ranker '{ranker}' (choose from {', '.join(RANKERS)})")
+    (lightgbm if name == "lightgbm" else catboost)()
+    return name
+
+
+class _LightGBM:
+    """LGBMClassifier; the cluster column (if any) declared categorical."""
+
+    importance_type = "gain"
+
+    def __init__(self, seed: int, threads: int):
+        lgb = lightgbm()
+        self.lgb = lgb
+        self.model = lgb.LGBMClassifier(**PARAMS, random_state=seed, n_jobs=threads or None)
+
+    def fit(self, x, y, x_stop, y_stop, categorical: list[int]) -> int:
+        cat = categorical or "auto"
+        if x_stop is not None:
+            self.model.fit(x, y, eval_X=(x_stop,), eval_y=(y_stop,), categorical_feature=cat,
+                           callbacks=[self.lgb.early_stopping(EARLY_STOP, verbose=False)])  # fmt: skip
+            return int(self.model.best_iteration_ or PARAMS["n_estimators"])
+        self.model.set_params(n_estimators=100)
+        self.model.fit(x, y, categorical_feature=cat)
+        return 100
+
+    def predict(self, x) -> np.ndarray:
+        return self.model.predict_proba(x)[:, 1]
+
+    def importance(self) -> np.ndarray:
+        return self.model.booster_.feature_importance(self.importance_type).astype(np.float64)
+
+
+class _CatBoost:
+    """CatBoostClassifier on ``FeaturesData`` (float columns + the cluster as a string category)."""
+
+    importance_type = "PredictionValuesChange"
+
+    def __init__(self, seed: int, threads: int):
+        self.cb = catboost()
+        self.model = self.cb.CatBoostClassifier(**CATBOOST_PARAMS, random_seed=seed, thread_count=threads or -1)
+        self.categorical: list[int] = []
+
+    def _pool(self, x, y=None):
+        num = np.delete(x, self.categorical, axis=1) if self.categorical else x
+        cat = None
+        if self.categorical:
+            cat = x[:, self.categorical].astype(np.int64).astype(str).astype(object)
+        data = self.cb.FeaturesData(num_feature_data=np.ascontiguousarray(num, dtype=np.float32),
+                                    cat_feature_data=cat)  # fmt: skip
+        return self.cb.Pool(data, label=y)
+
+    def fit(self, x, y, x_stop, y_stop, categorical: list[int]) -> int:
+        self.categorical = list(categorical)
+        if x_stop is not None:
+            self.model.set_params(od_type="Iter", od_wait=EARLY_STOP, use_best_model=True)
+            self.model.fit(self._pool(x, y), eval_set=self._pool(x_stop, y_stop))
+            return int(self.model.get_best_iteration() + 1)
+        self.model.set_params(iterations=100)
+        self.model.fit(self._pool(x, y))
+        return 100
+
+    def predict(self, x) -> np.ndarray:
+        return self.model.predict_proba(self._pool(x))[:, 1]
+
+    def importance(self) -> np.ndarray:
+        imp = np.asarray(self.model.get_feature_importance(type=self.importance_type), dtype=np.float64)
+        # FeaturesData orders the numerical columns first, then the categorical ones: back to our order
+        n = len(imp)
+        num_cols = [j for j in range(n) if j not in self.categorical]
+        out = np.empty(n)
+        out[num_cols + self.categorical] = imp
+        return out
+
+
+BACKENDS = {"lightgbm": _LightGBM, "catboost": _CatBoost}
+
+
 def candidate_features(
-    data, train, users: np.ndarray, lists: Sequence[Recommendations], labels: Sequence[str]
+    data, train, users: np.ndarray, lists: Sequence[Recommendations], labels: Sequence[str], clusters=None,
+    cluster_share: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """``items`` (n, L) (the union of the members' lists, -1 padding) and ``features`` (n, L, F) float32.
 
     ``train``: the stage's training data (popularity, activity, the user's
     history); ``data``: the full dataset (its item side features).
+    ``clusters`` (:class:`toprec.features.UserClusters`): adds ``cluster``
+    (the user's cluster id, -1 for none; categorical) and ``cluster_share``
+    (the share of the user's cluster who had the item in ``train``;
+    ``cluster_share`` passes that (k, items) table in when it is already
+    computed for the stage).
     """
     ps, pr = build_pool(lists, "score", users), build_pool(lists, "rank", users)
     items = ps.items
@@ -119,6 +236,15 @@ def candidate_features(
         np.maximum.at(top, r, vals)
         cols += [total.reshape(n, L), top.reshape(n, L)]
         names += [f"{fname}_affinity", f"{fname}_affinity_max"]
+    if clusters is not None:
+        from ..features.clusters import cluster_item_share
+
+        lab = clusters.lookup(users)
+        share = cluster_item_share(clusters, X) if cluster_share is None else cluster_share
+        cols.append(np.broadcast_to(lab[:, None].astype(np.float64), (n, L)))
+        names.append(CLUSTER)
+        cols.append(np.where(lab[:, None] >= 0, share[np.maximum(lab, 0)[:, None], it], 0.0))
+        names.append("cluster_share")
     feats = np.stack([np.asarray(c, dtype=np.float32) for c in cols], -1)
     feats[items < 0] = 0.0
     return items, feats, names
@@ -144,15 +270,29 @@ def top_k(users, items, scores, k: int, exclude: sp.csr_matrix | None = None) ->
 
 
 class Reranker:
-    """LightGBM (binary objective) on :func:`candidate_features`; trained on one fold's truth."""
+    """A binary-objective booster (LightGBM or CatBoost) on :func:`candidate_features`; trained on one fold's truth.
 
-    def __init__(self, labels: Sequence[str], seed: int = 0, threads: int = 0):
+    ``clusters``: a factor-model spec (``"ials"``, ``"lmf:factors=32"``) whose
+    user clusters become features; fitted at :meth:`fit` on its ``train`` and
+    kept (``self.clusters``) for every later stage. A fitted
+    :class:`toprec.features.UserClusters` is used as it is.
+    """
+
+    def __init__(self, labels: Sequence[str], seed: int = 0, threads: int = 0, ranker: str = "lightgbm",
+                 clusters=None):  # fmt: skip
         self.labels = list(labels)
         self.seed = int(seed)
         self.threads = int(threads)
+        self.ranker = str(ranker).strip().lower()
+        if self.ranker not in RANKERS:
+            raise ToprecError(f"unknown ranker '{ranker}' (choose from {', '.join(RANKERS)})")
+        self.cluster_spec = clusters
+        self.clusters = None
         self.model = None
         self.feature_names: list[str] = []
         self.trees = 0
+        #: the features' share of the booster's importance (LightGBM: gain; CatBoost: PredictionValuesChange)
+        self.importance: dict[str, float] = {}
         #: fit(k=...): the training users' top k by the fitted ranker (in-sample), without recomputing features
         self.fit_recs: Recommendations | None = None
 
@@ -161,34 +301,48 @@ class Reranker:
         """``truth``: CSR rows aligned with ``users`` (the fold's held-out items)."""
         from ..metrics import hit_matrix
 
-        lgb = lightgbm()
-        items, feats, self.feature_names = candidate_features(data, train, users, lists, self.labels)
+        backend = BACKENDS[self.ranker](self.seed, self.threads)  # a missing library: before any feature work
+        if isinstance(self.cluster_spec, str) and self.cluster_spec:
+            from ..features.clusters import user_clusters
+
+            self.clusters = user_clusters(train, self.cluster_spec, seed=self.seed)
+        elif self.cluster_spec is not None:  # already fitted (UserClusters over train's users)
+            self.clusters = self.cluster_spec
+        items, feats, self.feature_names = candidate_features(data, train, users, lists, self.labels, self.clusters)
         valid = items >= 0
         y = hit_matrix(items, sp.csr_matrix(truth))
         if not y[valid].any():
             raise ToprecError("rerank: no held-out item is among the members' candidates on fold A")
         fit_rows, stop_rows = split_users(len(users), self.seed)
-        model = lgb.LGBMClassifier(**PARAMS, random_state=self.seed, n_jobs=self.threads or None)
+        categorical = [self.feature_names.index(CLUSTER)] if CLUSTER in self.feature_names else []
         x_fit, y_fit = feats[fit_rows][valid[fit_rows]], y[fit_rows][valid[fit_rows]]
+        x_stop = y_stop = None
         if len(stop_rows) and y[stop_rows][valid[stop_rows]].any():
             x_stop, y_stop = feats[stop_rows][valid[stop_rows]], y[stop_rows][valid[stop_rows]]
-            model.fit(x_fit, y_fit, eval_X=(x_stop,), eval_y=(y_stop,),
-                      callbacks=[lgb.early_stopping(EARLY_STOP, verbose=False)])  # fmt: skip
-            self.trees = int(model.best_iteration_ or PARAMS["n_estimators"])
-        else:  # too few users to hold some out: a fixed, small number of trees
-            model.set_params(n_estimators=100)
-            model.fit(x_fit, y_fit)
-            self.trees = 100
-        self.model = model
+        # without held-out users to stop on: a fixed, small number of trees
+        self.trees = backend.fit(x_fit, y_fit, x_stop, y_stop, categorical)
+        self.model = backend
+        imp = backend.importance()
+        imp = imp / imp.sum() if imp.sum() > 0 else imp
+        self.importance = {name: round(float(v), 5) for name, v in zip(self.feature_names, imp)}
         if k is not None:
             self.fit_recs = top_k(np.asarray(users, dtype=np.int64), items, self._predict(items, feats), k)
         return self
+
+    def describe(self) -> dict:
+        """What the report shows: backend, trees, features by importance, the clusters (if any)."""
+        out = {"ranker": self.ranker, "trees": self.trees, "features": self.feature_names,
+               "importance": dict(sorted(self.importance.items(), key=lambda kv: -kv[1])),
+               "importance_type": BACKENDS[self.ranker].importance_type}  # fmt: skip
+        if self.clusters is not None:
+            out["clusters"] = self.clusters.describe()
+        return out
 
     def _predict(self, items: np.ndarray, feats: np.ndarray) -> np.ndarray:
         valid = items >= 0
         scores = np.full(items.shape, -np.inf, dtype=np.float32)
         if valid.any():
-            scores[valid] = self.model.predict_proba(feats[valid])[:, 1]
+            scores[valid] = self.model.predict(feats[valid])
         return scores
 
     def recommend(
@@ -201,9 +355,15 @@ class Reranker:
         users = np.asarray(users, dtype=np.int64)
         out_items = np.full((len(users), k), -1, dtype=np.int32)
         out_scores = np.full((len(users), k), -np.inf, dtype=np.float32)
+        share = None
+        if self.clusters is not None:
+            from ..features.clusters import cluster_item_share
+
+            share = cluster_item_share(self.clusters, train.matrix)  # once per stage, not per batch
         for start in range(0, len(users), BATCH_USERS):
             sel = np.arange(start, min(start + BATCH_USERS, len(users)))
-            items, feats, _ = candidate_features(data, train, users[sel], select_rows(lists, sel), self.labels)
+            items, feats, _ = candidate_features(data, train, users[sel], select_rows(lists, sel), self.labels,
+                                                 self.clusters, share)  # fmt: skip
             recs = top_k(users[sel], items, self._predict(items, feats), k, None if exclude is None else exclude[sel])
             out_items[sel], out_scores[sel] = recs.items, recs.scores
         return Recommendations(users, out_items, out_scores)

@@ -30,6 +30,8 @@ PROTOCOLS = ("competition", "leave_last", "random_k", "temporal", "strong")
 FUSION_METHODS = ("auto", "rank", "rrf", "borda", "score", "product", "rerank")
 SEARCHES = ("none", "weights", "subset", "both")
 SCHEMES = ("users", "events", "nested")
+#: method rerank: the booster (the first is the default)
+RANKERS = ("lightgbm", "catboost")
 
 
 class _Strict(BaseModel):
@@ -138,10 +140,18 @@ class EnsembleConfig(_Strict):
     stratify: bool = True
     validate_folds: bool = Field(True, alias="validate")
     force: bool = False
+    ranker: Annotated[str, _one_of(RANKERS, "ranker")] = Field(
+        "lightgbm", description="method rerank: the booster (lightgbm | catboost)")
+    clusters: Optional[str] = Field(
+        None, description="method rerank: a factor model (ials, lmf:factors=32, ...) whose user clusters "
+        "(K-means, k by silhouette) are re-ranker features")
     model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
 
     @model_validator(mode="after")
     def _consistent(self) -> "EnsembleConfig":
+        if self.method != "rerank" and (self.ranker != RANKERS[0] or self.clusters):
+            raise ValueError(f"--ranker and --clusters set up the re-ranker: they need --method rerank, "
+                             f"not '{self.method}'")  # fmt: skip
         if self.weights is not None and len(self.weights) != len(self.members):
             raise ValueError(f"--weights: {len(self.weights)} weights for {len(self.members)} members")
         if not self.validate_folds:
@@ -164,6 +174,9 @@ class ReportConfig(_Strict):
     map_items: int = Field(1000, ge=0, description="most popular items on the embedding maps (0: no maps)")
     neighbours: int = Field(20, ge=1, description="eda: top-N co-occurrence neighbours (sequential signal)")
     sim_users: int = Field(8000, ge=10, description="eda: users sampled for the item co-occurrence")
+    clusters: Optional[str] = Field(
+        None, description="report: a factor model (ials, lmf, ...) whose user clusters (K-means, k by silhouette) "
+        "get a t-SNE map and recall per cluster (off by default: it fits one more model)")
 
 
 class TuneConfig(_Strict):

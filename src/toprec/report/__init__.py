@@ -39,14 +39,15 @@ def write_report(ds, models, out_dir, source=None, **options: Any):
     """Evaluate ``models`` (unfitted) on one split of ``ds``; write ``report.html`` + ``report.json``.
 
     ``options`` go to :func:`toprec.report.evaluation.compute_report`
-    (protocol, last, random, seed, cutoff, k, map_items). Returns
+    (protocol, last, random, seed, cutoff, k, map_items, clusters). Returns
     (html path, json path, page, numbers).
     """
     from .evaluation import build_report_page, compute_report
 
     t0 = time.perf_counter()
     names = [m.name for m in models]
-    steps = ["split"] + [f"{n}: {s}" for n in names for s in ("fit", "recommend", "embedding map")]
+    steps = ["split"] + (["user clusters"] if options.get("clusters") else []) + [
+        f"{n}: {s}" for n in names for s in ("fit", "recommend", "embedding map")]
     with progress.task("report", total=len(steps) + 1) as bar:
         def step(msg: str) -> None:
             bar.update(completed=steps.index(msg) if msg in steps else None, description=f"report: {msg}")

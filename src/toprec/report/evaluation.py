@@ -17,6 +17,12 @@ have them:
 The map is coloured by each item's most specific genre (its rarest genre)
 when genres are known, else by K-means cluster; the K-means clusters' genre
 purity is reported against the purity with genres shuffled over the items.
+
+With ``clusters`` (a factor model, e.g. ``"ials"``; off by default, it fits
+one more model and a t-SNE): the training users are clustered by
+:func:`toprec.features.user_clusters` (K-means on the model's user vectors,
+k by silhouette), a t-SNE map of a sample of users is coloured by cluster,
+and every model's recall@k is broken down by the user's cluster.
 """
 
 from __future__ import annotations
@@ -38,6 +44,8 @@ from .html import Page
 ITEM_BUCKETS = ((0.0, 0.01), (0.01, 0.05), (0.05, 0.2), (0.2, 0.5), (0.5, 1.0))
 N_USER_BUCKETS = 5
 N_CLUSTERS = 8
+#: users on the user-cluster map (a seeded sample; t-SNE is quadratic-ish in them)
+CLUSTER_MAP_USERS = 1500
 
 
 def user_buckets(counts: np.ndarray, n_buckets: int = N_USER_BUCKETS) -> tuple[np.ndarray, list[str]]:
@@ -130,8 +138,12 @@ def _purity(clusters: np.ndarray, labels: np.ndarray) -> float:
 def compute_report(
     ds: Dataset, models: Sequence, *, protocol: str = "competition", last: int = 1, random: int = 9, seed: int = 0,
     cutoff: float = 0.9, k: int = 10, map_items: int = 1000, step: Callable[[str], None] | None = None,
+    clusters: str | None = None,
 ) -> dict[str, Any]:  # fmt: skip
-    """Fit each (unfitted) model on the training part of one split and collect every report number."""
+    """Fit each (unfitted) model on the training part of one split and collect every report number.
+
+    ``clusters``: a factor-model spec whose user clusters break recall down (see the module's docstring).
+    """
     step = step or (lambda _m: None)
     step("split")
     train, holdout = split.by_name(ds, protocol, last=last, random=random, seed=seed, cutoff=cutoff)
@@ -156,6 +168,15 @@ def compute_report(
         "truth_mean_popularity": float(pop[truth_items].mean() / max(1, train.n_users)),
         "truth_head_share": float(head[truth_items].mean()),
     }  # fmt: skip
+    user_cluster = None
+    if clusters:
+        step("user clusters")
+        uc, xy, sample = user_cluster_map(train, clusters, seed)
+        user_cluster = uc.lookup(users)
+        out["user_clusters"] = {**uc.describe(), "map_users": sample, "map_xy": xy,
+                                "map_cluster": uc.labels[sample],
+                                "users_evaluated_per_cluster": np.bincount(user_cluster[user_cluster >= 0],
+                                                                           minlength=uc.k)}  # fmt: skip
     for model in models:
         step(f"{model.name}: fit")
         t0 = time.perf_counter()
@@ -179,6 +200,11 @@ def compute_report(
         nb = len(u_labels)
         cnt = np.bincount(u_bucket, minlength=nb)
         res["recall_by_user_bucket"] = np.bincount(u_bucket, weights=per_user, minlength=nb) / np.maximum(cnt, 1)
+        if user_cluster is not None:
+            ok = user_cluster >= 0
+            n_per = out["user_clusters"]["users_evaluated_per_cluster"]
+            res["recall_by_user_cluster"] = np.bincount(user_cluster[ok], weights=per_user[ok],
+                                                        minlength=len(n_per)) / np.maximum(n_per, 1)  # fmt: skip
         hits = truth_hits(recs.items, truth)
         nib = len(i_labels)
         ib = i_bucket[truth_items]
@@ -221,6 +247,18 @@ def compute_report(
         out["models"][model.name] = res
     out["genre_names"] = None if genres is None else [str(v) for v in genres[1]]
     return out
+
+
+def user_cluster_map(train: Dataset, spec: str, seed: int, n_map: int = CLUSTER_MAP_USERS):
+    """(UserClusters, t-SNE coordinates of a seeded sample of clustered users, that sample's user indices)."""
+    from ..features.clusters import user_clusters
+
+    uc = user_clusters(train, spec, seed=seed, keep_vectors=True)
+    clustered = np.flatnonzero(uc.labels >= 0)
+    rng = np.random.default_rng(seed)
+    sample = np.sort(rng.choice(clustered, size=min(n_map, len(clustered)), replace=False))
+    xy, _ = embedding_map(uc.vectors, sample, seed)  # the normalised vectors K-means saw
+    return uc, xy, sample
 
 
 def _gini(counts: np.ndarray) -> float:
@@ -340,4 +378,30 @@ def build_report_page(ds: Dataset, rep: dict[str, Any], source: str = "", second
                                        caption=f"{m}: {mp['what']}", ids=ds.item_ids[mp["items"]]))  # fmt: skip
     s.table("Embedding maps", ["model", "item vectors", "items", "K-means genre purity", "purity, genres shuffled"],
             rows)  # fmt: skip
+    if "user_clusters" in rep:
+        _user_cluster_section(page, ds, rep, models, k)
     return page
+
+
+def _user_cluster_section(page: Page, ds: Dataset, rep: dict[str, Any], models: list[str], k: int) -> None:
+    uc = rep["user_clusters"]
+    s = page.section("user_clusters", f"User clusters ({uc['source']}) and recall@{k} by cluster")
+    s.text.append(f"K-means on the L2-normalised user vectors of `{uc['source']}` fitted on the training part; the "
+                  f"number of clusters is the one with the best silhouette (k = {uc['k']}, on a seeded sample of "
+                  f"users). The map is a t-SNE of {len(uc['map_users']):,} sampled users. Cluster ids are ordered "
+                  "by size (0 the largest).")  # fmt: skip
+    s.numbers = {"source": uc["source"], "k": uc["k"], "unclustered_users": uc["unclustered_users"],
+                 "silhouette_best": uc["silhouette"][str(uc["k"])]}  # fmt: skip
+    ks = list(uc["silhouette"])
+    s.table("Silhouette by number of clusters", ["k", "silhouette"], [[int(c), uc["silhouette"][c]] for c in ks])
+    names = [f"cluster {c}" for c in range(uc["k"])]
+    n_eval = uc["users_evaluated_per_cluster"]
+    series = {m: rep["models"][m]["recall_by_user_cluster"] for m in models}
+    s.table(f"Mean recall@{k} per cluster (evaluated users)", ["cluster", "training users", "evaluated users"] + models,
+            [[names[c], int(uc["sizes"][c]), int(n_eval[c])] + [float(series[m][c]) for m in models]
+             for c in range(uc["k"])])  # fmt: skip
+    s.figures.append(plots.scatter("user_cluster_map", f"users coloured by cluster ({uc['source']})", uc["map_xy"],
+                                   uc["map_cluster"], names, caption=f"t-SNE of {uc['source']} user vectors",
+                                   ids=ds.user_ids[uc["map_users"]]))  # fmt: skip
+    s.figures.append(plots.bars("recall_by_user_cluster", f"recall@{k} by user cluster", names, series,
+                                f"recall@{k}", x_label="user cluster"))  # fmt: skip
