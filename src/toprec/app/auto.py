@@ -74,11 +74,14 @@ def pipeline_config(cfg, run):
     from ..experiment.config import RunConfig
 
     used = [(lab, w) for lab, w in run.weights.items() if w > 0]
+    ensemble = {"members": [lab for lab, _ in used], "weights": [w for _, w in used], "method": run.method,
+                "search": "none", "validate": False, "candidates": cfg.auto.candidates}
+    if run.method == "rerank":
+        # the ranker is trained on fold A again: the same folds (users scheme, the run's seed), no fallback
+        ensemble.update(validate=True, scheme="users", stratify=True, force=True)
     return RunConfig.make(
         command="ensemble", data=cfg.data, split=cfg.split, metrics=cfg.metrics, tracking=cfg.tracking,
-        ensemble={"members": [lab for lab, _ in used], "weights": [w for _, w in used], "method": run.method,
-                  "search": "none", "validate": False, "candidates": cfg.auto.candidates},
-        output={"submission": cfg.output.submission},
+        ensemble=ensemble, output={"submission": cfg.output.submission},
     )  # fmt: skip
 
 

@@ -38,6 +38,8 @@ from .profile import profile
 FIXED_RESERVE_S = 10.0
 #: how many tuned members (best on fold A first) the ensemble search considers
 MAX_MEMBERS = 5
+#: the re-ranker's a-priori seconds: fixed + per candidate row of fold A (LightGBM, features; 2-core CPU)
+RERANK_BASE_S, RERANK_ROW_S = 20.0, 4e-5
 #: members kept for the ensemble search whatever their overall rank (they serve the holdout's last event)
 SEQUENTIAL = ("seqrules", "sasrec")
 
@@ -105,6 +107,57 @@ def spec(name: str, params: dict[str, Any], defaults: dict[str, Any]) -> str:
     return ":".join(parts)
 
 
+def written_fold_b(report: dict[str, Any], chosen: str) -> float:
+    """Fold-B recall@k of what ``chosen`` writes: the fused lists, or one member's."""
+    r = f"recall@{report['k']}"
+    if chosen.startswith("member:"):
+        label = chosen[len("member:"):]
+        return float(next(m for m in report["members"] if m["label"] == label)["fold_b"][r])
+    return float(report["ensemble"]["fold_b"][r])
+
+
+def rerank_seconds(users_a: int, candidates_n: int, n_members: int) -> float:
+    """A-priori seconds of the re-ranker stage; 0 when lightgbm is not installed (the stage is skipped)."""
+    try:
+        from ..ensemble.rerank import lightgbm
+
+        lightgbm()
+    except ToprecError:
+        return 0.0
+    return RERANK_BASE_S + users_a * candidates_n * n_members * RERANK_ROW_S
+
+
+def _maybe_rerank(ens, chosen, report, members, ds, folds, clock, out, k, seed, last, random, candidates_n, log):
+    """A LightGBM re-ranker over the tuned members' fold-A lists (features: every member's score and rank,
+    popularity, activity, side-file affinities), trained on fold A, kept only when its fold-B recall beats what
+    would be written otherwise by more than one paired standard error. Skipped without lightgbm or time."""
+    from ..ensemble import Ensemble
+
+    need = rerank_seconds(len(folds.fold_a.users), candidates_n, len(members))
+    if not need:
+        return ens, chosen, report
+    if need + FIXED_RESERVE_S + 0.03 * clock.budget > clock.left:
+        log(f"{clock.stamp()} re-ranker skipped: ~{need:.0f}s, not within the budget left")
+        return ens, chosen, report
+    saved = out / "rerank.json"
+    rr = Ensemble(members, method="rerank", candidates=candidates_n)
+    log(f"{clock.stamp()} re-ranker: trained on fold A, checked on fold B (~{need:.0f}s)")
+    rep = rr.validate(ds, search="both", k=k, scheme="users", seed=seed, last=last, random=random, folds=folds)
+    clock.save(stage="rerank")
+    r = f"recall@{k}"
+    base, got = written_fold_b(report, chosen), float(rep["ensemble"]["fold_b"][r])
+    se = float(rep.get("gain_fold_b_se") or 0.0)
+    keep = got - base > se > 0
+    with atomic_path(saved) as tmp:
+        tmp.write_text(json.dumps({"fold_b": got, "written_fold_b": base, "se": se, "kept": keep,
+                                   "trees": rep.get("rerank", {}).get("trees")}) + "\n")  # fmt: skip
+    log(f"{clock.stamp()} re-ranker: fold B {got:.4f} vs {base:.4f} ({chosen}), se {se:.4f}: "
+        + ("kept" if keep else "not kept"))  # fmt: skip
+    if not keep:
+        return ens, chosen, report
+    return rr, "rerank", rep
+
+
 def run_auto(ds, out: Path, budget_s: float, *, k: int = 10, last: int = 1, random: int = 9, seed: int = 0,
              candidates_n: int = 100, device: str = "auto", only: list[str] | None = None,
              log: Callable[[str], None] = progress.log, model_dir: Path | None = None) -> AutoRun:  # fmt: skip
@@ -139,10 +192,12 @@ def run_auto(ds, out: Path, budget_s: float, *, k: int = 10, last: int = 1, rand
         measured = s.fit_seconds()
         return s.c.cost if math.isnan(measured) else measured
 
+    rerank_s = rerank_seconds(len(folds.fold_a.users), candidates_n, min(MAX_MEMBERS, len(studies)))
+
     def reserve() -> float:
-        """Time kept for the ensemble search and the final refit of (up to) the three best members."""
+        """Time kept for the ensemble search, the re-ranker and the final refit of (up to) the three best members."""
         ranked = sorted((s for s in studies.values() if s.best), key=lambda s: -s.best["value"])[:3]
-        return 1.3 * sum(cost(s) for s in ranked) + FIXED_RESERVE_S + 0.03 * clock.budget
+        return 1.3 * sum(cost(s) for s in ranked) + rerank_s + FIXED_RESERVE_S + 0.03 * clock.budget
 
     def run_trial(s) -> bool:
         if cost(s) + reserve() > clock.left:
@@ -212,6 +267,8 @@ def run_auto(ds, out: Path, budget_s: float, *, k: int = 10, last: int = 1, rand
         chosen, fallback = ens.apply_fallback(report, against="alternative")
         if fallback:
             warnings.append(fallback)
+        ens, chosen, report = _maybe_rerank(ens, chosen, report, members, ds, folds, clock, out, k, seed, last,
+                                            random, candidates_n, log)  # fmt: skip
     clock.save(stage="final")
     log(f"{clock.stamp()} final: {chosen}, method {ens.method}, refit on all {ds.n_events:,} events")
     # ---- refit on all the data and fuse
