@@ -12,7 +12,11 @@
    alone when the ensemble is below it there (``Ensemble.apply_fallback(...,
    against="alternative")``: one binary choice on the unseen fold, not the
    maximum over noisy members that ``toprec ensemble`` holds it to).
-6. Refit the kept members on all of D and fuse: the submission.
+6. Re-ranker (with lightgbm installed, time permitting): a LightGBM ranker
+   over the tuned members' fold-A lists, trained on fold A, replaces the
+   choice of step 5 only when its fold-B recall beats it by more than one
+   paired standard error (``OUT/rerank.json``).
+7. Refit the kept members on all of D and fuse (or re-rank): the submission.
 
 ``OUT/state.json`` keeps the time spent so far, so a resumed run continues
 with what is left of the budget; the studies and the best lists are on disk
