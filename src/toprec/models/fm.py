@@ -86,7 +86,7 @@ class FMParams(TorchParams):
     history_norm: float = Field(0.5, ge=0.0, le=1.0, description="history field weight |H|^-history_norm")
     activity_buckets: int = Field(8, ge=0, description="user activity field: floor(log2 #events), capped (0 = off)")
     user_features: bool = Field(True, description="use the Dataset's user-side categorical arrays (train.user_features) when present")
-    batch_size: int = Field(256, ge=1, description="users per step (all their training events are the step's positives)")
+    batch_size: int = Field(32, ge=1, description="users per step (all their training events are the step's positives)")
     lr: float = Field(3e-3, gt=0, description="learning rate (Adam)")
     epochs: int = Field(30, ge=1, description="maximum training epochs")
     patience: int = Field(3, ge=0, description="stop after this many epochs without a better validation recall (0 = never)")
