@@ -251,10 +251,8 @@ class _FMBase(TorchRecommender):
         from ..train import losses
 
         u, local, pos, neg = batch
-        X = self._X
-        hist = _user_history(X, u.numpy())
-        logits = module.pair_scores(self._user_inputs(u.numpy(), hist, X), local, pos,
-                                    torch_items(pos, neg))  # fmt: skip
+        hist = _user_history(self._X, u.numpy())
+        logits = module.pair_scores(self._user_inputs(u.numpy(), hist), local, pos, torch_items(pos, neg))
         p = self.params
         if p.loss == "bpr":
             return losses.bpr(logits[:, 0], logits[:, 1:])
@@ -278,7 +276,7 @@ class _FMBase(TorchRecommender):
         return total / max(1, count)
 
     # -------------------------------------------------------------- user side
-    def _user_inputs(self, users: np.ndarray, hist: sp.csr_matrix, X_known: sp.csr_matrix | None = None) -> dict:
+    def _user_inputs(self, users: np.ndarray, hist: sp.csr_matrix) -> dict:
         """Index arrays of the user-side fields for ``users`` with histories ``hist`` (rows aligned)."""
         import torch
 
