@@ -196,6 +196,10 @@ def speed(a) -> None:
                      "params": m.params.model_dump(include={"factors", "batch_size", "n_negatives", "loss", "hidden",
                                                             "layers", "channels"})})  # fmt: skip
         log(rows[-1])
+    path = RESULTS / "fm_speed_synth.json"
+    if path.exists():  # keep the rows of models not run this time
+        ran = {r["model"] for r in rows}
+        rows = [r for r in json.loads(path.read_text())["rows"] if r["model"] not in ran] + rows
     out = {"mode": "speed", "data": a.data, "n_users": data.n_users, "n_items": data.n_items,
            "n_events": data.n_events, "features": sorted(data.features), "torch_threads": torch.get_num_threads(),
            "machine": machine(), "rows": rows}  # fmt: skip
