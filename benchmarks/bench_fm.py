@@ -162,8 +162,6 @@ def quality(a) -> None:
 
 
 def speed(a) -> None:
-    import torch
-
     data = Dataset.load(a.data)
     log(f"speed: {data}; features {sorted(data.features)}")
     rows = []
@@ -201,7 +199,8 @@ def speed(a) -> None:
         ran = {r["model"] for r in rows}
         rows = [r for r in json.loads(path.read_text())["rows"] if r["model"] not in ran] + rows
     out = {"mode": "speed", "data": a.data, "n_users": data.n_users, "n_items": data.n_items,
-           "n_events": data.n_events, "features": sorted(data.features), "torch_threads": torch.get_num_threads(),
+           "n_events": data.n_events, "features": sorted(data.features), "threads": a.threads,
+           "command": " ".join(sys.argv),
            "machine": machine(), "rows": rows}  # fmt: skip
     write(out, RESULTS / "fm_speed_synth.json")
 
@@ -245,8 +244,9 @@ def table(_a) -> None:
     if f.exists():
         d = json.loads(f.read_text())
         lines += [f"## Speed at competition scale ({d['n_users']:,} users, {d['n_items']:,} items, {d['n_events']:,} "
-                  f"events; side: {', '.join(d['features'])}; {d['torch_threads']} torch threads)", "",
-                  f"`toprec data synth --out /tmp/synth && python benchmarks/bench_fm.py speed --data /tmp/synth`", "",
+                  f"events; side: {', '.join(d['features'])}; model parameter threads={d['threads']})", "",
+                  f"`toprec data synth --out /tmp/synth && python benchmarks/bench_fm.py speed --data /tmp/synth "
+                  f"--threads {d['threads']}`", "",
                   "Wall seconds on a shared machine (load average at the end: "
                   f"{d['machine']['load1_at_end']:.1f} on {d['machine']['cores']} cores) and the process's CPU "
                   "seconds (with 1 torch thread: about the wall time the same work takes on one idle core).", "",
