@@ -94,7 +94,7 @@ def run(args) -> None:
         res[f"recall_{part}@10"] = metrics.evaluate(recs, test, ["recall@10"], part=part)["recall@10"]
     pre = getattr(model, "pretrain_history", [])
     row = {
-        "data": args.data, "model": args.model, "params": params,
+        "data": args.data, "model": args.model, "label": args.label or args.model, "params": params,
         "data_stats": {"users": data.n_users, "items": data.n_items, "events": data.n_events,
                        "features": sorted(data.features)},
         "fit_s": round(fit_s, 1), "best_epoch": model.best_epoch, "epochs_run": len(model.history),
@@ -115,15 +115,16 @@ def run(args) -> None:
 
 def report(args) -> None:
     rows = [json.loads(Path(f).read_text()) for f in args.rows]
-    rows.sort(key=lambda r: (r["data"], r["model"] != "sasrec", r["model"]))
+    rows.sort(key=lambda r: (r["data"] != "ml-1m", r["data"], r["model"] != "sasrec"))
     lines = [
-        "| data | model | pre-train epochs (s) | fine-tune best / run | val recall last | test recall@10 | "
+        "| data | model | settings (besides the common ones) | pre-train epochs (s) | fine-tune best / run | val recall last | test recall@10 | "
         "**recall last** | recall random | ndcg@10 | fit s | s/epoch |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in rows:
         pre = f"{r['pretrain_epochs']} ({r['pretrain_s']:.0f})" if r["pretrain_epochs"] else "-"
-        lines.append(f"| {r['data']} | {r['model']} | {pre} | {r['best_epoch']} / {r['epochs_run']} | "
+        extra = ", ".join(f"{k}={v}" for k, v in r["params"].items() if COMMON.get(k) != v and k != "threads")
+        lines.append(f"| {r['data']} | {r.get('label', r['model'])} | {extra or '-'} | {pre} | {r['best_epoch']} / {r['epochs_run']} | "
                      f"{r['val_recall_last@10']:.4f} | {r['recall@10']:.4f} | **{r['recall_last@10']:.4f}** | "
                      f"{r['recall_random@10']:.4f} | {r['ndcg@10']:.4f} | {r['fit_s']:.0f} | {r['s_per_epoch']:.1f} |")  # fmt: skip
     table = "\n".join(lines)
@@ -148,6 +149,7 @@ def main() -> None:
     r.add_argument("--model", default="s3rec")
     r.add_argument("-p", "--param", action="append", default=[], help="NAME=VALUE (both models unless s3rec-only)")
     r.add_argument("--json", default=None)
+    r.add_argument("--label", default=None, help="the row's name in the table (default: the model)")
     r.add_argument("--shared", default=str(SHARED), help="the shared data folder (default: %(default)s)")
     t = sub.add_parser("report")
     t.add_argument("rows", nargs="+")
