@@ -6,6 +6,9 @@
     python benchmarks/bench_s3rec.py run --data ml-1m --model s3rec -p max_len=50 -p epochs=30 --json /tmp/s3/ml1m_s3rec.json
     # the table (markdown on stdout, and --md / --json files) from the rows
     python benchmarks/bench_s3rec.py report /tmp/s3/*.json --md benchmarks/results/s3rec.md --json benchmarks/results/s3rec.json
+    # pre-training alone: its curve, and the loss of predicting attributes by their frequencies
+    python benchmarks/bench_s3rec.py pretrain --data ml-1m -p pretrain_epochs=2 -p features=genres -p mip_weight=0 \
+        -p map_weight=0 -p sp_weight=0 -p aap_weight=1 -p pretrain_lr=0.005 -p pretrain_batch_size=64
 
 Data (the benchmark's own inputs; nothing a user needs depends on them):
 
@@ -113,6 +116,34 @@ def run(args) -> None:
         Path(args.json).write_text(json.dumps(row, indent=1) + "\n")
 
 
+def pretrain(args) -> None:
+    """Pre-training only (no fine-tuning), on the test cut's training part: the curve, and the loss of
+    predicting every item's attributes by their frequencies (what AAP / MAP reach without item-specific learning)."""
+    import numpy as np
+    import scipy.sparse as sp
+    import torch
+
+    from toprec.models.ease import side_rows
+
+    data = load(args.data, Path(args.shared))
+    train, _ = split.competition(data, last=1, random=9, seed=0)
+    params = {"max_len": COMMON["max_len"], **{k: value(v) for k, v in (pair.split("=", 1) for pair in args.param)}}
+    model = models.get("s3rec", **params)
+    S, names = side_rows(train, model.params.features, 1.0, "none")
+    w = np.asarray(train.item_counts, dtype=np.float64)
+    p = np.clip((w / w.sum()) @ (sp.csr_matrix(S.T).toarray() > 0), 1e-12, 1 - 1e-12)
+    prior = float(-(p * np.log(p) + (1 - p) * np.log(1 - p)).sum())
+    print(f"{args.data}: attributes {', '.join(names)} ({S.shape[0]} values); AAP/MAP loss of the frequencies: {prior:.4f}")
+    torch.set_num_threads(int(params.get("threads", 1)) or 1)
+    model.n_users, model.n_items = train.matrix.shape
+    model.device_ = "cpu"
+    model._prepare(train.matrix, train)
+    torch.manual_seed(model.params.seed)
+    model._build_module()  # pre-trains (the trainer's phase set-up, without the fine-tuning)
+    for epoch, h in enumerate(model.pretrain_history, 1):
+        print(f"pretrain epoch {epoch}: " + ", ".join(f"{k} {v:.4f}" for k, v in h.items()))
+
+
 def report(args) -> None:
     rows = [json.loads(Path(f).read_text()) for f in args.rows]
     rows.sort(key=lambda r: (r["data"] != "ml-1m", r["data"], r["model"] != "sasrec"))
@@ -151,12 +182,16 @@ def main() -> None:
     r.add_argument("--json", default=None)
     r.add_argument("--label", default=None, help="the row's name in the table (default: the model)")
     r.add_argument("--shared", default=str(SHARED), help="the shared data folder (default: %(default)s)")
+    d = sub.add_parser("pretrain", help="pre-training curve only, and the attributes' frequency loss")
+    d.add_argument("--data", default="ml-1m")
+    d.add_argument("-p", "--param", action="append", default=[])
+    d.add_argument("--shared", default=str(SHARED))
     t = sub.add_parser("report")
     t.add_argument("rows", nargs="+")
     t.add_argument("--md", default=None)
     t.add_argument("--json", default=None)
     args = ap.parse_args()
-    run(args) if args.cmd == "run" else report(args)
+    {"run": run, "pretrain": pretrain, "report": report}[args.cmd](args)
 
 
 if __name__ == "__main__":
