@@ -2,10 +2,11 @@
 """S3Rec against SASRec on one split: recall@10 and its last-event / random parts, fit time, epochs.
 
     # one model, one dataset, one JSON row (run the two models side by side, one thread each)
-    python benchmarks/bench_s3rec.py run --data ml-1m --model sasrec -p max_len=50 -p epochs=30 --json /tmp/s3/ml1m_sasrec.json
-    python benchmarks/bench_s3rec.py run --data ml-1m --model s3rec -p max_len=50 -p epochs=30 --json /tmp/s3/ml1m_s3rec.json
+    python benchmarks/bench_s3rec.py run --data ml-1m --model sasrec -p threads=1 --json /tmp/s3/ml1m_sasrec.json
+    python benchmarks/bench_s3rec.py run --data ml-1m --model s3rec -p threads=1 --json /tmp/s3/ml1m_s3rec.json
     # the table (markdown on stdout, and --md / --json files) from the rows
-    python benchmarks/bench_s3rec.py report /tmp/s3/*.json --md benchmarks/results/s3rec.md --json benchmarks/results/s3rec.json
+    python benchmarks/bench_s3rec.py report /tmp/s3/*.json --md benchmarks/results/s3rec.md \
+        --json benchmarks/results/s3rec.json
     # pre-training alone: its curve, and the loss of predicting attributes by their frequencies
     python benchmarks/bench_s3rec.py pretrain --data ml-1m -p pretrain_epochs=2 -p features=genres -p mip_weight=0 \
         -p map_weight=0 -p sp_weight=0 -p aap_weight=1 -p pretrain_lr=0.005 -p pretrain_batch_size=64
@@ -133,7 +134,8 @@ def pretrain(args) -> None:
     w = np.asarray(train.item_counts, dtype=np.float64)
     p = np.clip((w / w.sum()) @ (sp.csr_matrix(S.T).toarray() > 0), 1e-12, 1 - 1e-12)
     prior = float(-(p * np.log(p) + (1 - p) * np.log(1 - p)).sum())
-    print(f"{args.data}: attributes {', '.join(names)} ({S.shape[0]} values); AAP/MAP loss of the frequencies: {prior:.4f}")
+    print(f"{args.data}: attributes {', '.join(names)} ({S.shape[0]} values); "
+          f"AAP/MAP loss of the frequencies: {prior:.4f}")
     torch.set_num_threads(int(params.get("threads", 1)) or 1)
     model.n_users, model.n_items = train.matrix.shape
     model.device_ = "cpu"
@@ -148,16 +150,19 @@ def report(args) -> None:
     rows = [json.loads(Path(f).read_text()) for f in args.rows]
     rows.sort(key=lambda r: (r["data"] != "ml-1m", r["data"], r["model"] != "sasrec"))
     lines = [
-        "| data | model | settings (besides the common ones) | pre-train epochs (s) | fine-tune best / run | val recall last | test recall@10 | "
+        "| data | model | settings (besides the common ones) | pre-train epochs (s) | fine-tune best / run | "
+        "val recall last | test recall@10 | "
         "**recall last** | recall random | ndcg@10 | fit s | s/epoch |",
         "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in rows:
         pre = f"{r['pretrain_epochs']} ({r['pretrain_s']:.0f})" if r["pretrain_epochs"] else "-"
         extra = ", ".join(f"{k}={v}" for k, v in r["params"].items() if COMMON.get(k) != v and k != "threads")
-        lines.append(f"| {r['data']} | {r.get('label', r['model'])} | {extra or '-'} | {pre} | {r['best_epoch']} / {r['epochs_run']} | "
+        lines.append(f"| {r['data']} | {r.get('label', r['model'])} | {extra or '-'} | {pre} | "
+                     f"{r['best_epoch']} / {r['epochs_run']} | "
                      f"{r['val_recall_last@10']:.4f} | {r['recall@10']:.4f} | **{r['recall_last@10']:.4f}** | "
-                     f"{r['recall_random@10']:.4f} | {r['ndcg@10']:.4f} | {r['fit_s']:.0f} | {r['s_per_epoch']:.1f} |")  # fmt: skip
+                     f"{r['recall_random@10']:.4f} | {r['ndcg@10']:.4f} | {r['fit_s']:.0f} | "
+                     f"{r['s_per_epoch']:.1f} |")  # fmt: skip
     table = "\n".join(lines)
     print(table)
     if args.md:

@@ -73,7 +73,9 @@ OBJECTIVES = ("aap", "mip", "map", "sp")
 
 
 class S3RecParams(SequentialParams):
-    pretrain_epochs: int = Field(10, ge=0, description="self-supervised pre-training epochs before fine-tuning (0 = SASRec)")
+    pretrain_epochs: int = Field(
+        10, ge=0, description="self-supervised pre-training epochs before fine-tuning (0 = SASRec)"
+    )
     pretrain_lr: float = Field(1e-3, gt=0, description="learning rate of pre-training (Adam)")
     pretrain_batch_size: int = Field(128, ge=1, description="sequences per pre-training batch")
     mask_prob: float = Field(0.2, gt=0.0, lt=1.0, description="share of positions masked for MIP / MAP")
@@ -259,8 +261,8 @@ class S3Rec(SASRec):
                         raise ToprecError(f"model '{self.name}': pre-training diverged at epoch {epoch}; lower "
                                           f"pretrain_lr (now {p.pretrain_lr:g})")  # fmt: skip
                     self.pretrain_history.append(logs)
-                    bar.update(completed=epoch, description=f"{self.name}: pretrain epoch {epoch} "
-                               + " ".join(f"{k} {logs[k]:.4g}" for k in (*OBJECTIVES, "loss") if k in logs))  # fmt: skip
+                    shown = " ".join(f"{k} {logs[k]:.4g}" for k in (*OBJECTIVES, "loss") if k in logs)
+                    bar.update(completed=epoch, description=f"{self.name}: pretrain epoch {epoch} {shown}")
             trained = {k: v.detach().cpu() for k, v in net.state_dict().items()}
             trained["item_emb.weight"] = trained["item_emb.weight"][: self.n_items + 1]
             module.load_state_dict(trained)
