@@ -148,7 +148,7 @@ def pretrain(args) -> None:
 
 def report(args) -> None:
     rows = [json.loads(Path(f).read_text()) for f in args.rows]
-    rows.sort(key=lambda r: (r["data"] != "ml-1m", r["data"], r["model"] != "sasrec"))
+    rows.sort(key=lambda r: (r["data"] != "ml-1m", r["data"], r["params"].get("patience", 0), r["model"] != "sasrec"))
     lines = [
         "| data | model | settings (besides the common ones) | pre-train epochs (s) | fine-tune best / run | "
         "val recall last | test recall@10 | "
