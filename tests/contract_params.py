@@ -33,6 +33,8 @@ CONTRACT_PARAMS: dict[str, dict] = {
     "recvae": {"epochs": 3, "hidden": 16, "latent": 8, "batch_size": 32, "lr": 1e-2},
     "rp3beta": {"k": 20},
     "seqrules": {"window": 3, "last_n": 5, "k": 20},
+    "s3rec": {"epochs": 2, "factors": 16, "max_len": 16, "batch_size": 32, "lr": 5e-3, "patience": 0,
+              "pretrain_epochs": 2, "pretrain_batch_size": 64},
     "sasrec": {"epochs": 2, "factors": 16, "max_len": 16, "batch_size": 32, "lr": 5e-3, "patience": 0},
     "vasp": {"epochs": 3, "latent": 8, "l2": 20.0, "batch_size": 32, "lr": 1e-2},
 }
