@@ -207,7 +207,7 @@ def test_a_trial_killed_between_ask_and_fit_is_asked_again(dataset, tmp_path):
     assert min(again.complete(), key=lambda t: t.number).user_attrs["start"] == 1
 
 
-def test_an_epoch_trained_member_stops_early_on_fold_a_and_a_weak_trial_is_pruned(dataset, tmp_path):
+def test_an_epoch_trained_member_reports_every_epoch_and_a_weak_trial_is_pruned(dataset, tmp_path):
     from dataclasses import replace
 
     from toprec.auto.tuning import MemberStudy, open_studies
@@ -223,9 +223,9 @@ def test_an_epoch_trained_member_stops_early_on_fold_a_and_a_weak_trial_is_prune
     good, weak = s.trial(), s.trial()
     assert "value" in good and "pruned" in weak, (good, weak)
     first = s.complete()[0]
-    # the completed trial reported its fold-A recall every epoch, and its value is fold A's recall of its best epoch
+    # the completed trial reported its validation recall every epoch (the model's own cut of the search data);
+    # its value is fold A's recall, which early stopping never saw
     assert sorted(first.intermediate_values) == list(range(1, 7))
-    assert max(first.intermediate_values.values()) == pytest.approx(good["value"], abs=1e-6)
     assert s.n_finished == 2 and s.n_complete == 1
     # the next TPE trial is asked from both (the pruned one too): not the pruned parameters again
     third = s.trial()
