@@ -101,3 +101,26 @@ def test_bad_parameters_are_one_line_errors(params):
     with pytest.raises(ToprecError) as exc:
         models.get("sansa", **params)
     assert "\n" not in str(exc.value) and "sansa" in str(exc.value)
+
+
+@pytest.mark.parametrize("params", [{"density": 0.05, "factor_size": 3}, {"density": 0.5, "factor_size": 10}])
+def test_sparse_ranking_gives_the_dense_lists(params):
+    """recommend ranks the sparse scores (rows with >= k positive scores) or densifies (the others, cold users):
+    the lists are those of the dense scores ranked by the shared top-k, whatever the batch size."""
+    from toprec.recommend import seen_and_cold, topk_rows
+
+    ds = _data(n_users=90, n_items=30, seed=3)
+    m = models.get("sansa", l2=10.0, **params).fit(ds)
+    users = np.r_[np.arange(ds.n_users), -1]  # + an unknown user (popularity)
+    for k in (3, 12):
+        hist = m._history(users, None)
+        dense = seen_and_cold(m.score(users), hist, m.item_popularity, hist)
+        want_items, want_scores = topk_rows(dense, k)
+        for bs in (None, 7):
+            got = m.recommend(users, k=k, batch_size=bs)
+            assert np.array_equal(got.items, want_items)
+            np.testing.assert_allclose(got.scores, want_scores, rtol=1e-6)
+    # without masking, the same rule
+    got = m.recommend(users, k=5, exclude_seen=False)
+    dense = seen_and_cold(m.score(users), m._history(users, None), m.item_popularity)
+    assert np.array_equal(got.items, topk_rows(dense, 5)[0])

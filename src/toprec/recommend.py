@@ -260,6 +260,51 @@ def _fix_boundary_ties(scores: np.ndarray, items: np.ndarray, top: np.ndarray, k
     top[rows] = np.take_along_axis(sub, order, axis=1)
 
 
+def rank_sparse_block(scores: sp.csr_matrix, k: int, history: sp.csr_matrix, popularity, exclude,
+                      out_items: np.ndarray, out_scores: np.ndarray) -> None:  # fmt: skip
+    """:func:`seen_and_cold` + :func:`topk_rows` of a sparse score block (unstored = score 0), same lists.
+
+    A row with at least k positive unmasked stored scores has its whole top k
+    among them (every other item scores 0 or less): only they are ranked, in
+    a padded (rows x longest) block, columns in item order so ties still go
+    to the lower item. Other rows (cold users, short histories) are densified
+    and take the dense path.
+    """
+    S = sp.csr_matrix(scores, dtype=np.float32)
+    S.sort_indices()
+    n = S.shape[0]
+    if exclude is not None and exclude.nnz:
+        E = sp.csr_matrix(exclude, dtype=np.float32)
+        E.data = np.ones_like(E.data)
+        S = sp.csr_matrix(S - S.multiply(E))  # seen entries out (rows taking the dense path mask them again)
+        S.sort_indices()
+    rows = np.repeat(np.arange(n), np.diff(S.indptr))
+    pos = S.data > 0
+    counts = np.bincount(rows[pos], minlength=n)
+    cold = np.diff(history.indptr) == 0 if popularity is not None else np.zeros(n, dtype=bool)
+    sparse_rows = (counts >= k) & ~cold
+    dense_rows = np.flatnonzero(~sparse_rows)
+    if len(dense_rows):
+        block = np.asarray(scores[dense_rows].toarray(), dtype=np.float32)
+        seen_and_cold(block, history[dense_rows], popularity, None if exclude is None else exclude[dense_rows])
+        it, sc = topk_rows(block, k)
+        out_items[dense_rows], out_scores[dense_rows] = it, sc
+    ok = np.flatnonzero(sparse_rows)
+    if len(ok):
+        keep = pos & sparse_rows[rows]
+        r = np.searchsorted(ok, rows[keep])
+        c = counts[ok]
+        L = int(c.max())
+        p = np.arange(int(c.sum())) - np.repeat(np.cumsum(c) - c, c)
+        vals = np.full((len(ok), L), -np.inf, dtype=np.float32)
+        items = np.full((len(ok), L), -1, dtype=np.int64)
+        vals[r, p] = S.data[keep]
+        items[r, p] = S.indices[keep]
+        cols, top = topk_rows(vals, k)
+        out_items[ok] = np.take_along_axis(items, cols.astype(np.int64), axis=1)
+        out_scores[ok] = top
+
+
 def check_finite(peak: float, description: str) -> None:
     """A block's largest score NaN or +inf: the model is broken (a diverged fit, an out-of-range parameter).
 
@@ -288,7 +333,9 @@ def topk(
     """Batched top-k over ``users``: scores, :func:`seen_and_cold`, :func:`topk_rows`, batch after batch.
 
     ``score_fn(users_batch, history_batch)`` returns a (b, n_items) score
-    block the function may modify in place. ``history`` rows align with
+    block the function may modify in place, or a scipy sparse block (unstored
+    = 0; ranked by :func:`rank_sparse_block`, the same lists without
+    densifying every row). ``history`` rows align with
     ``users``; ``exclude`` (also aligned) lists the items to mask;
     ``popularity`` (when given) scores the users whose history is empty.
 
@@ -324,10 +371,18 @@ def topk(
             for start in range(lo, hi, bs):
                 stop = min(hi, start + bs)
                 h = history[start:stop]
-                scores = np.asarray(score_fn(users[start:stop], h), dtype=np.float32)
+                scores = score_fn(users[start:stop], h)
+                ex = None if exclude is None else exclude[start:stop]
+                if sp.issparse(scores):  # a sparse model's scores: ranked without densifying most rows
+                    if check_scores and scores.nnz:
+                        check_finite(float(scores.max()), description)
+                    rank_sparse_block(scores, k, h, popularity, ex, out_items[start:stop], out_scores[start:stop])
+                    bar.advance((stop - start) * n_workers)
+                    continue
+                scores = np.asarray(scores, dtype=np.float32)
                 if check_scores and scores.size:
                     check_finite(float(scores.max()), description)
-                seen_and_cold(scores, h, popularity, None if exclude is None else exclude[start:stop])
+                seen_and_cold(scores, h, popularity, ex)
                 topk_rows(scores, k, out_items[start:stop], out_scores[start:stop])
                 bar.advance((stop - start) * n_workers)
 

@@ -65,6 +65,10 @@ class SANSA(ItemItemRecommender):
         n = X.shape[1]
         self.similarity = sansa_weights(X, p.l2, min(n, p.factor_size), per_item(n, p.density, p.max_per_item))
 
+    def _ranking_scores(self, users: np.ndarray, history: sp.csr_matrix) -> sp.csr_matrix:
+        """``history @ B`` kept sparse: the shared top-k ranks it without a dense (users x items) block."""
+        return sp.csr_matrix(sp.csr_matrix(history, dtype=np.float32) @ self.similarity)
+
     def _state(self) -> dict[str, Any]:
         return {"similarity": sp.csr_matrix(self.similarity)}
 
