@@ -266,43 +266,45 @@ def rank_sparse_block(scores: sp.csr_matrix, k: int, history: sp.csr_matrix, pop
 
     A row with at least k positive unmasked stored scores has its whole top k
     among them (every other item scores 0 or less): only they are ranked, in
-    a padded (rows x longest) block, columns in item order so ties still go
-    to the lower item. Other rows (cold users, short histories) are densified
-    and take the dense path.
+    a padded (rows x longest) block. Other rows (cold users, short
+    histories), and rows whose top k holds equal scores (where the dense
+    order, ties to the lower item, must decide), are densified and take the
+    dense path.
     """
-    S = sp.csr_matrix(scores, dtype=np.float32)
-    S.sort_indices()
+    S0 = sp.csr_matrix(scores, dtype=np.float32)
+    S = S0
     n = S.shape[0]
     if exclude is not None and exclude.nnz:
         E = sp.csr_matrix(exclude, dtype=np.float32)
         E.data = np.ones_like(E.data)
-        S = sp.csr_matrix(S - S.multiply(E))  # seen entries out (rows taking the dense path mask them again)
-        S.sort_indices()
+        S = sp.csr_matrix(S - S.multiply(E))  # seen entries to 0 (not positive: never ranked here)
     rows = np.repeat(np.arange(n), np.diff(S.indptr))
     pos = S.data > 0
     counts = np.bincount(rows[pos], minlength=n)
     cold = np.diff(history.indptr) == 0 if popularity is not None else np.zeros(n, dtype=bool)
-    sparse_rows = (counts >= k) & ~cold
-    dense_rows = np.flatnonzero(~sparse_rows)
-    if len(dense_rows):
-        block = np.asarray(scores[dense_rows].toarray(), dtype=np.float32)
-        seen_and_cold(block, history[dense_rows], popularity, None if exclude is None else exclude[dense_rows])
-        it, sc = topk_rows(block, k)
-        out_items[dense_rows], out_scores[dense_rows] = it, sc
-    ok = np.flatnonzero(sparse_rows)
+    dense = (counts < k) | cold
+    ok = np.flatnonzero(~dense)
     if len(ok):
-        keep = pos & sparse_rows[rows]
+        keep = pos & ~dense[rows]
         r = np.searchsorted(ok, rows[keep])
         c = counts[ok]
-        L = int(c.max())
         p = np.arange(int(c.sum())) - np.repeat(np.cumsum(c) - c, c)
-        vals = np.full((len(ok), L), -np.inf, dtype=np.float32)
-        items = np.full((len(ok), L), -1, dtype=np.int64)
+        vals = np.full((len(ok), int(c.max())), -np.inf, dtype=np.float32)
+        items = np.full(vals.shape, -1, dtype=np.int64)
         vals[r, p] = S.data[keep]
         items[r, p] = S.indices[keep]
         cols, top = topk_rows(vals, k)
+        tied = (top[:, 1:] == top[:, :-1]).any(axis=1) | ((vals >= top[:, k - 1 : k]).sum(axis=1) > k)
+        short = ~np.isfinite(top[:, k - 1])  # fewer than k unmasked positives
         out_items[ok] = np.take_along_axis(items, cols.astype(np.int64), axis=1)
         out_scores[ok] = top
+        dense[ok[tied | short]] = True
+    redo = np.flatnonzero(dense)
+    if len(redo):
+        block = np.asarray(S0[redo].toarray(), dtype=np.float32)
+        seen_and_cold(block, history[redo], popularity, None if exclude is None else exclude[redo])
+        it, sc = topk_rows(block, k)
+        out_items[redo], out_scores[redo] = it, sc
 
 
 def check_finite(peak: float, description: str) -> None:
