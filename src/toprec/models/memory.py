@@ -150,8 +150,7 @@ def admm_slim(model, n_users: int, n_items: int, nnz: int) -> MemoryEstimate:
 @estimates("sansa")
 def sansa(model, n_users: int, n_items: int, nnz: int) -> MemoryEstimate:
     """Sparse Gram (lower triangle, 8 bytes a stored pair), the factor, the sparse weights; no n^2 array."""
-    from .sansa import per_item
-    from .sparse_inverse import GRAM_BLOCK_WORK, RANK_BLOCK, SOLVE_CHUNK
+    from .sparse_inverse import GRAM_BLOCK_WORK, RANK_BLOCK, SOLVE_CHUNK, per_item
 
     p = model.params
     n = float(n_items)

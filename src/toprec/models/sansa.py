@@ -10,7 +10,6 @@ with ``density=1`` and ``factor_size`` >= items it is exactly EASE.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -19,7 +18,7 @@ from pydantic import Field
 
 from .base import ItemItemRecommender, Params
 from .registry import register
-from .sparse_inverse import sansa_weights
+from .sparse_inverse import per_item, sansa_weights
 
 
 class SANSAParams(Params):
@@ -35,11 +34,6 @@ class SANSAParams(Params):
         description="entries per row of the sparse approximate inverse factor (fit time ~ items x factor_size^3); "
         "capped at the number of items",
     )  # fmt: skip
-
-
-def per_item(n_items: int, density: float, cap: int) -> int:
-    """Weights kept per item (B's column length)."""
-    return int(max(1, min(n_items, cap, math.ceil(density * n_items))))
 
 
 @register

@@ -26,6 +26,8 @@ Scores are ``history @ B``: one sparse product. The Gram is exact and sparse
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import scipy.sparse as sp
 
@@ -38,6 +40,11 @@ GRAM_BLOCK_WORK = 10_000_000
 RANK_BLOCK = 5_000_000
 #: entries of the batched systems of one chunk of rows (c x K x K float64)
 SOLVE_CHUNK = 2_000_000
+
+
+def per_item(n_items: int, density: float, cap: int) -> int:
+    """Weights kept per item (B's column length): ceil(density x items), at most ``cap``, at least 1."""
+    return int(max(1, min(n_items, cap, math.ceil(density * n_items))))
 
 
 def _ragged_positions(counts: np.ndarray) -> np.ndarray:
