@@ -196,6 +196,13 @@ def write(a, result: dict) -> None:
                   + f" | {g['fit_s']:.0f} | {g['recommend_s']:.0f} ({g['recommended_users']:,}) | {allu:.0f} | "
                   f"{g['fit_s'] + allu:.0f} | "
                   f"{g['peak_rss'] / gb:.1f} | {(g['estimate'] or 0) / gb:.1f} | {g['weights']:,} | {g['load']} |", ""]
+    from toprec import models
+
+    params = parse_params(a.large_params)
+    est = models.get("sansa", **params).memory_estimate(1_000_000, 200_000, 20_000_000)
+    lines += ["## The issue's point: 1,000,000 users x 200,000 items x 20M events\n",
+              f"`memory_estimate` with {a.large_params}: {est.bytes / 2**30:.1f} GB beyond the data "
+              f"(+ ~{40 * 20e6 / 2**30:.1f} GB for the loaded data at ~40 bytes an event).", ""]
     Path(a.out).write_text("\n".join(lines) + "\n")
 
 
