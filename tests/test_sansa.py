@@ -124,3 +124,18 @@ def test_sparse_ranking_gives_the_dense_lists(params):
     got = m.recommend(users, k=5, exclude_seen=False)
     dense = seen_and_cold(m.score(users), m._history(users, None), m.item_popularity)
     assert np.array_equal(got.items, topk_rows(dense, 5)[0])
+
+
+def test_fit_refuses_before_any_allocation(monkeypatch):
+    from toprec.memory import ENV
+
+    monkeypatch.setenv(ENV, "64K")
+    m = models.get("sansa")
+
+    def boom(*a, **k):  # pragma: no cover - must not run
+        raise AssertionError("_fit ran")
+
+    monkeypatch.setattr(m, "_fit", boom)
+    with pytest.raises(ToprecError, match=r"needs ~.*sparse Gram.* 64.0 KB available"):
+        m.fit(_data())
+    assert not m.fitted
