@@ -45,6 +45,7 @@ MODELS = [  # label, registry name, params
     ("ItemKNN", "itemknn", {}),
     ("RP3beta", "rp3beta", {}),
     ("Multi-VAE (1 epoch)", "multivae", {"epochs": 1, "patience": 0, "device": "cpu"}),
+    ("SANSA", "sansa", {}),
 ]
 FULL_EVENTS = [1_000_000, 5_000_000, 20_000_000, 50_000_000]
 FULL_ITEMS = [7_000, 20_000, 50_000, 200_000]
@@ -118,6 +119,23 @@ def run_child(folder: Path, name: str, params: dict, max_seconds: float) -> tupl
     return json.loads(out.strip().splitlines()[-1]), ""
 
 
+def row_line(label: str, d: dict, load: str) -> str:
+    """One table row of a measured point."""
+    peak = (d["base"] + d["measured"]) / 2**20
+    estmb = d["estimate"] / 2**20 if d["estimate"] else float("nan")
+    above = d["measured"] / 2**20
+    return (f"| {label} | {d['nnz']:,} | {d['users']:,} | {d['items']:,} | {d['fit_s']:.1f} | "
+            f"{d['recommend_s']:.1f} | {peak:,.0f} | {above:,.0f} | {estmb:,.0f} | {load} |")  # fmt: skip
+
+
+def merge_points(points: list[dict], path: str) -> list[dict]:
+    """``points`` plus those of an earlier ``--json`` that were not run now, in the table's order."""
+    ran = {(p["model"], p["events"], p["items"]) for p in points}
+    old = [p for p in json.loads(Path(path).read_text()) if (p["model"], p["events"], p["items"]) not in ran]
+    rank = {m[0]: i for i, m in enumerate(MODELS)}
+    return sorted(old + points, key=lambda p: (p["items"], rank.get(p["model"], len(rank)), p["events"]))
+
+
 def load_avg() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
@@ -135,6 +153,9 @@ def main() -> None:
     ap.add_argument("--plot", default="")
     ap.add_argument("--json", default="", help="also write the raw points here")
     ap.add_argument("--reuse", default="", help="a --json file of an earlier run: its points are taken, not rerun")
+    ap.add_argument("--merge", default="",
+                    help="a --json file of an earlier run: the rows of the models not run now (--models) are kept "
+                         "in the table, the exponents, the grid and the plot")  # fmt: skip
     a = ap.parse_args()
     events_list = sorted(parse_count(x) for x in a.events.split(","))
     items_list = sorted(parse_count(x) for x in a.items.split(","))
@@ -194,11 +215,7 @@ def main() -> None:
                     # larger sizes of the same model will not do better
                     done.append((events, a.max_seconds * 1.01))
                     continue
-                peak = (d["base"] + d["measured"]) / 2**20
-                estmb = d["estimate"] / 2**20 if d["estimate"] else float("nan")
-                above = d["measured"] / 2**20
-                line = (f"| {label} | {d['nnz']:,} | {d['users']:,} | {d['items']:,} | {d['fit_s']:.1f} | "
-                        f"{d['recommend_s']:.1f} | {peak:,.0f} | {above:,.0f} | {estmb:,.0f} | {load} |")  # fmt: skip
+                line = row_line(label, d, load)
                 print(line, flush=True)
                 rows.append(line)
                 points.append({"model": label, "name": name, "params": params, "events": events, "items": items,
@@ -206,6 +223,14 @@ def main() -> None:
                 done.append((events, d["fit_s"] + d["recommend_s"]))
             if len(done) >= 2:
                 growth[label] = slope([e for e, _ in done], [t for _, t in done])
+
+    if a.merge:  # the other models' rows of an earlier run, as they were
+        points = merge_points(points, a.merge)
+        rows = [row_line(p["model"], p, p["load"]) for p in points]
+        labels = {p["model"] for p in points}
+        chosen = [m for m in MODELS if m[0] in labels or m in chosen]
+        items_list = sorted({p["items"] for p in points} | set(items_list))
+        events_list = sorted({p["events"] for p in points} | set(events_list))
 
     # ---- growth exponents
     exp_head = "| model | quantity | vs events (items fixed) | vs items (events fixed) |"
@@ -279,14 +304,16 @@ def main() -> None:
             "# The cost curve (issue 20): fit, recommend and peak memory vs events and items\n\n"
             f"`{cmd}` at commit {commit}, on {os.cpu_count()} cores shared with other jobs (load average "
             f"{load_start} at the start, {load_avg()} at the end; each row's 1/5/15-minute load at its start): "
-            "times are noisy." + (f" Rows of earlier runs (same script, `--reuse {a.reuse}`) are taken as they "
+            "times are noisy." + (f" Rows of the models not run by this command are merged from an earlier run "
+            f"(`--merge {a.merge}`), as they were." if a.merge else "") + (f" Rows of earlier runs (same script, `--reuse {a.reuse}`) are taken as they "
             "were; their load column is their own." if a.reuse else "") + " Data: `toprec data synth`, "
             f"{a.mean_per_user:g} events per user (users grow with events), seed 0. Each row is a fresh process "
             "(`bench_memory.py --child`): fit, then `recommend` for **every** user (k=10). peak MB = peak PSS of the "
             "process and its forked workers (sampled every 20 ms, floored by the kernel's peak RSS), data included; "
             "above data = peak minus the memory in use before the fit; estimate = `memory_estimate` (beyond the "
             "data). Models at default parameters except: EASE form fixed (items / users), EDLAE form=items, "
-            "Multi-VAE epochs=1 patience=0 device=cpu.\n\n"
+            "Multi-VAE epochs=1 patience=0 device=cpu; SANSA at its defaults (weights: ceil(0.1 x items) per item, at most 400; "
+            "factor rows of 96).\n\n"
             + "\n".join([head, sep, *rows]) + "\n\n"
             "## Growth exponents\n\nLeast-squares slope of log(quantity) vs log(events) at a fixed item count, and vs "
             "log(items) at a fixed event count (2-3 points each, noisy timings: read as rough orders).\n\n"

@@ -35,6 +35,7 @@ CONTRACT_PARAMS: dict[str, dict] = {
     "seqrules": {"window": 3, "last_n": 5, "k": 20},
     "s3rec": {"epochs": 2, "factors": 16, "max_len": 16, "batch_size": 32, "lr": 5e-3, "patience": 0,
               "pretrain_epochs": 2, "pretrain_batch_size": 64},
+    "sansa": {"l2": 50.0, "density": 0.5, "factor_size": 8},
     "sasrec": {"epochs": 2, "factors": 16, "max_len": 16, "batch_size": 32, "lr": 5e-3, "patience": 0},
     "vasp": {"epochs": 3, "latent": 8, "l2": 20.0, "batch_size": 32, "lr": 1e-2},
 }

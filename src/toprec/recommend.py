@@ -260,6 +260,53 @@ def _fix_boundary_ties(scores: np.ndarray, items: np.ndarray, top: np.ndarray, k
     top[rows] = np.take_along_axis(sub, order, axis=1)
 
 
+def rank_sparse_block(scores: sp.csr_matrix, k: int, history: sp.csr_matrix, popularity, exclude,
+                      out_items: np.ndarray, out_scores: np.ndarray) -> None:  # fmt: skip
+    """:func:`seen_and_cold` + :func:`topk_rows` of a sparse score block (unstored = score 0), same lists.
+
+    A row with at least k positive unmasked stored scores has its whole top k
+    among them (every other item scores 0 or less): only they are ranked, in
+    a padded (rows x longest) block. Other rows (cold users, short
+    histories), and rows whose top k holds equal scores (where the dense
+    order, ties to the lower item, must decide), are densified and take the
+    dense path.
+    """
+    S0 = sp.csr_matrix(scores, dtype=np.float32)
+    S = S0
+    n = S.shape[0]
+    if exclude is not None and exclude.nnz:
+        E = sp.csr_matrix(exclude, dtype=np.float32)
+        E.data = np.ones_like(E.data)
+        S = sp.csr_matrix(S - S.multiply(E))  # seen entries to 0 (not positive: never ranked here)
+    rows = np.repeat(np.arange(n), np.diff(S.indptr))
+    pos = S.data > 0
+    counts = np.bincount(rows[pos], minlength=n)
+    cold = np.diff(history.indptr) == 0 if popularity is not None else np.zeros(n, dtype=bool)
+    dense = (counts < k) | cold
+    ok = np.flatnonzero(~dense)
+    if len(ok):
+        keep = pos & ~dense[rows]
+        r = np.searchsorted(ok, rows[keep])
+        c = counts[ok]
+        p = np.arange(int(c.sum())) - np.repeat(np.cumsum(c) - c, c)
+        vals = np.full((len(ok), int(c.max())), -np.inf, dtype=np.float32)
+        items = np.full(vals.shape, -1, dtype=np.int64)
+        vals[r, p] = S.data[keep]
+        items[r, p] = S.indices[keep]
+        cols, top = topk_rows(vals, k)
+        tied = (top[:, 1:] == top[:, :-1]).any(axis=1) | ((vals >= top[:, k - 1 : k]).sum(axis=1) > k)
+        short = ~np.isfinite(top[:, k - 1])  # fewer than k unmasked positives
+        out_items[ok] = np.take_along_axis(items, cols.astype(np.int64), axis=1)
+        out_scores[ok] = top
+        dense[ok[tied | short]] = True
+    redo = np.flatnonzero(dense)
+    if len(redo):
+        block = np.asarray(S0[redo].toarray(), dtype=np.float32)
+        seen_and_cold(block, history[redo], popularity, None if exclude is None else exclude[redo])
+        it, sc = topk_rows(block, k)
+        out_items[redo], out_scores[redo] = it, sc
+
+
 def check_finite(peak: float, description: str) -> None:
     """A block's largest score NaN or +inf: the model is broken (a diverged fit, an out-of-range parameter).
 
@@ -288,7 +335,9 @@ def topk(
     """Batched top-k over ``users``: scores, :func:`seen_and_cold`, :func:`topk_rows`, batch after batch.
 
     ``score_fn(users_batch, history_batch)`` returns a (b, n_items) score
-    block the function may modify in place. ``history`` rows align with
+    block the function may modify in place, or a scipy sparse block (unstored
+    = 0; ranked by :func:`rank_sparse_block`, the same lists without
+    densifying every row). ``history`` rows align with
     ``users``; ``exclude`` (also aligned) lists the items to mask;
     ``popularity`` (when given) scores the users whose history is empty.
 
@@ -324,10 +373,18 @@ def topk(
             for start in range(lo, hi, bs):
                 stop = min(hi, start + bs)
                 h = history[start:stop]
-                scores = np.asarray(score_fn(users[start:stop], h), dtype=np.float32)
+                scores = score_fn(users[start:stop], h)
+                ex = None if exclude is None else exclude[start:stop]
+                if sp.issparse(scores):  # a sparse model's scores: ranked without densifying most rows
+                    if check_scores and scores.nnz:
+                        check_finite(float(scores.max()), description)
+                    rank_sparse_block(scores, k, h, popularity, ex, out_items[start:stop], out_scores[start:stop])
+                    bar.advance((stop - start) * n_workers)
+                    continue
+                scores = np.asarray(scores, dtype=np.float32)
                 if check_scores and scores.size:
                     check_finite(float(scores.max()), description)
-                seen_and_cold(scores, h, popularity, None if exclude is None else exclude[start:stop])
+                seen_and_cold(scores, h, popularity, ex)
                 topk_rows(scores, k, out_items[start:stop], out_scores[start:stop])
                 bar.advance((stop - start) * n_workers)
 

@@ -228,7 +228,7 @@ class Recommender(abc.ABC):
                 return recs
         with self._host_scoring(len(users)):
             return topk(
-                self._score,
+                self._ranking_scores,
                 users,
                 self.n_items,
                 k,
@@ -239,6 +239,11 @@ class Recommender(abc.ABC):
                 description=f"{self.name}: recommend",
                 popularity=self.item_popularity,
             )
+
+    def _ranking_scores(self, users: np.ndarray, history: sp.csr_matrix):
+        """The scores ``recommend`` ranks: ``_score``'s by default; a sparse model may return a scipy
+        sparse block (unstored = 0), which the shared top-k ranks without densifying it."""
+        return self._score(users, history)
 
     def _recommend_on_device(self, users: np.ndarray, hist: sp.csr_matrix, k: int) -> Recommendations | None:
         """Lists ranked on a GPU (``topk`` with a ``device``, seen items masked), or None to rank on the host."""

@@ -147,6 +147,28 @@ def admm_slim(model, n_users: int, n_items: int, nnz: int) -> MemoryEstimate:
                           f"ADMM SLIM's five {_fmt(n_items)} x {_fmt(n_items)} matrices", f"use {SPARSE_ALT}")
 
 
+@estimates("sansa")
+def sansa(model, n_users: int, n_items: int, nnz: int) -> MemoryEstimate:
+    """Sparse Gram (lower triangle, 8 bytes a stored pair), the factor, the sparse weights; no n^2 array."""
+    from .sparse_inverse import GRAM_BLOCK_WORK, RANK_BLOCK, SOLVE_CHUNK, per_item
+
+    p = model.params
+    n = float(n_items)
+    k = float(min(n_items, p.factor_size))
+    keep = float(per_item(n_items, p.density, p.max_per_item))
+    lower = _pairs(n_users, n_items, nnz) / 2 + n  # stored values of the Gram's lower triangle
+    data = 24.0 * nnz  # float32 copy of X, the column-permuted copy and its transpose
+    gram = 16 * lower + 45.0 * GRAM_BLOCK_WORK  # the blocks, then concatenated; one block's product and sort
+    factor = 8 * lower + 40 * n * k + 80.0 * SOLVE_CHUNK + 60.0 * RANK_BLOCK  # Gl, pattern + factor, one chunk
+    weights = 4 * 16 * n * k + 60.0 * RANK_BLOCK + 2 * 24 * n * keep  # W's float64 copies, a block, B as COO + CSR
+    score = 8 * n * keep + batches(n_users, n_items)
+    return MemoryEstimate(int(data + max(gram, factor, weights, score)),
+                          f"SANSA's sparse Gram of {_fmt(n_items)} items (~{_fmt(int(lower))} stored pairs) and "
+                          f"sparse weights ({int(keep):,} per item)",
+                          "use --param density=... or --param factor_size=... (fewer weights), or a sample of "
+                          "the users (fewer Gram pairs)")  # fmt: skip
+
+
 @estimates("itemknn", "rp3beta")
 def neighbours(model, n_users: int, n_items: int, nnz: int) -> MemoryEstimate:
     p = model.params
