@@ -61,6 +61,7 @@ def main() -> None:
     P /= -np.diag(P).copy()[None, :]
     P[np.diag_indices_from(P)] = 0.0
     m.similarity = P
+    m.form_ = "items"
     H = X[: a.users]
     S = {}
     for _ in range(a.runs):
