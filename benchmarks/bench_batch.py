@@ -116,7 +116,7 @@ def measure(name: str, model_dir: Path, folder: Path, block: int, rows: list[str
                     f"{PEAK['last']:.2f} | - |")  # fmt: skip
     s2 = seconds(o := toprec(["batch", *common, "--output", out_local]))
     n = int(LINE.search(o.replace("\n", " ")).group("users").replace(",", ""))
-    same = "yes" if out_local.read_bytes() == out_local1.read_bytes() else "NO" if out_local1.exists() else "-"
+    same = "-" if not out_local1.exists() else "yes" if out_local.read_bytes() == out_local1.read_bytes() else "NO"
     rows.append(f"| {name} | local, forked workers | {cores} | {n:,} | {s2:.1f} | {n / s2:,.0f} | "
                 f"{n / s2 / cores:,.0f} | {PEAK['last']:.2f} | {same} |")  # fmt: skip
     if "ray" not in engines:
