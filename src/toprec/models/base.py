@@ -370,8 +370,9 @@ class ItemItemRecommender(Recommender):
     streams over it: about twice as fast as one sparse x dense product, whose
     every nonzero drags a whole similarity row through memory. With numba
     (:mod:`.kernels`) a compiled kernel does the same sums, bit for bit,
-    about twice as fast; it is compiled (or loaded from its disk cache) before
-    the scoring forks its workers.
+    without the column-block copy of the similarity (about as fast:
+    ``benchmarks/results/kernels.md``); it is compiled (or loaded from its
+    disk cache) before the scoring forks its workers.
     """
 
     SCORE_BLOCK = 256
@@ -396,7 +397,7 @@ class ItemItemRecommender(Recommender):
         if history.shape[0] <= self.FEW_ROWS:  # a few users (serving): gather their rows of S, no block copy
             return np.asarray(history @ S, dtype=np.float32)
         if S.dtype == np.float32 and S.flags.c_contiguous and kernels.available():
-            return kernels.sparse_dense(history, S)  # the same sums as below, bit for bit, ~2x faster
+            return kernels.sparse_dense(history, S)  # the same sums as below, bit for bit, no copy of S
         out = np.empty((history.shape[0], S.shape[1]), dtype=np.float32)
         for start, block in self._column_blocks():
             out[:, start : start + block.shape[1]] = history @ block
