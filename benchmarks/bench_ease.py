@@ -3,6 +3,7 @@
 
     python benchmarks/bench_ease.py                 # toprec, 3 runs, medians
     python benchmarks/bench_ease.py --baseline      # also the plain numpy/scipy version
+    python benchmarks/bench_ease.py --runs 5 --baseline --baseline-runs 5   # the issue's figure: medians of 5
     python benchmarks/bench_ease.py --data DIR      # any competition-layout folder
 
 Data: by default ``toprec data synth`` output with the competition's
@@ -30,7 +31,12 @@ DEFAULT_DATA = HERE / "data" / "synth"
 
 
 def _peak_rss_gb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # kB -> GB
+    """This worker's own peak RSS: VmHWM (its image since the exec), not ru_maxrss, which Linux carries over
+    the exec from the process that started it (here the small driver, elsewhere maybe not)."""
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024**2  # kB -> GB
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
 
 
 def _peak_rss_children_gb() -> float:
@@ -174,7 +180,8 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=None)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--l2", type=float, default=500.0)
-    ap.add_argument("--baseline", action="store_true", help="also time the plain numpy/scipy version (1 run)")
+    ap.add_argument("--baseline", action="store_true", help="also time the plain numpy/scipy version")
+    ap.add_argument("--baseline-runs", type=int, default=1, help="runs of the baseline (alternating with toprec's)")
     ap.add_argument("--json", type=Path, default=None, help="write all runs as JSON")
     ap.add_argument("--cache", action="store_true", help="also time toprec with the parsed dataset cached")
     ap.add_argument("--user-col", default=None, help="table data: user column")
@@ -196,15 +203,19 @@ def main() -> None:
     else:
         data = ensure_data(data)
     dev = args.device
-    results = {"toprec": [run_once("toprec", data, args.l2, load_args, dev) for _ in range(args.runs)]}
+    results = {"toprec": []}
+    if args.baseline:
+        if load_args:
+            raise SystemExit("--baseline reads competition-layout folders only")
+        results["numpy baseline"] = []
+    for r in range(args.runs):  # the versions in turn, run after run: a load that drifts hits both alike
+        results["toprec"].append(run_once("toprec", data, args.l2, load_args, dev))
+        if args.baseline and r < args.baseline_runs:
+            results["numpy baseline"].append(run_once("numpy", data, args.l2, {}))
     if args.cache:
         run_once("toprec", data, args.l2, {**load_args, "cache": True}, dev)  # warm the cache
         results["toprec, cached"] = [run_once("toprec", data, args.l2, {**load_args, "cache": True}, dev)
                                      for _ in range(args.runs)]  # fmt: skip
-    if args.baseline:
-        if load_args:
-            raise SystemExit("--baseline reads competition-layout folders only")
-        results["numpy baseline"] = [run_once("numpy", data, args.l2, {})]
     keys = ["load", "fit", "recommend", "write", "total", "torch_import", "cuda_startup", "process_wall", "peak_rss_gb",
             "worker_rss_gb"]  # fmt: skip
     print(f"\nEASE end to end on {data} ({results['toprec'][0]['events']:,} events), l2={args.l2}, "
@@ -223,9 +234,12 @@ def main() -> None:
           "worker_rss_gb: the largest forked worker, whose RSS includes pages shared copy-on-write with the parent)")
     if "numpy baseline" in med:
         ratio = med["numpy baseline"]["total"] / med["toprec"]["total"]
-        print(f"toprec is {ratio:.1f}x faster than the plain numpy/scipy version end to end")
+        print(f"toprec is {ratio:.1f}x faster than the plain numpy/scipy version end to end "
+              f"(toprec/baseline = {1 / ratio:.2f}, medians of {len(results['toprec'])} and "
+              f"{len(results['numpy baseline'])} runs; load average now {os.getloadavg()[0]:.1f})")
     if args.json:
-        args.json.write_text(json.dumps({"machine": machine(), "data": str(data), "runs": results}, indent=2))
+        args.json.write_text(json.dumps({"machine": machine(), "data": str(data), "command": " ".join(sys.argv),
+                                         "load_average_end": os.getloadavg(), "runs": results}, indent=2))
 
 
 if __name__ == "__main__":

@@ -7,9 +7,11 @@ Each (data, model) runs in a fresh process: it loads the synthetic data
 (``toprec.data.synth``, cached under ``--cache``), measures the memory in use
 (PSS of the process and its forked workers, from ``/proc/PID/smaps_rollup``,
 so shared memory is counted once), then fits and recommends for every user
-while a thread samples the same sum every 20 ms (the kernel's peak RSS,
-``ru_maxrss``, is a floor: the sampler can miss a peak while a C routine
-holds the GIL). "measured" is the peak minus
+while a thread samples the same sum every 20 ms (the kernel's peak RSS of
+this image, ``VmHWM``, or of its largest forked worker, is a floor: the
+sampler can miss a peak while a C routine holds the GIL; ``ru_maxrss`` is
+not used for the process itself, since Linux carries the parent's peak
+over the exec that started it). "measured" is the peak minus
 the memory in use before the fit: what the estimate is meant to cover.
 """
 
@@ -62,6 +64,22 @@ def pss_tree(pid: int) -> int:
     return total
 
 
+def own_peak_rss() -> int:
+    """This process's peak RSS in bytes since it exec'd: ``VmHWM``, the high-water mark of its current image.
+
+    Not ``ru_maxrss`` of ``RUSAGE_SELF``: Linux carries a process's peak over
+    an exec, so a child started by fork/vfork + exec begins with its parent's
+    peak RSS as its own (a 300 MB parent: 300 MB for a child whose image
+    never passes 9 MB), and ``os.wait4``'s rusage of the child carries the
+    same number.
+    """
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise OSError("no VmHWM in /proc/self/status")
+
+
 def data_folder(cache: Path, name: str) -> Path:
     users, items, mean = CONFIGS[name]
     folder = cache / name
@@ -102,12 +120,16 @@ def child(folder: str, model: str, params: str) -> None:
     rec_s = time.perf_counter() - t0
     stop.set()
     th.join()
-    # the kernel's own peak RSS (exact, no sampling; forked workers: the largest one, not their sum)
-    kpeak = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
-    peak[0] = max(peak[0], base + kpeak * 1024 - rss0)
+    # the kernel's own peak RSS (exact, no sampling): this image's (VmHWM, not the ru_maxrss inherited over the
+    # exec from whatever started it) or its largest forked worker's (forked, never exec'd: their ru_maxrss starts
+    # from this process's pages, so it is this measurement's own); the largest one, not their sum
+    sampled = peak[0]
+    kpeak = max(own_peak_rss(), resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024)
+    peak[0] = max(peak[0], base + kpeak - rss0)
     print(json.dumps({"users": X.shape[0], "items": X.shape[1], "nnz": X.nnz, "estimate": est.bytes if est else None,
                       "what": est.what if est else "", "measured": peak[0] - base, "base": base,
-                      "fit_s": fit_s, "recommend_s": rec_s}))  # fmt: skip
+                      "fit_s": fit_s, "recommend_s": rec_s, "sampled": sampled - base,
+                      "kernel_floor": kpeak - rss0}))  # fmt: skip
 
 
 def main() -> None:
@@ -151,7 +173,7 @@ def main() -> None:
             "# Memory estimates vs measured peak (fit + recommend for every user)\n\n"
             f"`python benchmarks/bench_memory.py --configs {a.configs}` on {os.cpu_count()} cores; "
             "measured = peak PSS of the process and its forked workers (sampled every 20 ms; at least the kernel's "
-            "peak RSS of the process or its largest worker) minus the memory in use before the fit.\n\n"
+            "peak RSS of the process's own image (VmHWM) or of its largest forked worker) minus the memory in use before the fit.\n\n"
             + "\n".join([head, "|" + "---|" * 9, *rows]) + "\n"
         )
 

@@ -27,6 +27,7 @@ from ..errors import ToprecError
 from ..io import atomic_dir
 from ..memory import MemoryEstimate, check_fit
 from ..recommend import DEFAULT_MEMORY_BUDGET, Recommendations, seen_and_cold, topk
+from . import kernels
 
 
 #: the largest magnitude a float parameter may have: models compute in float32 (3.4e38)
@@ -372,7 +373,11 @@ class ItemItemRecommender(Recommender):
     A dense similarity is multiplied in column blocks (``SCORE_BLOCK`` wide,
     each contiguous) so each block stays in cache while the sparse history
     streams over it: about twice as fast as one sparse x dense product, whose
-    every nonzero drags a whole similarity row through memory.
+    every nonzero drags a whole similarity row through memory. With numba
+    (:mod:`.kernels`) a compiled kernel does the same sums, bit for bit,
+    without the column-block copy of the similarity (about as fast:
+    ``benchmarks/results/kernels.md``); it is compiled (or loaded from its
+    disk cache) before the scoring forks its workers.
     """
 
     SCORE_BLOCK = 256
@@ -396,10 +401,17 @@ class ItemItemRecommender(Recommender):
         history = sp.csr_matrix(history, dtype=S.dtype)
         if history.shape[0] <= self.FEW_ROWS:  # a few users (serving): gather their rows of S, no block copy
             return np.asarray(history @ S, dtype=np.float32)
+        if S.dtype == np.float32 and S.flags.c_contiguous and kernels.available():
+            return kernels.sparse_dense(history, S)  # the same sums as below, bit for bit, no copy of S
         out = np.empty((history.shape[0], S.shape[1]), dtype=np.float32)
         for start, block in self._column_blocks():
             out[:, start : start + block.shape[1]] = history @ block
         return out
+
+    def _host_scoring(self, n_rows: int) -> contextlib.AbstractContextManager:
+        if n_rows > self.FEW_ROWS and isinstance(self.similarity, np.ndarray):
+            kernels.warm()  # once per process, before any fork
+        return super()._host_scoring(n_rows)
 
     def _state(self) -> dict[str, Any]:
         return {"similarity": self.similarity}

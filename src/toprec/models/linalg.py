@@ -8,6 +8,7 @@ import scipy.sparse as sp
 from scipy.linalg.blas import get_blas_funcs
 
 from .. import parallel
+from . import kernels
 from ..errors import ToprecError
 
 #: users with more than this share of the catalogue go through dense BLAS syrk
@@ -34,9 +35,12 @@ def gram(X: sp.csr_matrix, dense_share: float = DENSE_USER_SHARE, chunk: int = 1
     ``dense_share`` of the items) are densified in chunks and added with BLAS
     ``syrk``, which is faster for them than the sparse product (their cost
     there grows with the square of their history). No dense users x items
-    matrix is ever built.
+    matrix is ever built. With the compiled kernels (:mod:`.kernels`) the
+    whole product is one pass over each row's pairs instead, on every core.
     """
     X = sp.csr_matrix(X, dtype=np.float32)
+    if kernels.available():
+        return mirror_upper(kernels.gram_upper(X, threads=parallel.workers()))
     n_items = X.shape[1]
     counts = np.diff(X.indptr)
     heavy = np.flatnonzero(counts > dense_share * n_items)

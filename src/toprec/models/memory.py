@@ -20,11 +20,14 @@ from __future__ import annotations
 from typing import Callable
 
 from .. import parallel
+from . import kernels
 from ..memory import MemoryEstimate
 
 F32 = 4
 #: bytes per stored value of a scipy CSR product (float32 data + int32 index + slack of the row pass)
 SPARSE = 10
+#: llvmlite and numba's compiled kernels (:mod:`.kernels`) in memory (measured: +64-93 MB peak on ml1m-like)
+KERNEL_RUNTIME = 96 * 2**20
 SPARSE_ALT = "a sparse model such as rp3beta or itemknn (memory grows with items x neighbours)"
 
 ESTIMATES: dict[str, Callable[..., MemoryEstimate | None]] = {}
@@ -52,9 +55,12 @@ def gram_bytes(n_rows: int, n_cols: int, nnz: int, skew: float = 2.0) -> float:
 
     w forked workers each build a sparse product of their rows and densify it
     into a shared buffer; the parent then sums the w buffers into a copy, and
-    the result is copied once more into Fortran order.
+    the result is copied once more into Fortran order. With the compiled
+    kernel (:mod:`.kernels`) only the dense result is allocated.
     """
     n2 = float(n_cols) ** 2
+    if kernels.available():  # the compiled kernel: the dense result, int64 copies of X's indices, numba itself
+        return F32 * n2 + 16.0 * nnz + KERNEL_RUNTIME
     w = parallel.workers() if nnz > 2_000_000 else 1
     per_worker = SPARSE * _pairs(n_rows / w, n_cols, nnz / w, skew) + F32 * n2
     in_workers = w * F32 * n2 + (w * per_worker if w > 1 else per_worker)
@@ -68,7 +74,10 @@ def batches(n_users: int, n_items: int, factor: int = 1) -> float:
 
 
 def _scoring_dense(n_users: int, n_items: int) -> float:
-    """Scoring with a dense item-item matrix: its cached column blocks (a second copy) + score batches."""
+    """Scoring with a dense item-item matrix: its cached column blocks (a second copy; none with the compiled
+    kernel) + score batches."""
+    if kernels.available():
+        return KERNEL_RUNTIME + batches(n_users, n_items)
     return F32 * float(n_items) ** 2 + batches(n_users, n_items)
 
 
@@ -90,8 +99,9 @@ def user_space(n_users: int, n_items: int, nnz: int, name: str) -> MemoryEstimat
     """EASE / EDLAE by Woodbury: users x users Gram and inverse K, then M = K X (users x items, twice)."""
     m2 = float(n_users) ** 2
     gram = gram_bytes(n_items, n_users, nnz, skew=8.0)  # rows = items: popularity is more skewed than activity
-    solve = F32 * m2 + 2 * F32 * float(n_users) * n_items + SPARSE * nnz
-    score = F32 * float(n_users) * n_items + batches(n_users, n_items, 2)
+    runtime = KERNEL_RUNTIME if kernels.available() else 0.0  # loaded by the Gram, held from then on
+    solve = F32 * m2 + 2 * F32 * float(n_users) * n_items + SPARSE * nnz + runtime
+    score = F32 * float(n_users) * n_items + batches(n_users, n_items, 2) + runtime
     return MemoryEstimate(int(max(gram, solve, score)),
                           f"the user-space (Woodbury) solve of {_fmt(n_users)} users x {_fmt(n_items)} items",
                           f"use fewer users (a sample) or {SPARSE_ALT}")  # fmt: skip
