@@ -146,7 +146,11 @@ def _maybe_rerank(ens, chosen, report, members, ds, folds, clock, out, k, seed, 
     saved = out / "rerank.json"
     rr = Ensemble(members, method="rerank", candidates=candidates_n)
     log(f"{clock.stamp()} re-ranker: trained on fold A, checked on fold B (~{need:.0f}s)")
-    rep = rr.validate(ds, search="both", k=k, scheme="users", seed=seed, last=last, random=random, folds=folds)
+    try:
+        rep = rr.validate(ds, search="both", k=k, scheme="users", seed=seed, last=last, random=random, folds=folds)
+    except ToprecError as exc:  # e.g. a fold without a positive to learn from: the fused choice stands
+        log(f"{clock.stamp()} re-ranker skipped: {exc}")
+        return ens, chosen, report
     clock.save(stage="rerank")
     r = f"recall@{k}"
     base, got = written_fold_b(report, chosen), float(rep["ensemble"]["fold_b"][r])
