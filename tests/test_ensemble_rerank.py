@@ -125,6 +125,16 @@ def test_cli_ensemble_rerank(competition_dir, tmp_path, events):
     proc = run("ensemble", "--data", competition_dir, "--members", "itemknn,ease:l2=20", "--method", "rerank",
                "--no-validate", "--search", "none", "--output", sub, "-q")  # fmt: skip
     assert_one_line_error(proc, "rerank", "--no-validate")
+    # --recency: the re-ranker's importances name the recency features; without rerank it is a one-line error
+    js = tmp_path / "rerank.json"
+    proc = run("ensemble", "--data", competition_dir, "--members", "itemknn,ease:l2=20", "--method", "rerank",
+               "--recency", "--random", "4", "-n", "30", "-k", "5", "--output", sub, "--force", "--json", js, "-q")
+    assert proc.returncode == 0, proc.stderr
+    features = json.loads(js.read_text())["validation"]["rerank"]["features"]
+    assert {"sim_last", "item_pop_near", "item_age"} <= set(features)
+    proc = run("ensemble", "--data", competition_dir, "--members", "itemknn,ease:l2=20", "--method", "rank",
+               "--recency", "--output", sub, "-q")  # fmt: skip
+    assert_one_line_error(proc, "--recency", "need --method rerank")
 
 
 # ------------------------------------------------------------------ CatBoost backend, clusters, importances

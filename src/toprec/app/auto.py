@@ -78,7 +78,7 @@ def pipeline_config(cfg, run):
                 "search": "none", "validate": False, "candidates": cfg.auto.candidates}
     if run.method == "rerank":
         # the ranker is trained on fold A again: the same folds (users scheme, the run's seed), no fallback
-        ensemble.update(validate=True, scheme="users", stratify=True, force=True)
+        ensemble.update(validate=True, scheme="users", stratify=True, force=True, recency=run.recency)
     return RunConfig.make(
         command="ensemble", data=cfg.data, split=cfg.split, metrics=cfg.metrics, tracking=cfg.tracking,
         ensemble=ensemble, output={"submission": cfg.output.submission},

@@ -43,7 +43,7 @@ def ensemble(cfg) -> EnsembleResult:
     method = _method(e)
     members = parse_members(e.members)  # unknown models / bad parameters: before any work
     ens = Ensemble(members, method=method, weights=e.weights, candidates=e.candidates, ranker=e.ranker,
-                   clusters=e.clusters)  # fmt: skip
+                   clusters=e.clusters, recency=e.recency)  # fmt: skip
     if model_dir is not None:
         check_pipeline(ens)  # file members / rerank cannot be served: before any work
     with session.tracked_run(cfg) as tracker:

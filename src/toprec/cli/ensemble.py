@@ -34,6 +34,9 @@ Ranker = Annotated[str, typer.Option(
 Clusters = Annotated[Optional[str], typer.Option(
     help="--method rerank: a factor model (ials, lmf, bpr; parameters as ials:factors=64) fitted on fold A's "
     "training data; its users' K-means clusters (k by silhouette) become re-ranker features.")]
+Recency = Annotated[bool, typer.Option(
+    "--recency", help="--method rerank: add recency features (similarity of each candidate to the user's latest "
+    "items; with a time column, its popularity around the user's last event, its age, the user's idle time).")]
 SaveModel = Annotated[Optional[Path], typer.Option(
     help="Also save the fused pipeline (members fitted on all data, method, weights) to this folder, for `toprec serve`.")]
 
@@ -55,8 +58,8 @@ def ensemble(members: Members, output: Submission, method: Method = "auto",
              candidates: Candidates = 100, weights: Weights = None, scheme: Scheme = "users",
              min_gain: MinGain = 1e-4, restarts: Restarts = 0, no_stratify: NoStratify = False,
              no_validate: NoValidate = False, force: Force = False, json_out: JsonOut = None,
-             save_model: SaveModel = None, ranker: Ranker = "lightgbm", clusters: Clusters = None, *, data, split,
-             tracking) -> None:  # fmt: skip
+             save_model: SaveModel = None, ranker: Ranker = "lightgbm", clusters: Clusters = None,
+             recency: Recency = False, *, data, split, tracking) -> None:  # fmt: skip
     """Search ensemble weights/members on one fold, confirm on another, refit on all data, write the submission.
 
     Each member's top-N lists are fused (rank: sum of w / log2(rank + 1)).
@@ -68,7 +71,7 @@ def ensemble(members: Members, output: Submission, method: Method = "auto",
     section = dict(members=members.split(","), method=method, search=search, candidates=candidates,
                    weights=parse_weights(weights), scheme=scheme, min_gain=min_gain, restarts=restarts,
                    stratify=not no_stratify, validate=not no_validate, force=force, ranker=ranker,
-                   clusters=clusters)  # fmt: skip
+                   clusters=clusters, recency=recency)  # fmt: skip
     cfg = config("ensemble", tracking, data=data, split=split, metrics=MetricsConfig(k=k), ensemble=section,
                  output=OutputConfig(submission=str(output), json_path=opt_str(json_out),
                                      model_dir=opt_str(save_model)))  # fmt: skip

@@ -50,7 +50,7 @@ class Ensemble:
     """
 
     def __init__(self, members, method: str = AUTO, weights: Sequence[float] | None = None, candidates: int = 100,
-                 ranker: str = "lightgbm", clusters: str | None = None):  # fmt: skip
+                 ranker: str = "lightgbm", clusters: str | None = None, recency: bool = False):  # fmt: skip
         self.members: list[Member] = parse_members(members)
         name = method.strip().lower()
         self.method = name if name in (AUTO, RERANK) else check_method(method)
@@ -62,8 +62,10 @@ class Ensemble:
         if self.ranker not in RANKERS:
             raise ToprecError(f"unknown ranker '{ranker}' (choose from {', '.join(RANKERS)})")
         self.clusters = clusters or None
-        if (self.ranker != RANKERS[0] or self.clusters) and self.method != RERANK:
-            raise ToprecError("--ranker and --clusters choose the re-ranker's backend and features: "
+        #: method rerank: recency features (:mod:`.recency`)
+        self.recency = bool(recency)
+        if (self.ranker != RANKERS[0] or self.clusters or self.recency) and self.method != RERANK:
+            raise ToprecError("--ranker, --clusters and --recency choose the re-ranker's backend and features: "
                               f"they need --method rerank, not '{self.method}'")  # fmt: skip
         if self.clusters:
             from ..features.clusters import parse_spec
@@ -184,7 +186,7 @@ class Ensemble:
 
         fa, fb = folds.fold_a, folds.fold_b
         with progress.task(f"re-ranker ({self.ranker}) trained on fold A: {len(fa.users):,} users"):
-            ranker = Reranker(self.labels, seed=seed, ranker=self.ranker, clusters=self.clusters)
+            ranker = Reranker(self.labels, seed=seed, ranker=self.ranker, clusters=self.clusters, recency=self.recency)
             ranker.fit(data, folds.search_train, fa.users, lists_a, fa.truth[fa.users], k=k)
             ens_a = ranker.fit_recs
         timings["search_s"] = time.perf_counter() - t0

@@ -180,7 +180,7 @@ BACKENDS = {"lightgbm": _LightGBM, "catboost": _CatBoost}
 
 def candidate_features(
     data, train, users: np.ndarray, lists: Sequence[Recommendations], labels: Sequence[str], clusters=None,
-    cluster_share: np.ndarray | None = None,
+    cluster_share: np.ndarray | None = None, recency=None,
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """``items`` (n, L) (the union of the members' lists, -1 padding) and ``features`` (n, L, F) float32.
 
@@ -190,7 +190,8 @@ def candidate_features(
     (the user's cluster id, -1 for none; categorical) and ``cluster_share``
     (the share of the user's cluster who had the item in ``train``;
     ``cluster_share`` passes that (k, items) table in when it is already
-    computed for the stage).
+    computed for the stage). ``recency`` (a :class:`.recency.Recency` of
+    ``train``): adds the recency features listed there.
     """
     ps, pr = build_pool(lists, "score", users), build_pool(lists, "rank", users)
     items = ps.items
@@ -245,6 +246,10 @@ def candidate_features(
         names.append(CLUSTER)
         cols.append(np.where(lab[:, None] >= 0, share[np.maximum(lab, 0)[:, None], it], 0.0))
         names.append("cluster_share")
+    if recency is not None:
+        rc, rn = recency.features(users, items)
+        cols += rc
+        names += rn
     feats = np.stack([np.asarray(c, dtype=np.float32) for c in cols], -1)
     feats[items < 0] = 0.0
     return items, feats, names
@@ -279,8 +284,9 @@ class Reranker:
     """
 
     def __init__(self, labels: Sequence[str], seed: int = 0, threads: int = 0, ranker: str = "lightgbm",
-                 clusters=None):  # fmt: skip
+                 clusters=None, recency: bool = True):  # fmt: skip
         self.labels = list(labels)
+        self.recency = bool(recency)
         self.seed = int(seed)
         self.threads = int(threads)
         self.ranker = str(ranker).strip().lower()
@@ -308,7 +314,8 @@ class Reranker:
             self.clusters = user_clusters(train, self.cluster_spec, seed=self.seed)
         elif self.cluster_spec is not None:  # already fitted (UserClusters over train's users)
             self.clusters = self.cluster_spec
-        items, feats, self.feature_names = candidate_features(data, train, users, lists, self.labels, self.clusters)
+        items, feats, self.feature_names = candidate_features(data, train, users, lists, self.labels, self.clusters,
+                                                              recency=self._recency(train))  # fmt: skip
         valid = items >= 0
         y = hit_matrix(items, sp.csr_matrix(truth))
         if not y[valid].any():
@@ -328,6 +335,14 @@ class Reranker:
         if k is not None:
             self.fit_recs = top_k(np.asarray(users, dtype=np.int64), items, self._predict(items, feats), k)
         return self
+
+    def _recency(self, train):
+        """The stage's recency tables (:mod:`.recency`), or None when switched off."""
+        if not self.recency:
+            return None
+        from .recency import Recency
+
+        return Recency(train)
 
     def describe(self) -> dict:
         """What the report shows: backend, trees, features by importance, the clusters (if any)."""
@@ -360,10 +375,11 @@ class Reranker:
             from ..features.clusters import cluster_item_share
 
             share = cluster_item_share(self.clusters, train.matrix)  # once per stage, not per batch
+        recency = self._recency(train)
         for start in range(0, len(users), BATCH_USERS):
             sel = np.arange(start, min(start + BATCH_USERS, len(users)))
             items, feats, _ = candidate_features(data, train, users[sel], select_rows(lists, sel), self.labels,
-                                                 self.clusters, share)  # fmt: skip
+                                                 self.clusters, share, recency)  # fmt: skip
             recs = top_k(users[sel], items, self._predict(items, feats), k, None if exclude is None else exclude[sel])
             out_items[sel], out_scores[sel] = recs.items, recs.scores
         return Recommendations(users, out_items, out_scores)

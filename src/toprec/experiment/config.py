@@ -145,12 +145,15 @@ class EnsembleConfig(_Strict):
     clusters: Optional[str] = Field(
         None, description="method rerank: a factor model (ials, lmf:factors=32, ...) whose user clusters "
         "(K-means, k by silhouette) are re-ranker features")
+    recency: bool = Field(
+        False, description="method rerank: recency features (similarity to the user's latest items, the "
+        "candidate's popularity around the user's last event, ...)")
     model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
 
     @model_validator(mode="after")
     def _consistent(self) -> "EnsembleConfig":
-        if self.method != "rerank" and (self.ranker != RANKERS[0] or self.clusters):
-            raise ValueError(f"--ranker and --clusters set up the re-ranker: they need --method rerank, "
+        if self.method != "rerank" and (self.ranker != RANKERS[0] or self.clusters or self.recency):
+            raise ValueError(f"--ranker, --clusters and --recency set up the re-ranker: they need --method rerank, "
                              f"not '{self.method}'")  # fmt: skip
         if self.weights is not None and len(self.weights) != len(self.members):
             raise ValueError(f"--weights: {len(self.weights)} weights for {len(self.members)} members")

@@ -1,0 +1,45 @@
+"""`toprec auto`'s re-ranker stage: trained on fold A, gated on fold B, recency features with a last-event part."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import pytest
+
+from toprec.auto.pipeline import run_auto, use_recency
+
+pytest.importorskip("lightgbm")
+
+
+def test_rerank_stage_runs_with_recency_and_writes_its_verdict(dataset, tmp_path):
+    lines = []
+    run = run_auto(dataset, tmp_path / "auto", 300, last=1, random=4, seed=3, candidates_n=30,
+                   only=["ease", "rp3beta"], log=lines.append)  # fmt: skip
+    stage = [line for line in lines if "re-ranker: trained on fold A" in line]
+    assert stage and "with recency features" in stage[0], lines
+    verdict = json.loads((tmp_path / "auto" / "rerank.json").read_text())
+    assert set(verdict) >= {"fold_b", "written_fold_b", "se", "kept"}
+    assert verdict["kept"] == (verdict["fold_b"] - verdict["written_fold_b"] > verdict["se"] > 0)
+    assert run.recency == (run.method == "rerank")
+    assert (run.method == "rerank") == verdict["kept"]
+
+
+def test_recency_only_with_a_last_event_part_and_times(dataset):
+    assert use_recency(dataset, last=1)
+    assert not use_recency(dataset, last=0)  # random-only protocols: no last event to aim at
+    flat = SimpleNamespace(time=[5, 5, 5])
+    assert not use_recency(flat, last=1)
+
+
+def test_pipeline_yaml_of_a_reranked_run_keeps_the_recency_features(competition_dir):
+    from toprec.app.auto import pipeline_config
+    from toprec.experiment.config import RunConfig
+
+    cfg = RunConfig.make(command="auto", data={"path": str(competition_dir)}, auto={"budget": "5m"},
+                         output={"submission": "sub.csv"})  # fmt: skip
+    run = SimpleNamespace(weights={"ease": 0.5, "rp3beta": 0.5}, method="rerank", recency=True)
+    pipe = pipeline_config(cfg, run)
+    assert pipe.ensemble.method == "rerank" and pipe.ensemble.recency and pipe.ensemble.validate_folds
+    run.recency = False
+    assert not pipeline_config(cfg, run).ensemble.recency
