@@ -230,3 +230,29 @@ def test_an_epoch_trained_member_reports_every_epoch_and_a_weak_trial_is_pruned(
     # the next TPE trial is asked from both (the pruned one too): not the pruned parameters again
     third = s.trial()
     assert third["params"]["lr"] != pytest.approx(1e-6)
+
+
+def test_an_epoch_trained_trial_past_its_time_box_stops_and_caps_the_final_refit(dataset, tmp_path):
+    from dataclasses import replace
+
+    from toprec import models
+    from toprec.auto.tuning import MemberStudy, open_studies
+    from toprec.ensemble import make_folds
+
+    c = next(c for c in candidates(profile(dataset, 1, 4)) if c.name == "multivae")
+    c = replace(c, fixed={"epochs": 8, "patience": 0, "latent": 8, "hidden": 16, "batch_size": 32},
+                starts=[{"lr": 1e-2, "dropout": 0.5}], space={"lr": ("log_float", 1e-6, 1e-2),
+                                                              "dropout": ("float", 0.2, 0.7)})  # fmt: skip
+    folds = make_folds(dataset, "users", 0, 1, 4, True)
+    s = MemberStudy(c, folds, open_studies(tmp_path / "studies.db"), tmp_path, 10, 20, 0)
+    r = s.trial(seconds=0.0)  # out of time after the first epoch
+    assert r["time_boxed"] == 1 and 0 < r["value"] <= 1
+    t = s.complete()[0]
+    assert sorted(t.intermediate_values) == [1] and t.user_attrs["epochs_run"] == 1
+    assert s.best["params"]["epochs"] == 1  # the final refit runs no longer than the trial did
+    model = models.get("multivae", **s.best["params"]).fit(folds.search_train)
+    assert len(model.history) == 1
+    # without a time box the same member runs its 8 epochs
+    s2 = MemberStudy(c, folds, open_studies(tmp_path / "other.db"), tmp_path / "other", 10, 20, 0)
+    r2 = s2.trial(seconds=None)
+    assert "time_boxed" not in r2 and sorted(s2.complete()[0].intermediate_values) == list(range(1, 9))

@@ -151,6 +151,19 @@ def test_callback_logs_history_and_stop(train):
     with pytest.raises(Stop):
         models.get("multidae", **FAST).fit(train, callback=stop_at_2)
 
+    # StopTraining ends the phase after that epoch, like early stopping: the best validated epoch's weights
+    from toprec.train import StopTraining
+
+    def out_of_time(epoch, logs):
+        if epoch == 3:
+            raise StopTraining("time box")
+
+    m = models.get("multidae", **FAST).fit(train, callback=out_of_time)
+    recalls = [h["recall@10"] for h in m.history]
+    assert len(m.history) == 3 and m.history[-1]["stopped"] == 1.0
+    assert m.best_epoch == int(np.argmax(recalls)) + 1 and m.best_metric == max(recalls)
+    assert m.recommend(np.arange(3), k=5).items.shape == (3, 5)
+
 
 def test_early_stopping_restores_best_epoch(train):
     snapshots = {}

@@ -193,7 +193,7 @@ def run_auto(ds, out: Path, budget_s: float, *, k: int = 10, last: int = 1, rand
     """
     from .. import models
     from ..ensemble import Ensemble, ListedMember, ModelMember, make_folds
-    from .tuning import MemberStudy, open_studies
+    from .tuning import MemberStudy, epoch_trained, open_studies
 
     out.mkdir(parents=True, exist_ok=True)
     clock = Clock(out / "state.json", budget_s)
@@ -226,7 +226,9 @@ def run_auto(ds, out: Path, budget_s: float, *, k: int = 10, last: int = 1, rand
     def run_trial(s) -> bool:
         if cost(s) + reserve() > clock.left:
             return False
-        r = s.trial()
+        # an epoch-trained member may not eat the reserve: it stops after the epoch that ends past the time left
+        box = 0.9 * (clock.left - reserve()) if epoch_trained(models.get_class(s.c.name)) else None
+        r = s.trial(seconds=box)
         clock.save(stage="tuning")
         best = s.best
         if "error" in r:
@@ -234,8 +236,9 @@ def run_auto(ds, out: Path, budget_s: float, *, k: int = 10, last: int = 1, rand
         elif "pruned" in r:
             log(f"{clock.stamp()} {s.c.name} trial {r['trial']} pruned at {r['pruned']} (below the median)")
         else:
-            log(f"{clock.stamp()} {s.c.name} trial {r['trial']}: recall@{k} {r['value']:.4f} in {r['seconds']:.1f}s "
-                f"(member best {best['value']:.4f}; overall best {leader()})")  # fmt: skip
+            boxed = f", time-boxed after epoch {r['time_boxed']}" if "time_boxed" in r else ""
+            log(f"{clock.stamp()} {s.c.name} trial {r['trial']}: recall@{k} {r['value']:.4f} in {r['seconds']:.1f}s"
+                f"{boxed} (member best {best['value']:.4f}; overall best {leader()})")  # fmt: skip
         return True
 
     def leader() -> str:

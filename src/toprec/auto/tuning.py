@@ -150,7 +150,10 @@ class MemberStudy:
                 se = float(d.std(ddof=1) / np.sqrt(len(d)))
                 z = float(d.mean() / se) if se > 0 else (math.inf if d.mean() > 0 else 0.0)
                 chosen = top if z > 1.0 else first
-        return {"trial": chosen.number, "value": float(chosen.value), "params": self.params_of(chosen.params),
+        params = self.params_of(chosen.params)
+        if "epochs_run" in chosen.user_attrs:  # time-boxed: the final refit runs no more epochs than it did
+            params["epochs"] = int(chosen.user_attrs["epochs_run"])
+        return {"trial": chosen.number, "value": float(chosen.value), "params": params,
                 "fit_s": float(chosen.user_attrs.get("fit_s", math.nan)), "top_trial": top.number,
                 "top_value": float(top.value), "z_over_first": None if math.isinf(z) else round(z, 2)}
 
@@ -167,8 +170,14 @@ class MemberStudy:
                  "seconds": t.user_attrs.get("seconds")} for t in self.complete()]  # fmt: skip
 
     # ------------------------------------------------------------------ one trial
-    def trial(self) -> dict[str, Any]:
-        """Ask, fit, score on fold A, tell; keep the lists when it is the best so far."""
+    def trial(self, seconds: float | None = None) -> dict[str, Any]:
+        """Ask, fit, score on fold A, tell; keep the lists when it is the best so far.
+
+        ``seconds``: an epoch-trained member stops after the first epoch that ends past it, keeping its best
+        validated epoch (a time box: its cost is estimated from the data's shape, and a loaded machine can
+        make it several times that). The epochs it ran are kept (``epochs_run``) and cap the member's final
+        refit.
+        """
         optuna = _optuna()
         from ..experiment.tune import suggest
 
@@ -188,12 +197,19 @@ class MemberStudy:
         cls = models.get_class(self.c.name)
         key = f"recall@{self.k}"
 
+        boxed = []
+
         def on_epoch(epoch: int, logs: dict[str, float]) -> None:
             value = logs.get(key, logs.get("recall@10"))
             if value is not None and math.isfinite(float(value)):
                 t.report(float(value), epoch)
                 if t.should_prune():
                     raise optuna.TrialPruned(f"epoch {epoch}: validation {key} {float(value):.4f}")
+            if seconds is not None and time.perf_counter() - t0 > seconds:
+                from ..train import StopTraining
+
+                boxed.append(epoch)
+                raise StopTraining(f"time box {seconds:.0f}s")
 
         t0 = time.perf_counter()
         try:
@@ -217,9 +233,11 @@ class MemberStudy:
         per_user = metrics.per_user(f"recall@{self.k}", recs.items[:na, : self.k],
                                     self.folds.fold_a.holdout.matrix[self.folds.fold_a.users])  # fmt: skip
         value = float(per_user.mean())
-        seconds = time.perf_counter() - t0
+        elapsed = time.perf_counter() - t0
         t.set_user_attr("fit_s", round(fit_s, 3))
-        t.set_user_attr("seconds", round(seconds, 3))
+        t.set_user_attr("seconds", round(elapsed, 3))
+        if boxed:
+            t.set_user_attr("epochs_run", int(boxed[0]))
         done = self.complete()
         first = t.user_attrs.get("start") == 0 or not done
         if first or value > max(d.value for d in done):  # the first start, or a new top: keep its lists
@@ -227,7 +245,10 @@ class MemberStudy:
         self.save_per_user(t.number, per_user)
         self.study.tell(t, value)
         self.prune_lists()
-        return {"trial": t.number, "value": value, "params": params, "seconds": seconds}
+        out = {"trial": t.number, "value": value, "params": params, "seconds": elapsed}
+        if boxed:
+            out["time_boxed"] = boxed[0]
+        return out
 
     def _tpe_params(self) -> dict[str, Any]:
         """The next TPE suggestion from the finished trials in plan order (the same after a kill and resume)."""

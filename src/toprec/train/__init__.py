@@ -71,5 +71,6 @@ imports torch).
 """
 
 from .base import TorchParams, TorchRecommender, require_torch, resolve_device
+from .loop import StopTraining
 
-__all__ = ["TorchParams", "TorchRecommender", "require_torch", "resolve_device"]
+__all__ = ["StopTraining", "TorchParams", "TorchRecommender", "require_torch", "resolve_device"]

@@ -24,6 +24,11 @@ from ..errors import ToprecError
 from . import checkpoints, validation
 
 
+class StopTraining(Exception):
+    """Raised by a search-phase ``callback`` to end the phase after this epoch, keeping the best validated
+    epoch as early stopping would (e.g. a tuning trial out of time)."""
+
+
 @dataclass
 class Loop:
     """Where a phase stands: the last finished epoch, the best validated one and its weights."""
@@ -141,7 +146,11 @@ def run_phase(model, phase: str, X: sp.csr_matrix, train, holdout, max_epochs: i
                 + ("" if math.isnan(rec) else f" recall@10 {rec:.4f}{best}"),
             )
             if phase == "search" and model.callback is not None:
-                model.callback(epoch, logs)
+                try:
+                    model.callback(epoch, logs)
+                except StopTraining:
+                    loop.done = True
+                    model.history[-1]["stopped"] = 1.0  # the callback ended the phase here
     if validate and loop.best_state is not None:
         module.load_state_dict(loop.best_state)
         model.best_epoch, model.best_metric = loop.best_epoch, loop.best_metric
