@@ -44,6 +44,8 @@ FIXED_RESERVE_S = 10.0
 MAX_MEMBERS = 5
 #: the re-ranker's a-priori seconds: fixed + per candidate row of fold A (LightGBM, features; 2-core CPU)
 RERANK_BASE_S, RERANK_ROW_S = 20.0, 4e-5
+#: an epoch-trained trial stops after the epoch that ends past this many times its (estimated or measured) cost
+BOX_FACTOR = 3.0
 #: members kept for the ensemble search whatever their overall rank (they serve the holdout's last event)
 SEQUENTIAL = ("seqrules", "sasrec")
 
@@ -226,8 +228,11 @@ def run_auto(ds, out: Path, budget_s: float, *, k: int = 10, last: int = 1, rand
     def run_trial(s) -> bool:
         if cost(s) + reserve() > clock.left:
             return False
-        # an epoch-trained member may not eat the reserve: it stops after the epoch that ends past the time left
-        box = 0.9 * (clock.left - reserve()) if epoch_trained(models.get_class(s.c.name)) else None
+        # an epoch-trained member may not eat the reserve, nor more than BOX_FACTOR x its cost (a loaded machine
+        # made Multi-VAE's first trial 4-10x its estimate): it stops after the epoch that ends past either
+        box = None
+        if epoch_trained(models.get_class(s.c.name)):
+            box = min(0.9 * (clock.left - reserve()), BOX_FACTOR * cost(s))
         r = s.trial(seconds=box)
         clock.save(stage="tuning")
         best = s.best
