@@ -60,81 +60,9 @@ def _compiled():
         import numba
     except ImportError:
         return None
-    jit = numba.njit(nogil=True, cache=True, boundscheck=False)
-
-    @jit
-    def worse(sa, ia, sb, ib):  # pragma: no cover - compiled
-        """(sa, ia) ranks after (sb, ib): lower score, or the same score and a higher item."""
-        return sa < sb or (sa == sb and ia > ib)
-
-    @jit
-    def push(hs, hi, size, k, s, c):  # pragma: no cover - compiled
-        """Offer (s, c) to the k-heap (root = the worst kept); returns the new size."""
-        if size < k:
-            p = size
-            size += 1
-            while p > 0:  # sift up
-                q = (p - 1) >> 1
-                if worse(s, c, hs[q], hi[q]):
-                    hs[p] = hs[q]
-                    hi[p] = hi[q]
-                    p = q
-                else:
-                    break
-            hs[p] = s
-            hi[p] = c
-            return size
-        if not worse(hs[0], hi[0], s, c):
-            return size
-        p = 0
-        while True:  # sift down from the root
-            a = 2 * p + 1
-            if a >= size:
-                break
-            b = a + 1
-            if b < size and worse(hs[b], hi[b], hs[a], hi[a]):
-                a = b
-            if worse(hs[a], hi[a], s, c):
-                hs[p] = hs[a]
-                hi[p] = hi[a]
-                p = a
-            else:
-                break
-        hs[p] = s
-        hi[p] = c
-        return size
-
-    @jit
-    def drain(hs, hi, size, k, out_i, out_s):  # pragma: no cover - compiled
-        """The heap, best first, into out_i / out_s (k); -1 / -inf past its size."""
-        for p in range(size, k):
-            out_i[p] = -1
-            out_s[p] = -np.inf
-        while size > 0:
-            size -= 1
-            out_i[size] = hi[0]
-            out_s[size] = hs[0]
-            s = hs[size]
-            c = hi[size]
-            p = 0
-            while True:
-                a = 2 * p + 1
-                if a >= size:
-                    break
-                b = a + 1
-                if b < size and worse(hs[b], hi[b], hs[a], hi[a]):
-                    a = b
-                if worse(hs[a], hi[a], s, c):
-                    hs[p] = hs[a]
-                    hi[p] = hi[a]
-                    p = a
-                else:
-                    break
-            if size > 0:
-                hs[p] = s
-                hi[p] = c
-
-    @jit
+    # one self-contained function: numba's disk cache misses every time for a function that calls other
+    # jitted functions of the enclosing scope (their pickled closure cells differ between processes)
+    @numba.njit(nogil=True, cache=True, boundscheck=False)
     def rank_rows(hp, hj, hx, bp, bj, bx, ep, ej, pop, use_pop, pop_items, pop_scores, lo, hi_row, k,
                   out_items, out_scores):  # pragma: no cover - compiled
         """Rows [lo, hi_row) of the history; writes out_*[r - lo]. Returns (max score, any NaN)."""
@@ -143,7 +71,9 @@ def _compiled():
         mark = np.zeros(n, dtype=np.uint8)  # 1: in touched (the product or the excluded items)
         touched = np.empty(n, dtype=np.int64)
         vals = np.empty(n, dtype=np.float32)  # the touched scores, gathered (masked: -inf)
-        hs = np.empty(k, dtype=np.float32)
+        cand_s = np.empty(n, dtype=np.float32)  # the candidates of the top k
+        cand_c = np.empty(n, dtype=np.int64)
+        hs = np.empty(k, dtype=np.float32)  # a k-heap, root = the worst kept (lower score, or higher item)
         hc = np.empty(k, dtype=np.int64)
         peak = -np.inf
         nan = False
@@ -191,15 +121,13 @@ def _compiled():
                     nan = True
                 elif s > peak:  # masked entries are -inf here: their raw scores were counted above
                     peak = s
-            size = 0
+            m = 0
             if npos >= k and not (cold and use_pop):  # the top k is among the positive touched scores
                 for q in range(t):
-                    s = vals[q]
-                    if s > 0:
-                        c = touched[q]
-                        if size == k and (s < hs[0] or (s == hs[0] and c > hc[0])):
-                            continue  # not better than the worst kept (the common case)
-                        size = push(hs, hc, size, k, s, c)
+                    if vals[q] > 0:
+                        cand_s[m] = vals[q]
+                        cand_c[m] = touched[q]
+                        m += 1
             else:  # every item: untouched ones score 0 (popularity for an empty history); masked: -inf
                 for q in range(t):
                     acc[touched[q]] = vals[q]
@@ -207,20 +135,82 @@ def _compiled():
                     s = acc[c]
                     if s == -np.inf:
                         continue
-                    if cold and use_pop:
-                        s = pop[c]
-                    size = push(hs, hc, size, k, s, c)
+                    cand_s[m] = pop[c] if cold and use_pop else s
+                    cand_c[m] = c
+                    m += 1
                 for q in range(t):
                     acc[touched[q]] = 0.0
-            drain(hs, hc, size, k, out_items[o], out_scores[o])
+            size = 0
+            for q in range(m):
+                s = cand_s[q]
+                c = cand_c[q]
+                if size < k:  # sift up
+                    p = size
+                    size += 1
+                    while p > 0:
+                        a = (p - 1) >> 1
+                        if s < hs[a] or (s == hs[a] and c > hc[a]):
+                            hs[p] = hs[a]
+                            hc[p] = hc[a]
+                            p = a
+                        else:
+                            break
+                    hs[p] = s
+                    hc[p] = c
+                    continue
+                if s < hs[0] or (s == hs[0] and c > hc[0]):
+                    continue  # not better than the worst kept (the common case)
+                p = 0
+                while True:  # replace the root, sift down
+                    a = 2 * p + 1
+                    if a >= size:
+                        break
+                    b = a + 1
+                    if b < size and (hs[b] < hs[a] or (hs[b] == hs[a] and hc[b] > hc[a])):
+                        a = b
+                    if hs[a] < s or (hs[a] == s and hc[a] > c):
+                        hs[p] = hs[a]
+                        hc[p] = hc[a]
+                        p = a
+                    else:
+                        break
+                hs[p] = s
+                hc[p] = c
+            for p in range(size, k):
+                out_items[o, p] = -1
+                out_scores[o, p] = -np.inf
+            while size > 0:  # pop the worst into the last free place: best first
+                size -= 1
+                out_items[o, size] = hc[0]
+                out_scores[o, size] = hs[0]
+                s = hs[size]
+                c = hc[size]
+                p = 0
+                while True:
+                    a = 2 * p + 1
+                    if a >= size:
+                        break
+                    b = a + 1
+                    if b < size and (hs[b] < hs[a] or (hs[b] == hs[a] and hc[b] > hc[a])):
+                        a = b
+                    if hs[a] < s or (hs[a] == s and hc[a] > c):
+                        hs[p] = hs[a]
+                        hc[p] = hc[a]
+                        p = a
+                    else:
+                        break
+                if size > 0:
+                    hs[p] = s
+                    hc[p] = c
         return peak, nan
 
     return rank_rows
 
 
 def _arrays(M: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """indptr, indices (int64: one compiled version) and float32 data of a CSR matrix (no copy when already so)."""
-    return (np.asarray(M.indptr, dtype=np.int64), np.asarray(M.indices, dtype=np.int64),
+    """indptr (int64), indices (int32: items < 2**31) and float32 data of a CSR matrix: one compiled version,
+    no copy of a float32 matrix with int32 indices (scipy's usual)."""
+    return (np.asarray(M.indptr, dtype=np.int64), np.asarray(M.indices, dtype=np.int32),
             np.asarray(M.data, dtype=np.float32))  # fmt: skip
 
 
@@ -251,6 +241,9 @@ def rank_sparse_product(history: sp.csr_matrix, B: sp.csr_matrix, k: int, exclud
         out_items = np.empty((n, k), dtype=np.int32)
     if out_scores is None:
         out_scores = np.empty((n, k), dtype=np.float32)
+    if out_items.dtype != np.int32 or out_scores.dtype != np.float32 or not (
+            out_items.flags.c_contiguous and out_scores.flags.c_contiguous):
+        raise ValueError("out_items / out_scores must be C-contiguous int32 / float32 (n, k) arrays")
     use_pop = popularity is not None
     pop = np.asarray(popularity if use_pop else np.zeros(m), dtype=np.float32)
     if use_pop:
@@ -259,15 +252,12 @@ def rank_sparse_product(history: sp.csr_matrix, B: sp.csr_matrix, k: int, exclud
     else:
         pop_items, pop_scores = np.full(k, -1, dtype=np.int64), np.full(k, -np.inf, dtype=np.float32)
     h, b, e = _arrays(H), _arrays(B), _arrays(E)
-    # the kernel writes (rows, k) int64 / float32 blocks; int32 items are copied in per chunk
     chunks = [(s, min(n, s + chunk)) for s in range(0, n, max(1, chunk))]
 
     def one(bounds):
         lo, hi = bounds
-        items = np.empty((hi - lo, k), dtype=np.int64)
-        peak, nan = rank_rows(*h, *b, e[0], e[1], pop, use_pop, pop_items, pop_scores, lo, hi, k, items,
-                              out_scores[lo:hi])  # fmt: skip
-        out_items[lo:hi] = items
+        peak, nan = rank_rows(*h, *b, e[0], e[1], pop, use_pop, pop_items, pop_scores, lo, hi, k,
+                              out_items[lo:hi], out_scores[lo:hi])  # fmt: skip
         return hi - lo, float("nan") if nan else float(peak)
 
     peaks = []
