@@ -114,6 +114,54 @@ def stages(m, users: np.ndarray, k: int) -> dict:
     return {"stages": t, "batch_size": bs, "redo_rows": redo_rows, "stored_scores": stored, "products": flops}
 
 
+def kernel_product_only(m, users: np.ndarray) -> dict:
+    """The compiled kernel's product alone (accumulate x_u B into the scratch row, reset it; no masking or
+    top-k), one thread, against the whole kernel on the same rows: the share of the sums."""
+    import numba
+
+    from toprec.models import sparse_kernels
+
+    @numba.njit(nogil=True, boundscheck=False)
+    def product_only(hp, hj, hx, bp, bj, bx):  # pragma: no cover - compiled
+        n = bp.shape[0] - 1
+        acc = np.zeros(n, np.float32)
+        mark = np.zeros(n, np.uint8)
+        touched = np.empty(n, np.int64)
+        total = 0.0
+        for r in range(hp.shape[0] - 1):
+            t = 0
+            for jj in range(hp[r], hp[r + 1]):
+                j = hj[jj]
+                v = hx[jj]
+                for kk in range(bp[j], bp[j + 1]):
+                    c = bj[kk]
+                    if mark[c] == 0:
+                        mark[c] = 1
+                        touched[t] = c
+                        t += 1
+                    acc[c] += v * bx[kk]
+            for q in range(t):
+                c = touched[q]
+                total += acc[c]
+                acc[c] = 0.0
+                mark[c] = 0
+        return total
+
+    H = m._history(users, None)
+    h, b = sparse_kernels._arrays(H), sparse_kernels._arrays(m.similarity)
+    product_only(*h, *b)
+    sparse_kernels.rank_sparse_product(H[:10], m.similarity, 10, H[:10], m.item_popularity)  # compiled
+    out = {"product": [], "kernel": []}
+    for _ in range(3):
+        t0 = time.perf_counter()
+        product_only(*h, *b)
+        out["product"].append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        sparse_kernels.rank_sparse_product(H, m.similarity, 10, H, m.item_popularity, threads=1)
+        out["kernel"].append(time.perf_counter() - t0)
+    return {key: float(np.median(v)) for key, v in out.items()}
+
+
 def end_to_end(model_dir: str, users: np.ndarray, k: int, kernels: str, workers: int) -> dict:
     """recommend in a fresh process (kernel compiled / loaded before the clock), seconds and the lists' digest."""
     code = r"""
@@ -148,7 +196,11 @@ def main() -> None:
     ap.add_argument("--skip-scipy", action="store_true", help="only the kernel end to end")
     ap.add_argument("--out", default="")
     ap.add_argument("--json", default="")
+    ap.add_argument("--rewrite", action="store_true", help="only rewrite --out from the results in --json")
     a = ap.parse_args()
+    if a.rewrite:
+        write(a, json.loads(Path(a.json).read_text()))
+        return
     if a.fit:
         fit(a.fit, a.params, a.model)
     from toprec import models, parallel
@@ -158,10 +210,15 @@ def main() -> None:
     n_all = m.n_users
     res: dict = {"model": a.model, "users": len(users), "all_users": n_all, "items": m.n_items,
                  "weights": int(m.similarity.nnz), "k": a.k, "workers": parallel.workers(),
-                 "load": " ".join(f"{x:.2f}" for x in os.getloadavg())}  # fmt: skip
+                 "load": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+                 "cmd": "python benchmarks/profile_sansa_recommend.py " + " ".join(sys.argv[1:]),
+                 "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                          cwd=HERE).stdout.strip()}  # fmt: skip
     if not a.skip_scipy:
         res["profile"] = stages(m, users, a.k)
         print(json.dumps(res["profile"]), flush=True)
+    res["kernel_split"] = kernel_product_only(m, users)
+    print(json.dumps(res["kernel_split"]), flush=True)
     runs = []
     for kern in (["numpy"] if not a.skip_scipy else []) + ["numba"]:
         for w in sorted({1, parallel.workers()}):
@@ -177,12 +234,10 @@ def main() -> None:
 
 
 def write(a, res: dict) -> None:
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                            cwd=HERE).stdout.strip()  # fmt: skip
     n, scale = res["users"], res["all_users"] / res["users"]
     lines = [f"# SANSA recommend: where the time goes ({res['all_users']:,} users x {res['items']:,} items)\n",
-             f"Commit {commit}; 2 cores shared with other jobs (load avg at start {res['load']}). "
-             f"`python benchmarks/profile_sansa_recommend.py {' '.join(sys.argv[1:])}`\n",
+             f"Commit {res['commit']}; 2 cores shared with other jobs (load avg at start {res['load']}). "
+             f"`{res['cmd']}`\n",
              f"{n:,} users drawn at random, k={res['k']}, {res['weights']:,} stored weights.\n"]  # fmt: skip
     p = res.get("profile")
     if p:
@@ -192,8 +247,19 @@ def write(a, res: dict) -> None:
                   f"{p['redo_rows']:,} of {n:,} rows densified.\n",
                   "| stage | s | ms / user | share |", "|---|---|---|---|"]  # fmt: skip
         for name, s in sorted(p["stages"].items(), key=lambda kv: -kv[1]):
-            lines.append(f"| {name} | {s:.2f} | {1000 * s / n:.3f} | {100 * s / tot:.0f}% |")
+            share = f"{100 * s / tot:.0f}%" if name != OLD_MAX else f"({100 * s / (tot + s):.0f}% of the old total)"
+            lines.append(f"| {name} | {s:.2f} | {1000 * s / n:.3f} | {share} |")
         lines += [f"| total | {tot:.2f} | {1000 * tot / n:.3f} | |", ""]
+    ks = res.get("kernel_split")
+    if ks:
+        lines += ["## Inside the compiled kernel (one thread, medians of 3)\n",
+                  "| part | s | ms / user | share |", "|---|---|---|---|",
+                  f"| the product x_u B into the scratch row (and its reset) | {ks['product']:.2f} | "
+                  f"{1000 * ks['product'] / n:.3f} | {100 * ks['product'] / ks['kernel']:.0f}% |",
+                  f"| masking, gathering, top-k heap, the rest | {ks['kernel'] - ks['product']:.2f} | "
+                  f"{1000 * (ks['kernel'] - ks['product']) / n:.3f} | "
+                  f"{100 * (ks['kernel'] - ks['product']) / ks['kernel']:.0f}% |",
+                  f"| the whole kernel | {ks['kernel']:.2f} | {1000 * ks['kernel'] / n:.3f} | |", ""]  # fmt: skip
     lines += ["## End to end (a fresh process; the kernel compiled before the clock)\n",
               "| path | workers / threads | s | ms / user | all users s (scaled) | lists = scipy's |",
               "|---|---|---|---|---|---|"]  # fmt: skip
