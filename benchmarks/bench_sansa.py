@@ -206,7 +206,8 @@ def write(a, result: dict) -> None:
                          f"{g['users']:,} x {g['items']:,} | {g['events']:,} | {g['fit_s']:.0f} | "
                          f"{g['recommend_s']:.0f} ({g['recommended_users']:,}) | {allu:.0f} | {total:.0f} | "
                          f"{g['peak_rss'] / gb:.1f} | {met} | {g['load']} |")  # fmt: skip
-        lines.append("")
+        lines += ["", "Where recommend's time goes (the scipy path stage by stage, the compiled kernel, same users): "
+                  "`benchmarks/results/sansa_profile.md` (`benchmarks/profile_sansa_recommend.py`).", ""]
     g = result.get("large")
     if g:
         allu = g["recommend_s"] * g["users"] / g["recommended_users"]

@@ -110,7 +110,9 @@ def test_sansa_recommend_compiled_equals_scipy_path(monkeypatch, params):
         assert np.array_equal(got.users, want.users)
 
 
-def test_sansa_recommend_compiled_refuses_non_finite_scores():
+@pytest.mark.parametrize("kernels", ["numba", "numpy"])
+def test_sansa_recommend_refuses_non_finite_scores(monkeypatch, kernels):
+    monkeypatch.setenv("TOPREC_KERNELS", kernels)  # the compiled path and the shared top-k's sparse path
     m = models.get("sansa", l2=10.0, density=0.5, factor_size=8).fit(_data(1))
     m.similarity = m.similarity.copy()
     m.similarity.data[:] = np.inf
