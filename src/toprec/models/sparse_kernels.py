@@ -26,7 +26,7 @@ The order is the shared top-k's (:func:`toprec.recommend.topk_rows`): score
 descending, ties to the lower item; -1 / -inf past the last available
 item. A user's list depends only on that user's row, so the result is the
 same for any batch size and any number of threads. Rows are dealt to threads
-in chunks (the kernel releases the GIL), each thread with its own scratch.
+in chunks (the kernel releases the GIL), each call with its own scratch.
 
 numba is the ``fast`` extra; without it (or with ``TOPREC_KERNELS=numpy``)
 :func:`available` is False and SANSA ranks with the scipy path.
