@@ -377,7 +377,7 @@ def topk(
                 ex = None if exclude is None else exclude[start:stop]
                 if sp.issparse(scores):  # a sparse model's scores: ranked without densifying most rows
                     if check_scores and scores.nnz:
-                        check_finite(float(scores.max()), description)
+                        check_finite(float(scores.data.max()), description)  # not .max(): it sorts the indices
                     rank_sparse_block(scores, k, h, popularity, ex, out_items[start:stop], out_scores[start:stop])
                     bar.advance((stop - start) * n_workers)
                     continue
