@@ -43,3 +43,13 @@ def test_pipeline_yaml_of_a_reranked_run_keeps_the_recency_features(competition_
     assert pipe.ensemble.method == "rerank" and pipe.ensemble.recency and pipe.ensemble.validate_folds
     run.recency = False
     assert not pipeline_config(cfg, run).ensemble.recency
+
+
+def test_pace_scales_the_members_not_yet_measured():
+    from toprec.auto.pipeline import PACE_RANGE, pace
+
+    nan = float("nan")
+    assert pace([]) == 1.0 and pace([(nan, 10.0)]) == 1.0
+    assert pace([(30.0, 10.0), (nan, 5.0), (8.0, 2.0), (50.0, 10.0)]) == 4.0  # median of 3, 4, 5
+    assert pace([(30.0, 10.0), (10.0, 10.0)]) == 2.0  # even count: the mean of the middle two
+    assert pace([(1000.0, 1.0)]) == PACE_RANGE[1] and pace([(0.01, 10.0)]) == PACE_RANGE[0]

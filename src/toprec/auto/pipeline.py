@@ -44,6 +44,8 @@ FIXED_RESERVE_S = 10.0
 MAX_MEMBERS = 5
 #: the re-ranker's a-priori seconds: fixed + per candidate row of fold A (LightGBM, features; 2-core CPU)
 RERANK_BASE_S, RERANK_ROW_S = 20.0, 4e-5
+#: the machine's pace (measured / a-priori seconds) is taken within this range
+PACE_RANGE = (0.5, 10.0)
 #: an epoch-trained trial stops after the epoch that ends past this many times its (estimated or measured) cost
 BOX_FACTOR = 3.0
 #: members kept for the ensemble search whatever their overall rank (they serve the holdout's last event)
@@ -122,6 +124,20 @@ def written_fold_b(report: dict[str, Any], chosen: str) -> float:
         label = chosen[len("member:"):]
         return float(next(m for m in report["members"] if m["label"] == label)["fold_b"][r])
     return float(report["ensemble"]["fold_b"][r])
+
+
+def pace(pairs: list[tuple[float, float]]) -> float:
+    """How much slower this machine runs the members measured so far than their a-priori costs say: the median
+    of measured / estimated seconds over ``(measured, estimated)`` pairs (nan: not measured yet), within
+    PACE_RANGE; 1 before any is measured. A loaded machine made every trial 3-6x its estimate (ML-1M, load 8);
+    scaling the members not yet tried keeps one of them from taking the budget the others needed."""
+    ratios = [m / e for m, e in pairs if not math.isnan(m) and e > 0]
+    if not ratios:
+        return 1.0
+    ratios.sort()
+    mid = len(ratios) // 2
+    med = ratios[mid] if len(ratios) % 2 else 0.5 * (ratios[mid - 1] + ratios[mid])
+    return float(min(max(med, PACE_RANGE[0]), PACE_RANGE[1]))
 
 
 def rerank_seconds(users_a: int, candidates_n: int, n_members: int) -> float:
@@ -215,8 +231,11 @@ def run_auto(ds, out: Path, budget_s: float, *, k: int = 10, last: int = 1, rand
     studies = {c.name: MemberStudy(c, folds, storage, out, k, candidates_n, seed) for c in cands}
 
     def cost(s) -> float:
+        """Measured seconds of the member's trials; before its first, the a-priori cost times the machine's pace."""
         measured = s.fit_seconds()
-        return s.c.cost if math.isnan(measured) else measured
+        if not math.isnan(measured):
+            return measured
+        return s.c.cost * pace([(t.fit_seconds(), t.c.cost) for t in studies.values()])
 
     rerank_s = rerank_seconds(len(folds.fold_a.users), candidates_n, min(MAX_MEMBERS, len(studies)))
 
