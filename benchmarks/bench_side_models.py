@@ -1,7 +1,7 @@
 """Issue 21's item-item / autoencoder rows: EASE, Multi-EASE, VASP, CDAE and Multi-CDAE on one split.
 
     python benchmarks/bench_side_models.py [DATA] [--models ease,multi-ease,vasp,cdae,multi-cdae] [--json OUT]
-    python benchmarks/bench_side_models.py ml-1m --models ease,multi-ease,vasp,multi-cdae,multivae --json OUT
+    python benchmarks/bench_side_models.py ml-1m --models ease,multi-ease,vasp,multi-cdae,multivae --cands vasp=2,3,4 --json OUT
     python benchmarks/bench_side_models.py comp-sample --models ease,multi-ease,vasp,multi-cdae,multivae --json OUT
 
 DATA: a folder ``Dataset.load`` reads (default ``/work/shared/data/ml-100k``), or ``ml-1m`` (ratings >= 4,
@@ -53,6 +53,7 @@ CANDIDATES: dict[str, tuple[str, list[dict]]] = {
         {"loss": "focal"},
         {"loss": "focal", "dropout": 0.25},
         {"shallow_init": "ease", "l2": "{l2}", "shallow_lr": 1e-6},
+        {"shallow_init": "ease", "l2": "{l2}", "shallow_lr": 1e-6, "dropout": 0.25},  # added for ML-1M (issue 21)
     ]),
     "cdae": ("cdae", [{"min_batches": 10}]),
     "multi-cdae": ("cdae", [{"loss": "multinomial", "min_batches": 10}]),
@@ -95,6 +96,8 @@ def main() -> None:
     ap.add_argument("data", nargs="?", default="/work/shared/data/ml-100k")
     ap.add_argument("--models", default="ease,multi-ease,vasp,cdae,multi-cdae")
     ap.add_argument("--json", default=None, help="also write the rows here")
+    ap.add_argument("--cands", action="append", default=[], metavar="ROW=I,J",
+                    help="only these candidates (0-based indices into CANDIDATES[ROW]) for that row; repeatable")
     a = ap.parse_args()
     data, last, rand = load(a.data)
     train, test = split.competition(data, last=last, random=rand, seed=0)
@@ -120,6 +123,9 @@ def main() -> None:
         if row == "ease":
             continue
         name, cands = CANDIDATES[row]
+        pick = dict(c.split("=", 1) for c in a.cands)
+        if row in pick:
+            cands = [cands[int(i)] for i in pick[row].split(",")]
         extra = {"valid_last": last, "valid_random": rand}  # the validation cut's shape (the trainer's own holdout)
         best = None
         for cand in cands:
