@@ -219,7 +219,7 @@ NOTES = """## Notes
   and the product adds little to it. Trained from zero it would need far more epochs than this CPU allowed.
 - **Multi-VAE** here is the toprec default (no hidden layer), early-stopped on the same validation cut.
 - **cfm** has no quality row: its CNN runs on every (user, item) pair, so ranking a whole catalogue is
-  impractical (fm_speed_synth.json); it is meant for re-ranking short candidate lists.
+  impractical on this hardware (fm_speed_synth.json).
 - **S3Rec** ties SASRec on the last event at the same settings (0.1953 vs 0.1955, se ~0.005 each): its
   pre-training here is ~100x shorter than the authors' and its attribute objectives learned only the
   attributes' frequencies (s3rec.md, "Why the pre-training did not carry further").
