@@ -182,7 +182,8 @@ def targets(res: dict) -> tuple[str, list[dict]]:
                                f"{100 * (v['recall@10'] / e - 1):+.1f}% ({v['vs_ease']:+.4f} ± {v['vs_ease_se']:.4f})"})  # fmt: skip
     pairs = []
     for ds, name in (("ml-1m", "fm_quality_ml-1m.json"), ("comp-sample", "fm_quality_comp-sample.json"),
-                     ("ml-1m", "fm_focal_vs_bpr_ml-1m.json"), ("ml-100k", "fm_focal_vs_bpr_ml-100k.json")):  # fmt: skip
+                     ("ml-1m", "fm_focal_vs_bpr_ml-1m.json"), ("ml-100k", "fm_focal_vs_bpr_ml-100k.json"),
+                     ("ml-100k (12-epoch cap)", "fm_focal_vs_bpr_ml-100k_cap12.json")):  # fmt: skip
         d = _read(name)
         for r in (d or {}).get("rows", []):
             if "focal" in r["row"] and "vs_bpr" in r:
@@ -193,13 +194,14 @@ def targets(res: dict) -> tuple[str, list[dict]]:
     if pairs:
         wins = [p for p in pairs if " (+" in p]
         out.append({"target": "FM-family with focal loss beats the same model with BPR on recall@10",
-                    "met": bool(wins) and len(wins) == len(pairs), "numbers": "; ".join(pairs)})  # fmt: skip
+                    "met": (len(wins) == len(pairs)) or ("partly" if wins else False),
+                    "numbers": "; ".join(pairs)})  # fmt: skip
     s3, sa = _row(res, "ml-1m", "s3rec"), _row(res, "ml-1m", "sasrec")
     if s3 and sa:
         out.append({"target": "S3Rec's last-event recall >= SASRec's (ML-1M)", "met": s3["last"] >= sa["last"],
                     "numbers": f"s3rec {s3['last']:.4f} vs sasrec {sa['last']:.4f} (same settings, max_len 50; "
                                f"s3rec run 2: {_row(res, 'ml-1m', 's3rec, run 2')['last']:.4f}); the reason is in s3rec.md"})  # fmt: skip
-    lines = ["## Targets", ""] + [f"- **{'met' if t['met'] else 'not met'}**: {t['target']}: {t['numbers']}" for t in out]
+    lines = ["## Targets", ""] + [f"- **{'partly met' if t['met'] == 'partly' else 'met' if t['met'] else 'not met'}**: {t['target']}: {t['numbers']}" for t in out]
     return "\n".join(lines) + "\n", out
 
 
@@ -219,6 +221,13 @@ NOTES = """## Notes
   EASE 0.1495 (chosen), with dropout 0.25 0.1493; EASE 0.1492. The chosen model peaks after 3 epochs (ML-1M) and
   1 epoch (sample): VASP here is EASE plus a little of the VAE, so its test recall sits just below EASE's
   (-1.0%, -0.8%). Trained from zero it stayed 8-10% below EASE on validation within the epochs this CPU allowed.
+- **Focal vs BPR, same budget (ML-100K, step 3 of the issue's check).** `bench_fm.py quality --rows "fm bpr (tuned),fm
+  focal (tuned)"`: four validation-chosen candidates each (BPR: lr / weight_decay / negatives; focal: gamma /
+  alpha / negatives), the same epoch cap, refit on the training part, test once. Uncapped (60, patience 3) BPR
+  chose 16 negatives (validation 0.2001) and focal gamma 0.5, 8 negatives (0.1986): on the test focal is ahead,
+  0.2349 vs 0.2292 (+0.0057 ± 0.0028 paired, z 2.1), though BPR was (slightly) ahead on validation; at a 12-epoch
+  cap focal also led, 0.2190 vs 0.2141 (+0.0049 ± 0.0027). The untuned ML-1M and sample rows (fm.md: one focal
+  gamma grid of 1-2 settings, default negatives) have BPR ahead. Both FM rows stay 7-9% below EASE (0.2521).
 - **Multi-VAE** here is the toprec default (no hidden layer), early-stopped on the same validation cut.
 - **cfm** has no quality row: its CNN runs on every (user, item) pair, so ranking a whole catalogue is
   impractical on this hardware (fm_speed_synth.json).
