@@ -5,6 +5,9 @@
     python benchmarks/bench_fm.py quality --dataset ml-1m --max-epochs 12
     python benchmarks/bench_fm.py speed --data /tmp/synth          # `toprec data synth --out /tmp/synth` first
     python benchmarks/bench_fm.py table                            # results/fm.md from every fm_*.json
+    # focal vs BPR with the same tuning budget (4 validation-chosen candidates each; issue 21's target)
+    python benchmarks/bench_fm.py quality --dataset /work/shared/data/ml-100k --max-epochs 30 \
+        --rows "fm bpr (tuned),fm focal (tuned)" --out benchmarks/results/fm_focal_vs_bpr_ml-100k.json
 
 quality: the test holdout is cut first (competition protocol: each user's last
 event + 9 random earlier ones, seed 0; the competition sample has no
@@ -52,6 +55,11 @@ ROWS: dict[str, tuple[str, list[dict]]] = {
     "cfm bpr": ("cfm", [{"loss": "bpr"}]),
     "cfm focal": ("cfm", [{"loss": "focal", "gamma": 2.0}]),
     "multivae": ("multivae", [{}]),
+    # focal vs BPR, each with the same budget (4 candidates, the same epoch cap), chosen on validation only
+    "fm bpr (tuned)": ("fm", [{"loss": "bpr", "lr": lr, "weight_decay": wd, "n_negatives": n}
+                              for lr, wd, n in ((3e-3, 0.0, 4), (1e-2, 0.0, 4), (3e-3, 1e-6, 4), (3e-3, 0.0, 16))]),
+    "fm focal (tuned)": ("fm", [{"loss": "focal", "gamma": g, "alpha": al, "n_negatives": n}
+                                for g, al, n in ((1.0, 0.0, 16), (2.0, 0.75, 16), (1.0, 0.5, 8), (0.5, 0.0, 8))]),
 }
 
 
@@ -150,6 +158,8 @@ def quality(a) -> None:
     for r in rows:  # paired differences: focal / bce against the same model with BPR, everything against EASE
         fam = r["row"].split()[0]
         ref = "fm bpr" if fam in ("fm", "logistic-fm") else f"{fam} bpr"
+        if r["row"].endswith("(tuned)"):
+            ref = "fm bpr (tuned)"
         for key, other in (("vs_bpr", ref), ("vs_ease", "ease")):
             if other in per_user and other != r["row"]:
                 d = per_user[r["row"]] - per_user[other]
@@ -158,7 +168,8 @@ def quality(a) -> None:
     out = {"mode": "quality", "dataset": a.dataset, "n_users": data.n_users, "n_items": data.n_items,
            "n_events": data.n_events, "features": sorted(data.features), "max_epochs": a.max_epochs,
            "machine": machine(), "rows": rows}  # fmt: skip
-    write(out, RESULTS / f"fm_quality_{a.dataset}.json")
+    out["command"] = "python benchmarks/bench_fm.py " + " ".join(f"'{x}'" if " " in x else x for x in sys.argv[1:])
+    write(out, Path(a.out) if a.out else RESULTS / f"fm_quality_{a.dataset}.json")
 
 
 def speed(a) -> None:
@@ -268,6 +279,7 @@ def main() -> None:
     q.add_argument("--rows", default="fm bpr,logistic-fm (bce),fm focal,deepfm bpr,deepfm focal")
     q.add_argument("--max-epochs", type=int, default=15)
     q.add_argument("--threads", type=int, default=0)
+    q.add_argument("--out", default=None, help="the JSON to write (default results/fm_quality_<dataset>.json)")
     s = sub.add_parser("speed")
     s.add_argument("--data", required=True)
     s.add_argument("--models", default="fm,deepfm,cfm")

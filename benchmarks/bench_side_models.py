@@ -1,9 +1,14 @@
 """Issue 21's item-item / autoencoder rows: EASE, Multi-EASE, VASP, CDAE and Multi-CDAE on one split.
 
     python benchmarks/bench_side_models.py [DATA] [--models ease,multi-ease,vasp,cdae,multi-cdae] [--json OUT]
+    python benchmarks/bench_side_models.py ml-1m --models ease,multi-ease,vasp,multi-cdae,multivae --cands vasp=2,3,4 --json OUT
+    python benchmarks/bench_side_models.py comp-sample --models ease,multi-ease,vasp,multi-cdae,multivae --json OUT
 
-DATA: a folder ``Dataset.load`` reads (default ``/work/shared/data/ml-100k``).
-Protocol: test = each user's last event + 9 random earlier ones (seed 0);
+DATA: a folder ``Dataset.load`` reads (default ``/work/shared/data/ml-100k``), or ``ml-1m`` (ratings >= 4,
+genres and years) / ``comp-sample`` (the competition's 1,645 users with their side files), loaded exactly as
+``bench_fm.py`` and ``bench_side.py`` load them, so the test holdout is the same as theirs.
+Protocol: test = each user's last event + 9 random earlier ones (seed 0); on ``comp-sample`` (no
+timestamps) 10 random events per user (seed 0), as in the other benchmarks;
 validation = the same protocol cut again from the training part (seed 0).
 Every choice is made on validation only: EASE's l2 from a grid; for each
 epoch-trained model a few candidate settings (below), each trained on the
@@ -26,6 +31,7 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -47,6 +53,7 @@ CANDIDATES: dict[str, tuple[str, list[dict]]] = {
         {"loss": "focal"},
         {"loss": "focal", "dropout": 0.25},
         {"shallow_init": "ease", "l2": "{l2}", "shallow_lr": 1e-6},
+        {"shallow_init": "ease", "l2": "{l2}", "shallow_lr": 1e-6, "dropout": 0.25},  # added for ML-1M (issue 21)
     ]),
     "cdae": ("cdae", [{"min_batches": 10}]),
     "multi-cdae": ("cdae", [{"loss": "multinomial", "min_batches": 10}]),
@@ -57,10 +64,27 @@ CANDIDATES: dict[str, tuple[str, list[dict]]] = {
 def evaluate(model, users, test) -> dict:
     recs = model.recommend(users, k=10)
     res = metrics.evaluate(recs, test, ["recall@10", "ndcg@10"])
-    for part in ("last", "random"):
-        res[f"recall_{part}@10"] = metrics.evaluate(recs, test, ["recall@10"], part=part)["recall@10"]
+    parts(res, recs, test)
     res["per_user"] = metrics.per_user("recall@10", recs.items, test.matrix[users])  # rows align with users
     return res
+
+
+def parts(res: dict, recs, test) -> None:
+    for part in ("last", "random"):
+        try:
+            res[f"recall_{part}@10"] = metrics.evaluate(recs, test, ["recall@10"], part=part)["recall@10"]
+        except Exception:  # a holdout without that part (comp-sample has no timestamps: random only)
+            res[f"recall_{part}@10"] = float("nan")
+
+
+def load(name: str) -> tuple[Dataset, int, int]:
+    """(data, last, random): ``ml-1m`` / ``comp-sample`` through bench_fm.load (the FM rows' data), else a folder."""
+    if name in ("ml-1m", "comp-sample"):
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        import bench_fm
+
+        return bench_fm.load(name)
+    return Dataset.load(name), 1, 9
 
 
 def log(*args) -> None:
@@ -72,10 +96,12 @@ def main() -> None:
     ap.add_argument("data", nargs="?", default="/work/shared/data/ml-100k")
     ap.add_argument("--models", default="ease,multi-ease,vasp,cdae,multi-cdae")
     ap.add_argument("--json", default=None, help="also write the rows here")
+    ap.add_argument("--cands", action="append", default=[], metavar="ROW=I,J",
+                    help="only these candidates (0-based indices into CANDIDATES[ROW]) for that row; repeatable")
     a = ap.parse_args()
-    data = Dataset.load(a.data)
-    train, test = split.competition(data, last=1, random=9, seed=0)
-    fit_part, valid = split.competition(train, last=1, random=9, seed=0)
+    data, last, rand = load(a.data)
+    train, test = split.competition(data, last=last, random=rand, seed=0)
+    fit_part, valid = split.competition(train, last=last, random=rand, seed=0)
     rows = []
 
     # EASE: l2 on validation, then the whole training part
@@ -97,11 +123,15 @@ def main() -> None:
         if row == "ease":
             continue
         name, cands = CANDIDATES[row]
+        pick = dict(c.split("=", 1) for c in a.cands)
+        if row in pick:
+            cands = [cands[int(i)] for i in pick[row].split(",")]
+        extra = {"valid_last": last, "valid_random": rand}  # the validation cut's shape (the trainer's own holdout)
         best = None
         for cand in cands:
             p = {k: (l2 if v == "{l2}" else v) for k, v in cand.items()}
             t0 = time.perf_counter()
-            m = models.get(name, **p).fit(fit_part, valid=valid)
+            m = models.get(name, **{**p, **extra}).fit(fit_part, valid=valid)
             log(f"{row} {p}: validation recall@10 {m.best_metric:.4f} at epoch {m.best_epoch}/{len(m.history)} "
                 f"({time.perf_counter() - t0:.1f}s)")  # fmt: skip
             if best is None or m.best_metric > best[1]:
@@ -121,8 +151,7 @@ def main() -> None:
         lists = [fitted[n].recommend(test.users, k=CHEAP_N) for n in ("ease", "multivae")]
         recs = fuse(lists, method="product", k=10, users=test.users)
         res = metrics.evaluate(recs, test, ["recall@10", "ndcg@10"])
-        for part in ("last", "random"):
-            res[f"recall_{part}@10"] = metrics.evaluate(recs, test, ["recall@10"], part=part)["recall@10"]
+        parts(res, recs, test)
         res["per_user"] = metrics.per_user("recall@10", recs.items, test.matrix[test.users])
         rows.append({"model": "ease x multivae (product fusion)", "params": {"weights": "1:1", "lists": CHEAP_N},
                      "val": float("nan"), "epochs": "", "fit_s": float("nan"), **res})  # fmt: skip
@@ -131,7 +160,7 @@ def main() -> None:
     for r in rows:  # paired standard error of the difference to EASE over the test users
         d = r.pop("per_user") - ease_users
         r["se_vs_ease"] = float(d.std(ddof=1) / np.sqrt(len(d)))
-    print(f"\n{a.data}: {data.n_users} users x {data.n_items} items; test last 1 + random 9 (seed 0), "
+    print(f"\n{a.data}: {data.n_users} users x {data.n_items} items; test last {last} + random {rand} (seed 0), "
           "validation cut the same way from the training part")  # fmt: skip
     print("| model | chosen on validation | val recall@10 | epochs | test recall@10 | vs EASE (paired se) | last | random | ndcg@10 | final fit s |")
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
@@ -142,7 +171,10 @@ def main() -> None:
               f"{r['recall_random@10']:.4f} | {r['ndcg@10']:.4f} | {r['fit_s']:.1f} |")  # fmt: skip
     if a.json:
         with open(a.json, "w") as fh:
-            json.dump(rows, fh, indent=1, default=str)
+            json.dump({"data": a.data, "n_users": data.n_users, "n_items": data.n_items, "n_events": data.n_events,
+                       "test": {"last": last, "random": rand, "seed": 0}, "valid_seed": 0,
+                       "command": "python benchmarks/bench_side_models.py " + " ".join(sys.argv[1:]),
+                       "rows": rows}, fh, indent=1, default=str)  # fmt: skip
 
 
 if __name__ == "__main__":
