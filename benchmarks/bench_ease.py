@@ -5,6 +5,8 @@
     python benchmarks/bench_ease.py --baseline      # also the plain numpy/scipy version
     python benchmarks/bench_ease.py --runs 5 --baseline --baseline-runs 5   # the issue's figure: medians of 5
     python benchmarks/bench_ease.py --data DIR      # any competition-layout folder
+    python benchmarks/bench_ease.py --runs 5 --old-kernel   # also toprec with the previous scoring kernel
+                                                            # (TOPREC_KERNELS=unfused), runs alternating
 
 Data: by default ``toprec data synth`` output with the competition's
 statistics (31,360 users x 6,807 items, ~5.15M events), generated once into
@@ -128,7 +130,7 @@ def worker_numpy(data: Path, out: Path, l2: float, load_args: dict, device: str 
     return t
 
 
-def run_once(kind: str, data: Path, l2: float, load_args: dict, device: str = "auto") -> dict:
+def run_once(kind: str, data: Path, l2: float, load_args: dict, device: str = "auto", env: dict | None = None) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "submission.csv"
         start = time.perf_counter()
@@ -137,6 +139,7 @@ def run_once(kind: str, data: Path, l2: float, load_args: dict, device: str = "a
              "--load-args", json.dumps(load_args), "--device", device],  # fmt: skip
             capture_output=True,
             text=True,
+            env={**os.environ, **(env or {})},
         )
         wall = time.perf_counter() - start
         if proc.returncode != 0:
@@ -184,6 +187,8 @@ def main() -> None:
     ap.add_argument("--baseline-runs", type=int, default=1, help="runs of the baseline (alternating with toprec's)")
     ap.add_argument("--json", type=Path, default=None, help="write all runs as JSON")
     ap.add_argument("--cache", action="store_true", help="also time toprec with the parsed dataset cached")
+    ap.add_argument("--old-kernel", action="store_true",
+                    help="also time toprec with the previous scoring kernel and unfused top-k (TOPREC_KERNELS=unfused)")
     ap.add_argument("--user-col", default=None, help="table data: user column")
     ap.add_argument("--item-col", default=None, help="table data: item column")
     ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
@@ -208,8 +213,13 @@ def main() -> None:
         if load_args:
             raise SystemExit("--baseline reads competition-layout folders only")
         results["numpy baseline"] = []
+    if args.old_kernel:
+        results["toprec, old kernel"] = []
     for r in range(args.runs):  # the versions in turn, run after run: a load that drifts hits both alike
         results["toprec"].append(run_once("toprec", data, args.l2, load_args, dev))
+        if args.old_kernel:
+            results["toprec, old kernel"].append(run_once("toprec", data, args.l2, load_args, dev,
+                                                          {"TOPREC_KERNELS": "unfused"}))  # fmt: skip
         if args.baseline and r < args.baseline_runs:
             results["numpy baseline"].append(run_once("numpy", data, args.l2, {}))
     if args.cache:
@@ -221,14 +231,14 @@ def main() -> None:
     print(f"\nEASE end to end on {data} ({results['toprec'][0]['events']:,} events), l2={args.l2}, "
           f"toprec on {results['toprec'][0]['device']}")
     print(f"machine: {machine()}")
-    header = f"{'version':<16} {'runs':>4} " + " ".join(f"{k:>12}" for k in keys)
+    header = f"{'version':<18} {'runs':>4} " + " ".join(f"{k:>12}" for k in keys)
     print(header)
     print("-" * len(header))
     med = {}
     for name, runs in results.items():
         med[name] = {k: statistics.median(r.get(k, 0.0) for r in runs) for k in keys}
         cells = " ".join(f"{med[name][k]:>12.2f}" for k in keys)
-        print(f"{name:<16} {len(runs):>4} {cells}")
+        print(f"{name:<18} {len(runs):>4} {cells}")
     print("(seconds, medians; total = load+fit+recommend+write in-process, excluding torch_import and cuda_startup (CUDA context, "
           "cuBLAS/cuSOLVER handles, EASE's kernels loaded by one fit on a 60x40 toy), both timed apart; process_wall adds Python start-up and imports; peak RSS in GB; "
           "worker_rss_gb: the largest forked worker, whose RSS includes pages shared copy-on-write with the parent)")
@@ -237,6 +247,11 @@ def main() -> None:
         print(f"toprec is {ratio:.1f}x faster than the plain numpy/scipy version end to end "
               f"(toprec/baseline = {1 / ratio:.2f}, medians of {len(results['toprec'])} and "
               f"{len(results['numpy baseline'])} runs; load average now {os.getloadavg()[0]:.1f})")
+    if "toprec, old kernel" in med:
+        old, new = med["toprec, old kernel"]["recommend"], med["toprec"]["recommend"]
+        print(f"recommend: {new:.2f} s against {old:.2f} s with the previous kernel in the same run "
+              f"(new/old = {new / old:.2f}, medians of {len(results['toprec'])}; load average now "
+              f"{os.getloadavg()[0]:.1f})")
     if args.json:
         args.json.write_text(json.dumps({"machine": machine(), "data": str(data), "command": " ".join(sys.argv),
                                          "load_average_end": os.getloadavg(), "runs": results}, indent=2))

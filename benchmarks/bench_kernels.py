@@ -25,6 +25,8 @@ import numpy as np
 import scipy.sparse as sp
 
 HERE = Path(__file__).resolve().parent
+#: the line after which ``--out`` keeps the file's text
+MARKER = "<!-- kept by bench_kernels.py -->"
 
 
 def main() -> None:
@@ -44,7 +46,7 @@ def main() -> None:
     ds = Dataset.load(ensure_data(a.data))
     X = sp.csr_matrix(ds.matrix, dtype=np.float32)
     kernels.warm()
-    t = {k: [] for k in ("gram kernel", "gram scipy", "score kernel", "score scipy")}
+    t = {k: [] for k in ("gram kernel", "gram scipy", "score kernel", "score unfused", "score scipy")}
     G = {}
     for _ in range(a.runs):
         for mode in ("kernel", "scipy"):
@@ -65,25 +67,31 @@ def main() -> None:
     H = X[: a.users]
     S = {}
     for _ in range(a.runs):
-        for mode in ("kernel", "scipy"):
-            os.environ["TOPREC_KERNELS"] = "" if mode == "kernel" else "numpy"
+        for mode in ("kernel", "unfused", "scipy"):  # unfused: the previous scoring kernel
+            os.environ["TOPREC_KERNELS"] = {"kernel": "", "unfused": "unfused", "scipy": "numpy"}[mode]
             s = time.perf_counter()
             S[mode] = m._score(None, H)
             t[f"score {mode}"].append(time.perf_counter() - s)
     os.environ["TOPREC_KERNELS"] = ""
-    same = np.array_equal(S["kernel"], S["scipy"])
+    same = np.array_equal(S["kernel"], S["scipy"]) and np.array_equal(S["unfused"], S["scipy"])
     med = {k: statistics.median(v) for k, v in t.items()}
     rows = ["| product | compiled kernel s | scipy s | kernel / scipy | same numbers |", "|---|---|---|---|---|",
             f"| Gram X^T X ({X.shape[0]:,} x {X.shape[1]:,}, {X.nnz:,} nnz) | {med['gram kernel']:.2f} | "
             f"{med['gram scipy']:.2f} | {med['gram kernel'] / med['gram scipy']:.2f} | yes |",
             f"| scores of {a.users:,} users (H @ B, B {X.shape[1]:,}^2) | {med['score kernel']:.2f} | "
-            f"{med['score scipy']:.2f} | {med['score kernel'] / med['score scipy']:.2f} | {'yes' if same else 'NO'} |"]  # fmt: skip
+            f"{med['score scipy']:.2f} | {med['score kernel'] / med['score scipy']:.2f} | {'yes' if same else 'NO'} |",
+            f"| the same scores, previous kernel (`TOPREC_KERNELS=unfused`: 256-column stripes, no item blocks) | "
+            f"{med['score unfused']:.2f} | {med['score scipy']:.2f} | {med['score unfused'] / med['score scipy']:.2f} | "
+            f"{'yes' if same else 'NO'} |"]  # fmt: skip
     head = (f"`python benchmarks/bench_kernels.py {' '.join(sys.argv[1:])}`: medians of {a.runs} alternating runs, "
             f"wall seconds, {os.cpu_count()} cores (load average at the end: "
             f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}; the machine is shared: quote the ratio).")  # fmt: skip
     print(head + "\n\n" + "\n".join(rows))
-    if a.out:
-        Path(a.out).write_text("# Compiled kernels vs scipy, same process\n\n" + head + "\n\n" + "\n".join(rows) + "\n")
+    if a.out:  # sections below the marker (written by hand from other scripts' runs) are kept
+        old = Path(a.out).read_text() if Path(a.out).exists() else ""
+        kept = old[old.index(MARKER):] if MARKER in old else ""
+        Path(a.out).write_text("# Compiled kernels vs scipy, same process\n\n" + head + "\n\n" + "\n".join(rows) + "\n"
+                               + ("\n" + kept if kept else ""))
 
 
 if __name__ == "__main__":

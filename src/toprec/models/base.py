@@ -26,7 +26,8 @@ from ..version import __version__
 from ..errors import ToprecError
 from ..io import atomic_dir
 from ..memory import MemoryEstimate, check_fit
-from ..recommend import DEFAULT_MEMORY_BUDGET, Recommendations, seen_and_cold, topk
+from .. import parallel, progress
+from ..recommend import DEFAULT_MEMORY_BUDGET, Recommendations, batch_size_for, check_finite, seen_and_cold, topk
 from . import kernels
 
 
@@ -227,6 +228,9 @@ class Recommender(abc.ABC):
             recs = self._recommend_on_device(users, hist, k)
             if recs is not None:
                 return recs
+        recs = self._recommend_fused(users, hist, k, exclude_seen, batch_size, memory_budget)
+        if recs is not None:
+            return recs
         with self._host_scoring(len(users)):
             return topk(
                 self._ranking_scores,
@@ -253,6 +257,12 @@ class Recommender(abc.ABC):
     def _host_scoring(self, n_rows: int) -> contextlib.AbstractContextManager:
         """The context host scoring runs in (e.g. no forked workers once CUDA or torch threads started)."""
         return contextlib.nullcontext()
+
+    def _recommend_fused(self, users: np.ndarray, hist: sp.csr_matrix, k: int, exclude_seen: bool,
+                         batch_size: int | None, memory_budget: int) -> Recommendations | None:  # fmt: skip
+        """The same lists as the shared top-k from a compiled kernel that scores and ranks in one pass
+        (:class:`ItemItemRecommender`), or None to use the shared top-k."""
+        return None
 
     # ------------------------------------------------------------- persist
     def save(self, path: str | os.PathLike, info: dict[str, Any] | None = None,
@@ -375,9 +385,10 @@ class ItemItemRecommender(Recommender):
     streams over it: about twice as fast as one sparse x dense product, whose
     every nonzero drags a whole similarity row through memory. With numba
     (:mod:`.kernels`) a compiled kernel does the same sums, bit for bit,
-    without the column-block copy of the similarity (about as fast:
-    ``benchmarks/results/kernels.md``); it is compiled (or loaded from its
-    disk cache) before the scoring forks its workers.
+    without the column-block copy of the similarity, in column tiles and
+    item blocks that stay in a core's L2; and ``recommend`` scores and ranks
+    in one compiled pass over threads (:meth:`_recommend_fused`: the same
+    lists and scores as the shared top-k, ``benchmarks/results/kernels.md``).
     """
 
     SCORE_BLOCK = 256
@@ -412,6 +423,39 @@ class ItemItemRecommender(Recommender):
         if n_rows > self.FEW_ROWS and isinstance(self.similarity, np.ndarray):
             kernels.warm()  # once per process, before any fork
         return super()._host_scoring(n_rows)
+
+    def _product_similarity(self) -> np.ndarray | None:
+        """The dense float32, C-ordered similarity when this model's ranking scores are exactly
+        ``history @ similarity`` (``_score`` and ``_ranking_scores`` not overridden), else None."""
+        if type(self)._score is not ItemItemRecommender._score:
+            return None
+        return self._dense_float32_similarity()
+
+    def _dense_float32_similarity(self) -> np.ndarray | None:
+        if type(self)._ranking_scores is not Recommender._ranking_scores:
+            return None
+        S = self.similarity
+        if isinstance(S, np.ndarray) and S.ndim == 2 and S.dtype == np.float32 and S.flags.c_contiguous:
+            return S
+        return None
+
+    def _recommend_fused(self, users, hist, k, exclude_seen, batch_size, memory_budget):
+        """Scores and top k in one compiled pass (:func:`.kernels.recommend_dense`): no score batch in
+        memory, no forked workers (threads), the same lists and scores bit for bit as the shared top-k,
+        whatever ``batch_size`` (it and ``memory_budget`` size the per-thread blocks only)."""
+        S = self._product_similarity() if len(users) > self.FEW_ROWS and kernels.fused() else None
+        if S is None:
+            return None
+        kernels.warm()
+        threads = parallel.workers()
+        block = min(kernels.BLOCK_ROWS, batch_size or batch_size_for(self.n_items, memory_budget, factor=threads))
+        description = f"{self.name}: recommend"
+        with progress.task(description, total=len(users)) as bar:
+            items, scores, bad = kernels.recommend_dense(hist, S, k, hist if exclude_seen else None,
+                                                         self.item_popularity, threads, block, bar.advance)  # fmt: skip
+        if bad:
+            check_finite(np.nan if bad == 1 else np.inf, description)
+        return Recommendations(users, items, scores)
 
     def _state(self) -> dict[str, Any]:
         return {"similarity": self.similarity}

@@ -96,6 +96,12 @@ class EASE(ItemItemRecommender):
             return super()._score(users, history)
         return ease_user_space_scores(history, self._basis_rows(), self.user_basis, self.diag_p, self.params.l2)
 
+    def _product_similarity(self):
+        # item form on the host: the scores are history @ B (the user form and the GPU score otherwise)
+        if self.form_ != "items" or self._B_dev is not None or type(self)._score is not EASE._score:
+            return None
+        return self._dense_float32_similarity()
+
     def _basis_rows(self) -> sp.csr_matrix:
         """The rows ``user_basis`` was solved over (the training users)."""
         return self.train_matrix

@@ -140,6 +140,12 @@ class EDLAE(ItemItemRecommender):
         self.similarity = None
         self.user_basis, self.diag_p = _ensure_pd(self.name, ridge_user_space, X2, self.lam)
 
+    def _product_similarity(self):
+        # item form: the scores are history @ B (the fused compiled top-k applies)
+        if self.form_ != "items" or type(self)._score is not EDLAE._score:
+            return None
+        return self._dense_float32_similarity()
+
     def _score(self, users: np.ndarray, history: sp.csr_matrix) -> np.ndarray:
         if self.form_ == "items":
             return super()._score(users, history)
