@@ -53,3 +53,17 @@ def test_pace_scales_the_members_not_yet_measured():
     assert pace([(30.0, 10.0), (nan, 5.0), (8.0, 2.0), (50.0, 10.0)]) == 4.0  # median of 3, 4, 5
     assert pace([(30.0, 10.0), (10.0, 10.0)]) == 2.0  # even count: the mean of the middle two
     assert pace([(1000.0, 1.0)]) == PACE_RANGE[1] and pace([(0.01, 10.0)]) == PACE_RANGE[0]
+
+
+def test_the_ensemble_gets_the_top_five_and_the_best_of_every_other_family():
+    from toprec.auto.pipeline import MAX_MEMBERS, ensemble_members
+
+    def study(name):
+        return SimpleNamespace(c=SimpleNamespace(name=name))
+
+    order = ["easer", "cease", "edlae", "ease", "ials", "multivae", "recvae", "rp3beta", "seqrules", "sasrec"]
+    got = [s.c.name for s in ensemble_members([study(n) for n in order])]
+    # recvae is of Multi-VAE's family (already in); every sequential member stays
+    assert got == ["easer", "cease", "edlae", "ease", "ials", "multivae", "rp3beta", "seqrules", "sasrec"]
+    assert MAX_MEMBERS == 5
+    assert [s.c.name for s in ensemble_members([study("ease"), study("ials")])] == ["ease", "ials"]

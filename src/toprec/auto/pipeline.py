@@ -48,6 +48,10 @@ RERANK_BASE_S, RERANK_ROW_S = 20.0, 4e-5
 PACE_RANGE = (0.5, 10.0)
 #: an epoch-trained trial stops after the epoch that ends past this many times its (estimated or measured) cost
 BOX_FACTOR = 3.0
+#: model families: the ensemble search gets the best member of each (its lists differ from the others')
+FAMILIES = {"item-item": ("ease", "edlae", "easer", "cease", "admm-slim", "sansa", "multi-ease"),
+            "graph": ("rp3beta", "itemknn"), "factor": ("ials", "bpr", "lmf"),
+            "autoencoder": ("multivae", "recvae", "multidae", "vasp"), "sequential": ("seqrules", "sasrec")}  # fmt: skip
 #: members kept for the ensemble search whatever their overall rank (they serve the holdout's last event)
 SEQUENTIAL = ("seqrules", "sasrec")
 
@@ -124,6 +128,26 @@ def written_fold_b(report: dict[str, Any], chosen: str) -> float:
         label = chosen[len("member:"):]
         return float(next(m for m in report["members"] if m["label"] == label)["fold_b"][r])
     return float(report["ensemble"]["fold_b"][r])
+
+
+def family(name: str) -> str:
+    """The model family a member belongs to (members of one family make near-identical lists)."""
+    return next((fam for fam, names in FAMILIES.items() if name in names), name)
+
+
+def ensemble_members(ranked: list) -> list:
+    """The tuned studies the ensemble search gets, from ``ranked`` (best fold-A recall first): the best
+    MAX_MEMBERS, then the best member of every family not among them, then every sequential member (it is
+    there for the last event). On ML-1M the top five are all of the EASE family or iALS; with Multi-VAE added
+    (its fold-A recall 0.145 against their 0.153-0.155) the fused fold-B recall rose from 0.1608 to 0.1631
+    (``benchmarks/bench_auto_members.py``)."""
+    out = list(ranked[:MAX_MEMBERS])
+    have = {family(s.c.name) for s in out}
+    for s in ranked[MAX_MEMBERS:]:
+        if family(s.c.name) not in have or s.c.name in SEQUENTIAL:
+            out.append(s)
+            have.add(family(s.c.name))
+    return out
 
 
 def pace(pairs: list[tuple[float, float]]) -> float:
@@ -284,8 +308,7 @@ def run_auto(ds, out: Path, budget_s: float, *, k: int = 10, last: int = 1, rand
                 if s.n_finished < s.c.max_trials and run_trial(s):
                     progressed = True
     ranked = sorted((s for s in studies.values() if s.best), key=lambda s: -s.best["value"])
-    # the best members by fold-A recall, and the sequential one whatever its rank: it is there for the last event
-    tuned = ranked[:MAX_MEMBERS] + [s for s in ranked[MAX_MEMBERS:] if s.c.name in SEQUENTIAL]
+    tuned = ensemble_members(ranked)
     if not tuned:
         raise ToprecError(f"--budget {clock.budget:g}s is too small: no member finished a trial within it")
     log(f"{clock.stamp()} tuned: " + ", ".join(f"{s.c.name} {s.best['value']:.4f} ({s.n_complete} trials)"
