@@ -44,6 +44,8 @@ FIXED_RESERVE_S = 10.0
 MAX_MEMBERS = 5
 #: the re-ranker's a-priori seconds: fixed + per candidate row of fold A (LightGBM, features; 2-core CPU)
 RERANK_BASE_S, RERANK_ROW_S = 20.0, 4e-5
+#: the final refit on all the data, in units of a member's trial time (more users than the search data)
+REFIT = 1.3
 #: the machine's pace (measured / a-priori seconds) is taken within this range
 PACE_RANGE = (0.5, 10.0)
 #: an epoch-trained trial stops after the epoch that ends past this many times its (estimated or measured) cost
@@ -264,18 +266,22 @@ def run_auto(ds, out: Path, budget_s: float, *, k: int = 10, last: int = 1, rand
     rerank_s = rerank_seconds(len(folds.fold_a.users), candidates_n, min(MAX_MEMBERS, len(studies)))
 
     def reserve() -> float:
-        """Time kept for the ensemble search, the re-ranker and the final refit of (up to) the three best members."""
-        ranked = sorted((s for s in studies.values() if s.best), key=lambda s: -s.best["value"])[:3]
-        return 1.3 * sum(cost(s) for s in ranked) + rerank_s + FIXED_RESERVE_S + 0.03 * clock.budget
+        """Time kept for the ensemble search, the re-ranker and the final refit of every member the ensemble
+        search would get now (:func:`ensemble_members`: the re-ranker refits them all)."""
+        ranked = sorted((s for s in studies.values() if s.best), key=lambda s: -s.best["value"])
+        return REFIT * sum(cost(s) for s in ensemble_members(ranked)) + rerank_s + FIXED_RESERVE_S + 0.03 * clock.budget
 
     def run_trial(s) -> bool:
-        if cost(s) + reserve() > clock.left:
+        # a member without a finished trial also needs its own final refit within the budget
+        share = 1.0 if s.best else 1.0 + REFIT
+        if share * cost(s) + reserve() > clock.left:
             return False
-        # an epoch-trained member may not eat the reserve, nor more than BOX_FACTOR x its cost (a loaded machine
-        # made Multi-VAE's first trial 4-10x its estimate): it stops after the epoch that ends past either
+        # an epoch-trained member may not eat the reserve (nor its own refit), nor more than BOX_FACTOR x its cost
+        # (a loaded machine made Multi-VAE's first trial 4-10x its estimate): it stops after the epoch that ends
+        # past either
         box = None
         if epoch_trained(models.get_class(s.c.name)):
-            box = min(0.9 * (clock.left - reserve()), BOX_FACTOR * cost(s))
+            box = min(0.9 * (clock.left - reserve()) / share, BOX_FACTOR * cost(s))
         r = s.trial(seconds=box)
         clock.save(stage="tuning")
         best = s.best
