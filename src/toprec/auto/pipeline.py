@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -160,10 +161,7 @@ def pace(pairs: list[tuple[float, float]]) -> float:
     ratios = [m / e for m, e in pairs if not math.isnan(m) and e > 0]
     if not ratios:
         return 1.0
-    ratios.sort()
-    mid = len(ratios) // 2
-    med = ratios[mid] if len(ratios) % 2 else 0.5 * (ratios[mid - 1] + ratios[mid])
-    return float(min(max(med, PACE_RANGE[0]), PACE_RANGE[1]))
+    return float(min(max(statistics.median(ratios), PACE_RANGE[0]), PACE_RANGE[1]))
 
 
 def rerank_seconds(users_a: int, candidates_n: int, n_members: int) -> float:

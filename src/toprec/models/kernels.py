@@ -55,11 +55,14 @@ OLD_WIDTH = 256
 GRAM_ROWS = 64
 
 
+def switched_off() -> bool:
+    """``TOPREC_KERNELS=numpy`` (or scipy / off / 0): every compiled kernel is off, the scipy paths run."""
+    return os.environ.get("TOPREC_KERNELS", "").lower() in ("numpy", "scipy", "off", "0")
+
+
 def available() -> bool:
     """Whether the compiled kernels can be used (numba importable, not turned off by ``TOPREC_KERNELS=numpy``)."""
-    if os.environ.get("TOPREC_KERNELS", "").lower() in ("numpy", "scipy", "off", "0"):
-        return False
-    return _compiled() is not None
+    return not switched_off() and _compiled() is not None
 
 
 def fused() -> bool:

@@ -34,7 +34,6 @@ numba is the ``fast`` extra; without it (or with ``TOPREC_KERNELS=numpy``)
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 
@@ -49,9 +48,9 @@ CHUNK_ROWS = 4096
 
 def available() -> bool:
     """Whether the compiled kernel can be used (numba importable, not turned off by ``TOPREC_KERNELS=numpy``)."""
-    if os.environ.get("TOPREC_KERNELS", "").lower() in ("numpy", "scipy", "off", "0"):
-        return False
-    return _compiled() is not None
+    from .kernels import switched_off
+
+    return not switched_off() and _compiled() is not None
 
 
 @lru_cache(maxsize=1)
