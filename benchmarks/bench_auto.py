@@ -18,8 +18,10 @@ pick without the test). Prints a markdown table; --json keeps everything.
 
 Data: ../shared/data (ML-100K through `toprec data fetch ml-100k` into
 benchmarks/data/ml-100k, with its side files; ML-1M ratings >= 4 with genres
-and years; Last.fm-2K user_artists.dat; the competition sample with its side
-files, as benchmarks/bench_side.py reads them).
+and years; Last.fm-2K as `toprec` reads its folder, with the artists' tags,
+less the tag rows on the seed's test pairs (``lastfm-plain``: user_artists.dat
+alone, as in the tables before session 5); the competition sample with its
+side files, as benchmarks/bench_side.py reads them).
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ sys.path.insert(0, str(HERE))
 SHARED = HERE.parents[1] / "shared" / "data"
 
 
-def ml100k() -> tuple[Dataset, int, int]:
+def ml100k(seed: int = 0) -> tuple[Dataset, int, int]:
     folder = HERE / "data" / "ml-100k"
     if not (folder / "train_ratings.csv").exists():
         subprocess.run([sys.executable, "-m", "toprec", "data", "fetch", "ml-100k", "--out", str(folder), "--source",
@@ -53,24 +55,51 @@ def ml100k() -> tuple[Dataset, int, int]:
     return Dataset.load(folder, cache=False), 1, 9
 
 
-def lastfm() -> tuple[Dataset, int, int]:
-    ev = pd.read_csv(SHARED / "hetrec2011-lastfm-2k" / "user_artists.dat", sep="\t")
+LASTFM = SHARED / "hetrec2011-lastfm-2k"
+
+
+def lastfm_plain(seed: int = 0) -> tuple[Dataset, int, int]:
+    """Last.fm-2K's listening pairs only (user_artists.dat): the dataset of the tables before session 5."""
+    ev = pd.read_csv(LASTFM / "user_artists.dat", sep="\t")
     return Dataset.from_events(ev["userID"].to_numpy(), ev["artistID"].to_numpy(), name="lastfm-2k"), 0, 10
 
 
-def comp_sample() -> tuple[Dataset, int, int]:
+def lastfm(seed: int = 0) -> tuple[Dataset, int, int]:
+    """Last.fm-2K as `toprec` reads the folder (format hetrec-lastfm: the artists' tags as a side feature),
+    with every tag row on a (user, artist) pair of this seed's test holdout removed first: a user's own tag
+    on an artist held out from them would otherwise reach the model through the side feature."""
+    plain, last, random = lastfm_plain()
+    _, test = split.competition(plain, last=last, random=random, seed=seed)
+    u, i = test.matrix.nonzero()
+    held = pd.MultiIndex.from_arrays([plain.user_ids[u].astype(np.int64), plain.item_ids[i].astype(np.int64)])
+    with tempfile.TemporaryDirectory() as tmp:
+        for f in ("user_artists.dat", "tags.dat", "artists.dat"):
+            (Path(tmp) / f).symlink_to(LASTFM / f)
+        tagged = pd.read_csv(LASTFM / "user_taggedartists.dat", sep="\t")
+        on_test = pd.MultiIndex.from_frame(tagged[["userID", "artistID"]].astype(np.int64)).isin(held)
+        tagged[~on_test].to_csv(Path(tmp) / "user_taggedartists.dat", sep="\t", index=False)
+        data = Dataset.load(tmp, cache=False)
+    data.summary["tag_rows_on_test_pairs_removed"] = int(on_test.sum())
+    same = split.competition(data, last=last, random=random, seed=seed)[1]
+    assert (same.matrix != test.matrix).nnz == 0, "the tagged dataset must cut the same test holdout"
+    return data, last, random
+
+
+def comp_sample(seed: int = 0) -> tuple[Dataset, int, int]:
     from bench_side import comp_sample as load
 
     return load()
 
 
-def ml1m() -> tuple[Dataset, int, int]:
+def ml1m(seed: int = 0) -> tuple[Dataset, int, int]:
     from bench_side import ml1m as load
 
     return load()
 
 
-LOADERS = {"ml-100k": ml100k, "lastfm": lastfm, "comp-sample": comp_sample, "ml-1m": ml1m}
+#: name -> loader(test seed): lastfm's side feature depends on the seed's test holdout
+LOADERS = {"ml-100k": ml100k, "lastfm": lastfm, "lastfm-plain": lastfm_plain, "comp-sample": comp_sample,
+           "ml-1m": ml1m}  # fmt: skip
 
 
 def per_user(recs_or_model, test, k: int = 10) -> np.ndarray:
@@ -129,8 +158,8 @@ def main() -> None:
           "written | each member tuned (test) | auto wall s |")
     print("| --- | ---: | ---: | ---: | ---: | --- | ---: | --- | --- | ---: |")
     for name in [d.strip() for d in args.datasets.split(",") if d.strip()]:
-        data, last, random = LOADERS[name]()
         for seed in [int(s) for s in args.seeds.split(",")]:
+            data, last, random = LOADERS[name](seed)
             with tempfile.TemporaryDirectory() as tmp:
                 r = one(data, last, random, seed, budget, Path(tmp)) | {"dataset": name, "budget_s": budget}
             results.append(r)

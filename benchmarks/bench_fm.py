@@ -6,8 +6,9 @@
     python benchmarks/bench_fm.py speed --data /tmp/synth          # `toprec data synth --out /tmp/synth` first
     python benchmarks/bench_fm.py table                            # results/fm.md from every fm_*.json
     # focal vs BPR with the same tuning budget (4 validation-chosen candidates each; issue 21's target)
-    python benchmarks/bench_fm.py quality --dataset /work/shared/data/ml-100k --max-epochs 30 \
-        --rows "fm bpr (tuned),fm focal (tuned)" --out benchmarks/results/fm_focal_vs_bpr_ml-100k.json
+    python benchmarks/bench_fm.py quality --dataset ml-1m --max-epochs 15 --threads 1 \
+        --rows "fm bpr (tuned),fm focal (tuned),fm softmax-focal (tuned),fm softmax (tuned)" \
+        --out benchmarks/results/fm_focal_vs_bpr_ml-1m.json
 
 quality: the test holdout is cut first (competition protocol: each user's last
 event + 9 random earlier ones, seed 0; the competition sample has no
@@ -57,9 +58,14 @@ ROWS: dict[str, tuple[str, list[dict]]] = {
     "multivae": ("multivae", [{}]),
     # focal vs BPR, each with the same budget (4 candidates, the same epoch cap), chosen on validation only
     "fm bpr (tuned)": ("fm", [{"loss": "bpr", "lr": lr, "weight_decay": wd, "n_negatives": n}
-                              for lr, wd, n in ((3e-3, 0.0, 4), (1e-2, 0.0, 4), (3e-3, 1e-6, 4), (3e-3, 0.0, 16))]),
+                              for lr, wd, n in ((3e-3, 0.0, 16), (3e-3, 0.0, 64), (3e-3, 1e-6, 16), (1e-2, 0.0, 64))]),
     "fm focal (tuned)": ("fm", [{"loss": "focal", "gamma": g, "alpha": al, "n_negatives": n}
                                 for g, al, n in ((1.0, 0.0, 16), (2.0, 0.75, 16), (1.0, 0.5, 8), (0.5, 0.0, 8))]),
+    # the multi-class focal loss over the positive and its negatives, and its gamma=0 case (sampled softmax)
+    "fm softmax-focal (tuned)": ("fm", [{"loss": "softmax-focal", "gamma": g, "n_negatives": n}
+                                        for g, n in ((1.0, 64), (0.5, 64), (2.0, 64), (1.0, 16))]),
+    "fm softmax (tuned)": ("fm", [{"loss": "softmax", "lr": lr, "n_negatives": n}
+                                  for lr, n in ((3e-3, 16), (3e-3, 64), (1e-2, 64), (3e-3, 128))]),
 }
 
 
@@ -160,7 +166,10 @@ def quality(a) -> None:
         ref = "fm bpr" if fam in ("fm", "logistic-fm") else f"{fam} bpr"
         if r["row"].endswith("(tuned)"):
             ref = "fm bpr (tuned)"
-        for key, other in (("vs_bpr", ref), ("vs_ease", "ease")):
+        pairs = [("vs_bpr", ref), ("vs_ease", "ease")]
+        if r["row"] == "fm softmax-focal (tuned)":  # does the focusing term add anything over plain softmax?
+            pairs.append(("vs_softmax", "fm softmax (tuned)"))
+        for key, other in pairs:
             if other in per_user and other != r["row"]:
                 d = per_user[r["row"]] - per_user[other]
                 r[key] = float(d.mean())
@@ -238,18 +247,22 @@ def table(_a) -> None:
              "Written by `python benchmarks/bench_fm.py table` from the `fm_*.json` next to it (see the script's "
              "docstring for the protocol). The machine is shared (2 cores, other jobs running): seconds are "
              "indicative, epochs are capped.", ""]  # fmt: skip
-    for f in sorted(RESULTS.glob("fm_quality_*.json")):
+    for f in sorted(RESULTS.glob("fm_quality_*.json")) + sorted(RESULTS.glob("fm_focal_vs_bpr_*.json")):
         d = json.loads(f.read_text())
+        command = d.get("command") or f"python benchmarks/bench_fm.py quality --dataset {d['dataset']} --max-epochs {d['max_epochs']}"
+        extra = any("vs_softmax" in r for r in d["rows"])
         lines += [f"## Quality: {d['dataset']} ({d['n_users']:,} users, {d['n_items']:,} items, "
                   f"{d['n_events']:,} events; side: {', '.join(d['features'])}; epochs capped at {d['max_epochs']})", "",
-                  f"`python benchmarks/bench_fm.py quality --dataset {d['dataset']} --max-epochs {d['max_epochs']}`", "",
-                  "| row | chosen | valid R@10 | test R@10 | last | random | nDCG@10 | vs BPR (se) | vs EASE (se) | epochs | fit s |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+                  f"`{command}` ({f.name})", "",
+                  "| row | chosen | valid R@10 | test R@10 | last | random | nDCG@10 | vs BPR (se) | vs EASE (se) | "
+                  + ("vs softmax (se) | " if extra else "") + "epochs | fit s |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" if extra else "")]  # fmt: skip
         for r in d["rows"]:
             vs = lambda k: f"{r[k]:+.4f} ({r[k + '_se']:.4f})" if k in r else "-"  # noqa: E731
             lines.append(f"| {r['row']} | {json.dumps(r['params'])} | {fmt(r.get('valid_recall@10'))} | "
                          f"{fmt(r['recall@10'])} | {fmt(r['recall_last@10'])} | {fmt(r['recall_random@10'])} | "
-                         f"{fmt(r['ndcg@10'])} | {vs('vs_bpr')} | {vs('vs_ease')} | {r['epochs']} | {r['fit_s']:.0f} |")  # fmt: skip
+                         f"{fmt(r['ndcg@10'])} | {vs('vs_bpr')} | {vs('vs_ease')} | "
+                         + (f"{vs('vs_softmax')} | " if extra else "") + f"{r['epochs']} | {r['fit_s']:.0f} |")  # fmt: skip
         lines.append("")
     f = RESULTS / "fm_speed_synth.json"
     if f.exists():

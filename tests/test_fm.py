@@ -85,7 +85,7 @@ def test_fm_identity_matches_the_explicit_pairwise_formula(data):
                 assert got == pytest.approx(want, rel=1e-5, abs=1e-6)
 
 
-@pytest.mark.parametrize("loss", ["bpr", "bce", "focal"])
+@pytest.mark.parametrize("loss", ["bpr", "bce", "focal", "softmax", "softmax-focal"])
 def test_every_loss_trains_and_lowers_its_loss(loss, data):
     m = models.get("fm", epochs=6, loss=loss, **FAST).fit(data)
     losses = [h["loss"] for h in m.history]

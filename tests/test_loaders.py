@@ -186,3 +186,48 @@ def test_bad_side_file(tmp_path):
     (folder / "genres.tsv").write_text("movie\tgenre\n1\tDrama\n")
     with pytest.raises(ToprecError, match=r"genres.tsv: missing column 'item'"):
         Dataset.load(folder)
+
+
+def _hetrec(folder, tagged: str | None = None) -> None:
+    folder.mkdir()
+    (folder / "user_artists.dat").write_text(
+        "userID\tartistID\tweight\r\n2\t51\t13883\r\n2\t52\t11690\r\n3\t51\t5\r\n3\t53\t700\r\n4\t52\t1\r\n"
+    )
+    if tagged is not None:
+        (folder / "user_taggedartists.dat").write_text(tagged)
+        (folder / "tags.dat").write_bytes("tagID\ttagValue\r\n1\tmetal\r\n2\tcaf\xe9 rock\r\n3\tmine\r\n".encode("latin-1"))
+    (folder / "artists.dat").write_text("id\tname\turl\tpictureURL\n51\tMALICE MIZER\tu\tp\n52\tDiary of Dreams\tu\tp\n")
+
+
+def test_hetrec_lastfm_tags_need_two_users(tmp_path):
+    # artist 51: 'metal' from users 2 and 3 (kept); 'mine' only from user 2, twice (dropped: one user's tag);
+    # artist 52: 'café rock' from users 2 and 4 (kept, its latin-1 name decoded); artist 53: no shared tag
+    tagged = ("userID\tartistID\ttagID\tday\tmonth\tyear\n2\t51\t1\t1\t4\t2009\n3\t51\t1\t1\t5\t2009\n"
+              "2\t51\t3\t1\t4\t2009\n2\t51\t3\t2\t4\t2009\n2\t52\t2\t1\t4\t2009\n4\t52\t2\t1\t4\t2009\n"
+              "2\t53\t3\t1\t4\t2009\n")  # fmt: skip
+    _hetrec(tmp_path / "lastfm", tagged)
+    assert detect_format(tmp_path / "lastfm") == "hetrec-lastfm"
+    ds = Dataset.load(tmp_path / "lastfm", cache=False)
+    assert (ds.n_users, ds.n_items, ds.n_events) == (3, 3, 5)
+    assert _pairs(ds) == {("2", "51"), ("2", "52"), ("3", "51"), ("3", "53"), ("4", "52")}
+    tags = ds.features["tags"]
+    assert sorted(tags.values) == ["café rock", "metal"]
+    assert tags.of(int(ds.item_index([51])[0])) == ["metal"]
+    assert tags.of(int(ds.item_index([52])[0])) == ["café rock"]
+    assert tags.of(int(ds.item_index([53])[0])) == []
+    assert ds.titles[ds.item_index([52])[0]] == "Diary of Dreams"
+    # --min-rating filters on the play count
+    few = Dataset.load(tmp_path / "lastfm", cache=False, min_rating=700)
+    assert _pairs(few) == {("2", "51"), ("2", "52"), ("3", "53")}
+
+
+def test_hetrec_lastfm_without_side_files_and_bad_rows(tmp_path):
+    _hetrec(tmp_path / "plain")
+    ds = Dataset.load(tmp_path / "plain", cache=False)
+    assert ds.features == {} and ds.n_events == 5
+    _hetrec(tmp_path / "bad", "userID\tartistID\ttagID\n2\t51\t1\n2\t\t1\n")
+    with pytest.raises(ToprecError, match=r"user_taggedartists.dat, row 3: .*artistID"):
+        Dataset.load(tmp_path / "bad", cache=False)
+    _hetrec(tmp_path / "nocol", "userID\tartist\ttagID\n2\t51\t1\n")
+    with pytest.raises(ToprecError, match=r"user_taggedartists.dat: missing item column 'artistID'"):
+        Dataset.load(tmp_path / "nocol", cache=False)

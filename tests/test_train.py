@@ -69,6 +69,30 @@ def test_bce_and_focal_by_hand():
     assert losses.focal(torch.tensor(z), torch.tensor(y), gamma=0.0).item() == pytest.approx(ce.mean(), rel=1e-12)
 
 
+def test_focal_gradients_stay_finite_when_confident():
+    # (1 - p_t)^gamma with gamma < 1 has an infinite derivative at p_t = 1 (float32 reaches it at |z| ~ 17):
+    # the plain power turned an FM's loss to NaN mid-training; both focal losses use the log form
+    z = torch.tensor([[40.0, -40.0], [3.0, 0.5]], requires_grad=True)
+    y = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    losses.focal(z, y, gamma=0.5).backward()
+    assert torch.isfinite(z.grad).all()
+    pos = torch.tensor([60.0, 0.0], requires_grad=True)
+    losses.softmax_focal(pos, torch.tensor([[-60.0, -50.0], [1.0, 2.0]]), gamma=0.5).backward()
+    assert torch.isfinite(pos.grad).all()
+
+
+def test_softmax_focal_by_hand():
+    pos = np.array([1.0, -0.5])
+    neg = np.array([[0.5, 2.0, -1.0], [0.0, 0.0, 1.0]])
+    p = np.exp(_log_softmax(np.concatenate([pos[:, None], neg], 1))[:, 0])
+    for gamma in (0.5, 2.0):
+        want = np.mean(-((1 - p) ** gamma) * np.log(p))
+        got = losses.softmax_focal(torch.tensor(pos), torch.tensor(neg), gamma).item()
+        assert got == pytest.approx(want, rel=1e-12)
+    got0 = losses.softmax_focal(torch.tensor(pos), torch.tensor(neg), 0.0).item()
+    assert got0 == pytest.approx(losses.sampled_softmax(torch.tensor(pos), torch.tensor(neg)).item(), rel=1e-12)
+
+
 def test_sampled_and_full_softmax_by_hand():
     pos = np.array([1.0, 0.0])
     neg = np.array([[0.5, 2.0, -1.0], [0.0, 0.0, 1.0]])

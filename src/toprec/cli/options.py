@@ -97,7 +97,7 @@ def opt_str(p: Any) -> Optional[str]:
 
 # ------------------------------------------------------------------ bundles
 _DATA_OPTIONS: dict[str, tuple[Any, Any]] = {
-    "fmt": (Annotated[str, typer.Option("--format", help="auto|competition|ml-100k|ml-1m|ml-csv|recbole|table")],
+    "fmt": (Annotated[str, typer.Option("--format", help="auto|competition|ml-100k|ml-1m|ml-csv|hetrec-lastfm|recbole|table")],
             "auto"),
     "user_col": (Annotated[Optional[str], typer.Option("--user-col", help="User column (table format).")], None),
     "item_col": (Annotated[Optional[str], typer.Option("--item-col", help="Item column (table format).")], None),

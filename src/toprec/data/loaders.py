@@ -12,6 +12,9 @@ Layouts (detected from what a folder holds, or forced with ``format=``):
 ``ml-1m``        ``ratings.dat`` + ``movies.dat`` (``::`` separated)
 ``ml-csv``       ``ratings.csv`` + ``movies.csv`` (MovieLens 20M / 25M / latest)
 ``recbole``      ``NAME.inter`` (+ ``NAME.item``) atomic files
+``hetrec-lastfm`` ``user_artists.dat`` (HetRec 2011 Last.fm: userID, artistID, weight)
+                 + optional ``user_taggedartists.dat`` / ``tags.dat`` (the ``tags``
+                 side feature) and ``artists.dat`` (titles)
 ``table``        any CSV / TSV / Parquet file with named columns
                  (``user_col``, ``item_col``, optional ``time_col``, ``rating_col``)
 
@@ -35,7 +38,11 @@ import pyarrow.csv as pacsv
 from ..errors import ToprecError
 
 COMPETITION_SIDE = ("titles", "years", "genres", "directors", "writers")
-FORMATS = ("auto", "competition", "ml-100k", "ml-1m", "ml-csv", "recbole", "table")
+FORMATS = ("auto", "competition", "ml-100k", "ml-1m", "ml-csv", "hetrec-lastfm", "recbole", "table")
+#: hetrec-lastfm: a tag is an artist's side value once this many users applied it to the artist. Tags are
+#: user-generated: a tag only one user applied mostly records that user's own listening (a holdout artist
+#: they tagged would be linked to their history through it); 2 keeps the shared vocabulary and 10x fewer rows.
+HETREC_TAG_MIN_USERS = 2
 
 ML100K_GENRES = [
     "unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary", "Drama",
@@ -414,6 +421,39 @@ def read_ml_csv(folder: Path, min_rating: float | None = None) -> RawEvents:
     return RawEvents(users, items, times, features, titles, folder.name, summary | {"format": "ml-csv"})
 
 
+def read_hetrec_lastfm(folder: Path, min_rating: float | None = None) -> RawEvents:
+    """HetRec 2011 Last.fm-2K: listening pairs (``--min-rating`` filters on the play count ``weight``), the
+    artists' tags (applied by at least HETREC_TAG_MIN_USERS users) and the artists' names. No timestamps."""
+    users, items, _, summary = read_events(folder / "user_artists.dat", "userID", "artistID", None, "weight",
+                                           min_rating, sep="\t")  # fmt: skip
+    features, titles = {}, None
+    tagged = folder / "user_taggedartists.dat"
+    if tagged.exists():
+        table = _read_table(tagged, sep="\t")
+        for col, role in (("userID", "user"), ("artistID", "item"), ("tagID", "tag")):
+            _column(table, tagged, col, role)
+        frame = pd.DataFrame({"user": _ids(table.column("userID"), tagged, "userID", "user"),
+                              "item": _ids(table.column("artistID"), tagged, "artistID", "item"),
+                              "value": _ids(table.column("tagID"), tagged, "tagID", "tag")})  # fmt: skip
+        counts = frame.drop_duplicates().groupby(["item", "value"]).size()
+        shared = counts[counts >= HETREC_TAG_MIN_USERS].reset_index()[["item", "value"]]
+        names_path = folder / "tags.dat"
+        if names_path.exists():
+            names = _read_table(names_path, sep="\t", encoding="latin1").to_pandas()
+            if {"tagID", "tagValue"} <= set(names.columns):
+                label = dict(zip(names["tagID"].astype(str), names["tagValue"].astype(str)))
+                shared["value"] = [label.get(v, v) for v in shared["value"].astype(str)]
+        features["tags"] = shared
+        summary["tags_min_users"] = HETREC_TAG_MIN_USERS
+    artists = folder / "artists.dat"
+    if artists.exists():
+        table = _read_table(artists, sep="\t")
+        if {"id", "name"} <= set(table.column_names):
+            titles = pd.DataFrame({"item": _ids(table.column("id"), artists, "id", "item"),
+                                   "title": table.column("name").to_pandas()})  # fmt: skip
+    return RawEvents(users, items, None, features, titles, folder.name, summary | {"format": "hetrec-lastfm"})
+
+
 def _recbole_fields(table: pa.Table) -> dict[str, str]:
     """Map bare field names (``user_id``) to the header's ``name:type`` columns."""
     return {c.split(":")[0]: c for c in table.column_names}
@@ -515,10 +555,12 @@ def detect_format(path: Path) -> str:
         return "ml-1m"
     if (path / "ratings.csv").exists():
         return "ml-csv"
+    if (path / "user_artists.dat").exists():
+        return "hetrec-lastfm"
     if any(path.glob("*.inter")):
         return "recbole"
     raise ToprecError(
-        f"{path}: no known dataset layout (looked for train_ratings.csv, u.data, ratings.dat, ratings.csv, *.inter)"
+        f"{path}: no known dataset layout (looked for train_ratings.csv, u.data, ratings.dat, ratings.csv, user_artists.dat, *.inter)"
     )
 
 
@@ -560,6 +602,7 @@ def read(
         "ml-100k": read_ml100k,
         "ml-1m": read_ml1m,
         "ml-csv": read_ml_csv,
+        "hetrec-lastfm": read_hetrec_lastfm,
         "recbole": read_recbole,
     }
     return readers[format](path, min_rating=min_rating)

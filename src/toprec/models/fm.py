@@ -28,7 +28,9 @@ the user's history field for its own pair (else the model learns "an item in
 the history is a positive", which the masking of seen items makes useless).
 Losses (``loss``): ``bpr`` (positive against each negative), ``bce`` and
 ``focal`` (Lin et al. 2017; ``gamma``, ``alpha``) with label 1 for the
-positive and 0 for the negatives.
+positive and 0 for the negatives; ``softmax`` (the positive's cross-entropy
+among its negatives) and ``softmax-focal`` (the multi-class focal loss over
+the same list: -(1 - p)^gamma log p).
 
 - ``fm``: the FM above (``loss=bpr`` by default).
 - ``logistic-fm``: the same model trained as a classifier (``loss=bce`` by
@@ -76,8 +78,8 @@ _CHUNK_FLOATS = 1 << 24
 
 class FMParams(TorchParams):
     factors: int = Field(32, ge=1, description="embedding size of every feature")
-    loss: Literal["bpr", "bce", "focal"] = Field("bpr", description="bpr: pairwise; bce / focal: pointwise on sampled negatives")
-    gamma: float = Field(2.0, ge=0.0, description="focal loss focusing exponent (0 = bce)")
+    loss: Literal["bpr", "bce", "focal", "softmax", "softmax-focal"] = Field("bpr", description="bpr: pairwise; bce / focal: pointwise on sampled negatives; softmax / softmax-focal: the positive against its sampled negatives (list-wise)")
+    gamma: float = Field(2.0, ge=0.0, description="focal / softmax-focal focusing exponent (0 = bce / softmax)")
     alpha: float = Field(0.0, ge=0.0, lt=1.0, description="focal loss weight of the positives (0 = unweighted)")
     n_negatives: int = Field(4, ge=1, description="uniform unseen negatives per positive")
     features: str = Field("all", description="item side features to use (comma-separated names; all = every one; none)")
@@ -175,7 +177,7 @@ class _FMBase(TorchRecommender):
         "weight_decay": ("log_float", 1e-9, 1e-5),
         "history_norm": ("float", 0.0, 1.0),
         "user_id": ("categorical", [True, False]),
-        "loss": ("categorical", ["bpr", "bce", "focal"]),
+        "loss": ("categorical", ["bpr", "bce", "focal", "softmax", "softmax-focal"]),
     }
 
     # ----------------------------------------------------------------- data
@@ -256,6 +258,10 @@ class _FMBase(TorchRecommender):
         p = self.params
         if p.loss == "bpr":
             return losses.bpr(logits[:, 0], logits[:, 1:])
+        if p.loss == "softmax":
+            return losses.sampled_softmax(logits[:, 0], logits[:, 1:])
+        if p.loss == "softmax-focal":
+            return losses.softmax_focal(logits[:, 0], logits[:, 1:], gamma=p.gamma)
         targets = logits.new_zeros(logits.shape)
         targets[:, 0] = 1.0
         if p.loss == "bce":
@@ -534,7 +540,7 @@ class FM(_FMBase):
 
 
 class LogisticFMParams(FMParams):
-    loss: Literal["bpr", "bce", "focal"] = Field("bce", description="bce / focal: pointwise on sampled negatives; bpr: pairwise")
+    loss: Literal["bpr", "bce", "focal", "softmax", "softmax-focal"] = Field("bce", description="bce / focal: pointwise on sampled negatives; bpr: pairwise; softmax / softmax-focal: list-wise over the sampled negatives")
 
 
 @register

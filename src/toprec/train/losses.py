@@ -12,6 +12,9 @@ for pair-wise and sampled ones.
   negatives, with the optional log-Q correction for non-uniform samplers.
 - ``softmax_ce``: full softmax cross-entropy over all items (next-item models).
 - ``focal``: binary focal loss (Lin et al. 2017) on logits.
+- ``softmax_focal``: the multi-class focal loss over a positive and its
+  sampled negatives, -(1 - p)^gamma log p with p the positive's softmax
+  probability among them (gamma=0 is ``sampled_softmax``).
 
 ``sample_negatives`` draws uniform item ids for a batch of users from a
 seeded generator and excludes the users' positives either approximately
@@ -69,14 +72,28 @@ def softmax_ce(logits, target, ignore_index: int = -100):
 
 
 def focal(logits, targets, gamma: float = 2.0, alpha: float | None = None):
-    """Binary focal loss: mean of -a_t (1 - p_t)^gamma log p_t on logits (gamma=0 is BCE)."""
+    """Binary focal loss: mean of -a_t (1 - p_t)^gamma log p_t on logits (gamma=0 is BCE).
+
+    The factor (1 - p_t)^gamma is exp(gamma * log sigmoid(-z_t)) with z_t the logit signed by the label: its
+    gradient stays finite when p_t reaches 1 in float32 (the plain power's is infinite there for gamma < 1)."""
     ce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
-    p = torch.sigmoid(logits)
-    p_t = p * targets + (1 - p) * (1 - targets)
-    loss = ce * (1 - p_t).pow(gamma)
+    z_t = logits * (2 * targets - 1)
+    loss = ce * torch.exp(gamma * F.logsigmoid(-z_t)) if gamma else ce
     if alpha is not None:
         loss = loss * (alpha * targets + (1 - alpha) * (1 - targets))
     return loss.mean()
+
+
+def softmax_focal(pos, neg, gamma: float = 2.0):
+    """Mean of -(1 - p)^gamma log p, p = softmax([pos, neg_1..neg_m])[0]: the positive's probability among its
+    sampled negatives (``pos`` (b,) or (b, 1), ``neg`` (b, m)); gamma=0 is :func:`sampled_softmax`."""
+    logits = torch.cat([pos.reshape(-1, 1), neg], dim=1)
+    log_z = torch.logsumexp(logits, dim=1)
+    log_p = logits[:, 0] - log_z
+    if gamma == 0:
+        return -log_p.mean()
+    log_rest = torch.logsumexp(neg, dim=1) - log_z  # log(1 - p), finite gradient as p -> 1
+    return -(torch.exp(gamma * log_rest) * log_p).mean()
 
 
 def positive_keys(indptr, indices, n_items: int):
