@@ -173,7 +173,11 @@ def test_plan_adapts_to_the_data(dataset, events):
     assert ease.starts[0]["l2"] == pytest.approx(min(1e4, max(10.0, round(5 * p["mean_item_count"], 1))))
     with_side = Dataset.from_events(events["user"].to_numpy(), events["item"].to_numpy(), events["time"].to_numpy(),
                                     features={"genres": pd.DataFrame({"item": [1000, 1001], "value": ["a", "b"]})})
-    assert "cease" in [c.name for c in candidates(profile(with_side, 1, 9))]
+    side_plan = {c.name: c for c in candidates(profile(with_side, 1, 9))}
+    assert "cease" in side_plan
+    # cease starts at every l2 EASE starts at (the first, its prior for the one-se gate, at EASE's first)
+    assert {s["l2"] for s in side_plan["cease"].starts} == {s["l2"] for s in side_plan["ease"].starts}
+    assert side_plan["cease"].starts[0]["l2"] == side_plan["ease"].starts[0]["l2"]
     # a wide catalogue (users << items): EASER and EDLAE are planned in their user-space forms (users^2 solves);
     # past 12k items with more users than items, EASER's (items + pairs)^2 solve is left out
     wide = dict(p, items=20_000, users=2_000, events=90_000, mean_item_count=4.5)
