@@ -236,6 +236,30 @@ def test_an_epoch_trained_member_reports_every_epoch_and_a_weak_trial_is_pruned(
     assert third["params"]["lr"] != pytest.approx(1e-6)
 
 
+def test_trial_box_decides_who_runs_and_for_how_long():
+    from toprec.auto.pipeline import BOX_FACTOR, MIN_BOX, REFIT, trial_box
+
+    # a closed form runs when it and its refit fit above the reserve, without a box
+    assert trial_box(10.0, 100.0, 50.0, False, False) == (True, None)
+    assert trial_box(30.0, 100.0, 50.0, False, False) == (False, None)  # 30 x (1 + REFIT) > 50
+    assert trial_box(30.0, 100.0, 50.0, True, False) == (True, None)  # tried: its refit is in the reserve
+    # an epoch-trained member: boxed at 0.9 x the room above the reserve (its own refit kept), at most
+    # BOX_FACTOR x its cost
+    go, box = trial_box(10.0, 1000.0, 100.0, False, True)
+    assert go and box == pytest.approx(BOX_FACTOR * 10.0)
+    room = (1000.0 - 100.0) / (1 + REFIT)
+    go, box = trial_box(room * 0.9, 1000.0, 100.0, False, True)
+    assert go and box == pytest.approx(0.9 * room)
+    # its whole cost does not fit: the first trial still runs, boxed, when MIN_BOX of the cost fits
+    go, box = trial_box(room / MIN_BOX * 0.99, 1000.0, 100.0, False, True)
+    assert go and box == pytest.approx(0.9 * room)
+    assert trial_box(room / MIN_BOX * 1.01, 1000.0, 100.0, False, True) == (False, None)
+    # ... but not a later trial (it would only be a worse-boxed repeat), nor a closed form
+    assert trial_box(2 * (1000.0 - 100.0), 1000.0, 100.0, True, True)[0] is False
+    assert trial_box(room * 2, 1000.0, 100.0, False, False) == (False, None)
+    assert trial_box(10.0, 100.0, 120.0, False, True) == (False, None)  # no room at all
+
+
 def test_an_epoch_trained_trial_past_its_time_box_stops_and_caps_the_final_refit(dataset, tmp_path):
     from dataclasses import replace
 
