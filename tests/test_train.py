@@ -189,6 +189,23 @@ def test_callback_logs_history_and_stop(train):
     assert m.recommend(np.arange(3), k=5).items.shape == (3, 5)
 
 
+def test_a_deadline_ends_every_fit_after_the_epoch_that_passes_it(train):
+    from toprec.train import deadline
+
+    # without validation: the epoch the deadline ends it at; with validation: the best validated epoch
+    with pytest.warns(RuntimeWarning, match="out of time after epoch 1 of"), deadline(0.0):
+        m = models.get("multidae", **{**FAST, "valid_last": 0, "valid_random": 0}).fit(train)
+    assert len(m.history) == 1 and m.history[-1]["stopped"] == 1.0 and m.best_epoch == 1
+    with pytest.warns(RuntimeWarning, match="out of time after epoch 1 of"), deadline(0.0):
+        v = models.get("multidae", **FAST).fit(train)
+    assert len(v.history) == 1 and v.best_epoch == 1 and v.best_metric == v.history[0]["recall@10"]
+    # the block restores what was before: outside it, the same model runs all its epochs
+    with deadline(3600.0):
+        pass
+    full = models.get("multidae", **{**FAST, "valid_last": 0, "valid_random": 0}).fit(train)
+    assert len(full.history) == FAST["epochs"] and "stopped" not in full.history[-1]
+
+
 def test_early_stopping_restores_best_epoch(train):
     snapshots = {}
     model = models.get("multidae", **{**FAST, "epochs": 30, "patience": 3, "lr": 3e-2})

@@ -362,9 +362,14 @@ def run_auto(ds, out: Path, budget_s: float, *, k: int = 10, last: int = 1, rand
                                             random, candidates_n, log)  # fmt: skip
     clock.save(stage="final")
     log(f"{clock.stamp()} final: {chosen}, method {ens.method}, refit on all {ds.n_events:,} events")
-    # ---- refit on all the data and fuse
-    ens.prepare_final(ds, k=k)
-    recs = ens.recommend(ds.users, k=k)
+    # ---- refit on all the data and fuse; an epoch-trained refit stops at the budget's end less what follows
+    # it (the re-ranker's features and scoring), whatever the machine's load did since its trial was timed
+    from ..train import deadline
+
+    after = FIXED_RESERVE_S + (rerank_s if ens.method == "rerank" else 0.0)
+    with deadline(clock.left - after):
+        ens.prepare_final(ds, k=k)
+        recs = ens.recommend(ds.users, k=k)
     if model_dir is not None:
         from ..app.serving import save_pipeline
 

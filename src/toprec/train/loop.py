@@ -10,6 +10,7 @@ weights (the last epoch's without validation).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 import warnings
@@ -22,6 +23,25 @@ from .. import progress
 from ..device import require_torch
 from ..errors import ToprecError
 from . import checkpoints, validation
+
+
+#: monotonic time after which every epoch-trained fit ends (see :func:`deadline`); None: no deadline
+_DEADLINE: float | None = None
+
+
+@contextlib.contextmanager
+def deadline(seconds: float | None):
+    """Every epoch-trained fit inside the block stops after the epoch that ends past ``seconds`` from now,
+    keeping its best validated epoch (without validation: that epoch), with a warning. ``toprec auto`` wraps
+    its final refit in it: a machine that slows down after the trials were timed cannot push it past the budget.
+    """
+    global _DEADLINE
+    before = _DEADLINE
+    _DEADLINE = None if seconds is None else time.monotonic() + max(0.0, float(seconds))
+    try:
+        yield
+    finally:
+        _DEADLINE = before
 
 
 class StopTraining(Exception):
@@ -151,6 +171,12 @@ def run_phase(model, phase: str, X: sp.csr_matrix, train, holdout, max_epochs: i
                 except StopTraining:
                     loop.done = True
                     model.history[-1]["stopped"] = 1.0  # the callback ended the phase here
+            if _DEADLINE is not None and not loop.done and time.monotonic() > _DEADLINE:
+                loop.done = True
+                model.history[-1]["stopped"] = 1.0
+                kept = f"epoch {loop.best_epoch}, the best validated" if validate and loop.best_state else "this epoch"
+                warnings.warn(f"model '{model.name}': out of time after epoch {epoch} of {max_epochs} (the run's "
+                              f"deadline); keeping {kept}", RuntimeWarning, stacklevel=2)  # fmt: skip
     if validate and loop.best_state is not None:
         module.load_state_dict(loop.best_state)
         model.best_epoch, model.best_metric = loop.best_epoch, loop.best_metric
