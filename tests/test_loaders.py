@@ -231,3 +231,15 @@ def test_hetrec_lastfm_without_side_files_and_bad_rows(tmp_path):
     _hetrec(tmp_path / "nocol", "userID\tartist\ttagID\n2\t51\t1\n")
     with pytest.raises(ToprecError, match=r"user_taggedartists.dat: missing item column 'artistID'"):
         Dataset.load(tmp_path / "nocol", cache=False)
+
+
+def test_hetrec_lastfm_cache_follows_the_tag_files(tmp_path):
+    tagged = "userID\tartistID\ttagID\n2\t51\t1\n3\t51\t1\n"
+    _hetrec(tmp_path / "lastfm", tagged)
+    first = Dataset.load(tmp_path / "lastfm", cache=True)
+    assert first.summary["cache"] == "miss" and list(first.features["tags"].values) == ["metal"]
+    assert Dataset.load(tmp_path / "lastfm", cache=True).summary["cache"] == "hit"
+    # a tag file changed: the cached copy is not reused
+    (tmp_path / "lastfm" / "user_taggedartists.dat").write_text(tagged + "2\t52\t2\n4\t52\t2\n")
+    again = Dataset.load(tmp_path / "lastfm", cache=True)
+    assert again.summary["cache"] == "miss" and sorted(again.features["tags"].values) == ["café rock", "metal"]

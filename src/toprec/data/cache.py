@@ -41,6 +41,7 @@ _CHUNK = 1 << 22
 SOURCE_NAMES = {
     "train_ratings.csv", "titles.tsv", "years.tsv", "genres.tsv", "directors.tsv", "writers.tsv",
     "u.data", "u.item", "u.genre", "ratings.dat", "movies.dat", "ratings.csv", "movies.csv",
+    "user_artists.dat", "user_taggedartists.dat", "tags.dat", "artists.dat",
 }  # fmt: skip
 
 
