@@ -80,7 +80,7 @@ def test_output_into_a_file_is_not_wrapped_at_80_columns(tmp_path, competition_d
     assert len(row) == 1 and any(c.isdigit() for c in row[0]), p.stdout
     h = toprec("evaluate", "--help")
     assert h.returncode == 0 and "…" not in h.stdout, h.stdout
-    assert "auto|competition|ml-100k|ml-1m|ml-csv|recbole|table" in h.stdout, h.stdout
+    assert "auto|competition|ml-100k|ml-1m|ml-csv|hetrec-lastfm|recbole|table" in h.stdout, h.stdout
     assert "MLflow tracking URI" in h.stdout
 
 
