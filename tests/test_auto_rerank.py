@@ -15,7 +15,7 @@ pytest.importorskip("lightgbm")
 def test_rerank_stage_runs_with_recency_and_writes_its_verdict(dataset, tmp_path):
     lines = []
     run = run_auto(dataset, tmp_path / "auto", 300, last=1, random=4, seed=3, candidates_n=30,
-                   only=["ease", "rp3beta"], log=lines.append)  # fmt: skip
+                   only=["ease", "rp3beta"], log=lines.append, model_dir=tmp_path / "model")  # fmt: skip
     stage = [line for line in lines if "re-ranker: trained on fold A" in line]
     assert stage and "with recency features" in stage[0], lines
     verdict = json.loads((tmp_path / "auto" / "rerank.json").read_text())
@@ -23,6 +23,13 @@ def test_rerank_stage_runs_with_recency_and_writes_its_verdict(dataset, tmp_path
     assert verdict["kept"] == (verdict["fold_b"] - verdict["written_fold_b"] > verdict["se"] > 0)
     assert run.recency == (run.method == "rerank")
     assert (run.method == "rerank") == verdict["kept"]
+    # the saved pipeline (re-ranked or fused) answers every user with the submission's list
+    from toprec.app import serving
+
+    served = serving.load(tmp_path / "model")
+    assert (served.reranker is not None) == (run.method == "rerank")
+    got = served.answer([serving.Query(user=str(dataset.user_ids[u])) for u in run.recs.users], k=10)
+    assert [a.items for a in got] == [dataset.item_ids[r[r >= 0]].tolist() for r in run.recs.items]
 
 
 def test_recency_only_with_a_last_event_part_and_times(dataset):

@@ -11,6 +11,11 @@ counts; every decision is here, so a Python user gets what the server gives:
   folder; ``ids.json``) as ``toprec ensemble --save-model`` writes it.
 * :class:`Servable` (:func:`load`): the folder loaded with its arrays memory
   mapped (every worker serving it shares one copy in the page cache).
+  A re-ranked pipeline (``method="rerank"``) also holds ``rerank/``: the
+  booster trained on fold A (LightGBM text / CatBoost JSON) and the final
+  stage's feature tables (:mod:`toprec.ensemble.rerank_tables`), so known
+  users get the submission's lists and scores exactly; a history is folded
+  in as that user's row and latest items (active now, no cluster).
   Known users are ranked from their training events, exactly as
   ``recommend()`` ranks them offline; unknown users get the cold-start list
   (popularity) flagged ``cold_start``; a user known only by a history (a list
@@ -41,6 +46,7 @@ from ..version import __version__
 IDS_FILE = "ids.json"
 PIPELINE_FILE = "pipeline.json"
 MODEL_FILE = "model.json"
+RERANK_DIR = "rerank"
 
 
 # ------------------------------------------------------------------ saving
@@ -79,8 +85,6 @@ def check_pipeline(ens) -> None:
     """A one-line error, before any work, when an ensemble cannot be saved for serving."""
     from ..ensemble.members import ModelMember
 
-    if ens.method == "rerank":
-        raise ToprecError("--save-model: a 'rerank' ensemble cannot be served (its ranker needs fold-A features)")
     for m, w in zip(ens.members, ens.weights):
         if w > 0 and not isinstance(m, ModelMember):
             raise ToprecError(f"--save-model: member '{m.label}' is a file of lists, not a model: it cannot be served")
@@ -90,7 +94,10 @@ def save_pipeline(ens, ds, path: str | os.PathLike) -> Path:
     """The fused pipeline (members with weight > 0, fitted on ``ds``; method; weights) as a servable folder."""
     check_pipeline(ens)
     keep = [i for i, w in enumerate(ens.weights) if w > 0]
-    method = "rank" if ens.method == "auto" else ens.method
+    rerank = ens.method == "rerank" and len(keep) > 1  # fallen back to one member: that member's list
+    if rerank and ens.reranker is None:
+        raise ToprecError("--save-model: the 'rerank' ensemble has no trained re-ranker (validate it first)")
+    method = "rank" if ens.method == "auto" or (ens.method == "rerank" and not rerank) else ens.method
     members = []
     path = Path(path)
     with atomic_dir(path) as tmp:
@@ -102,6 +109,9 @@ def save_pipeline(ens, ds, path: str | os.PathLike) -> Path:
         meta = {"toprec_version": __version__, "kind": "ensemble", "method": method,
                 "candidates": int(ens.candidates), "members": members, "trained_at": _now(),
                 "data": data_info(ds)}  # fmt: skip
+        if rerank:  # the ranker trained on fold A and the final stage's tables (what Ensemble.recommend used)
+            ens.reranker.save(tmp / RERANK_DIR, ens.reranker.tables(ds, ds))
+            meta["rerank"] = RERANK_DIR
         (tmp / PIPELINE_FILE).write_text(json.dumps(meta, indent=2) + "\n")
     return path
 
@@ -149,6 +159,7 @@ class Servable:
         if unknown_users not in ("cold-start", "404"):
             raise ToprecError(f"unknown_users must be 'cold-start' or '404', not {unknown_users!r}")
         self.path, self.unknown_users = path, unknown_users
+        self.reranker = self.tables = None
         if (path / PIPELINE_FILE).exists():
             meta = _read_json(path / PIPELINE_FILE)
             self.kind = "ensemble"
@@ -156,6 +167,10 @@ class Servable:
             self.weights = np.asarray([m["weight"] for m in meta["members"]], dtype=np.float64)
             self.method, self.candidates = meta["method"], int(meta["candidates"])
             self.meta = meta
+            if meta.get("rerank"):
+                from ..ensemble.rerank import Reranker
+
+                self.reranker, self.tables = Reranker.load(path / meta["rerank"])
         elif (path / MODEL_FILE).exists():
             self.kind = "model"
             self.models = [Recommender.load(path, mmap=mmap)]
@@ -188,6 +203,13 @@ class Servable:
                     "fold_in": m.fold_in, "trained_at": self.meta.get("trained_at"), "data": self.meta.get("data"),
                     "users": self.n_users, "items": self.n_items, "model_version": self.meta.get("toprec_version"),
                     "toprec_version": __version__, "path": str(self.path)}  # fmt: skip
+        out = self._ensemble_info()
+        if self.reranker is not None:
+            r = self.reranker
+            out["rerank"] = {"ranker": r.ranker, "trees": r.trees, "features": r.feature_names}
+        return out
+
+    def _ensemble_info(self) -> dict[str, Any]:
         return {"kind": "ensemble", "name": "ensemble", "method": self.method, "candidates": self.candidates,
                 "members": [{"label": e["label"], "name": m.name, "params": m.params.model_dump(mode="json"),
                              "weight": e["weight"], "fold_in": m.fold_in}
@@ -245,6 +267,9 @@ class Servable:
             h = hist if m.fold_in == first.fold_in or not len(new) else _stack_rows(
                 n, known, rows_known, m.histories([histories[r] for r in new]), self.n_items)
             lists.append(m.recommend(users, k=C, history=h))
+        if self.reranker is not None:
+            return self.reranker.recommend_tables(self.tables, users, lists, k, exclude=excl, history=seen,
+                                                  recent=_recent(n, new, histories))  # fmt: skip
         return fuse(lists, self.weights, self.method, k, users=users, exclude=excl)
 
     def _answers(self, recs: Recommendations) -> list[Answer]:
@@ -312,6 +337,19 @@ class Servable:
         if not len(idx):
             raise NotFound(f"unknown item '{item}'")
         return self.answer([Query(history=[item])], k)[0]
+
+
+def _recent(n: int, new: np.ndarray, histories: list | None) -> np.ndarray | None:
+    """(n, RECENT) the latest items of the history rows ``new``, most recent first, -1 padded (the re-ranker's)."""
+    from ..ensemble.recency import RECENT
+
+    if not len(new) or histories is None:
+        return None
+    out = np.full((n, RECENT), -1, dtype=np.int64)
+    for r in new:  # one short list per request row
+        latest = np.asarray(histories[r], dtype=np.int64)[::-1][:RECENT]
+        out[r, : len(latest)] = latest
+    return out
 
 
 def _stack_rows(n: int, known: np.ndarray, rows_known: sp.csr_matrix, rows_new: sp.csr_matrix, n_items: int):

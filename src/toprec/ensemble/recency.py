@@ -81,19 +81,45 @@ class Recency:
         self.keys = np.sort(item * self.stride + (t - t0))
         self.t0 = t0
 
+    # ------------------------------------------------------------------ saving (for a served pipeline)
+    _ARRAYS = ("S", "recent", "user_last", "item_first", "keys")
+    _SCALARS = ("n_users", "n_items", "span", "t_end", "stride", "t0")
+
+    def state(self) -> tuple[dict, dict]:
+        """(arrays, scalars): everything :meth:`features` reads (see :meth:`from_state`)."""
+        arrays = {key: getattr(self, key) for key in self._ARRAYS if hasattr(self, key)}
+        scalars = {key: getattr(self, key) for key in self._SCALARS if hasattr(self, key)}
+        scalars = {key: float(v) if key == "span" else int(v) for key, v in scalars.items()}
+        return arrays, {**scalars, "timed": bool(self.timed)}
+
+    @classmethod
+    def from_state(cls, arrays: dict, scalars: dict) -> "Recency":
+        """The tables :meth:`state` returned, without the training data."""
+        self = cls.__new__(cls)
+        for key, value in {**arrays, **scalars}.items():
+            setattr(self, key, value)
+        self.S = sp.csr_matrix(self.S)
+        return self
+
     def _window(self, it: np.ndarray, end: np.ndarray, width: float) -> np.ndarray:
         """Events of item ``it`` with time in (end - width * span, end]."""
         hi = it * self.stride + (end - self.t0)
         lo = it * self.stride + np.maximum(end - self.t0 - int(width * self.span), -1)
         return np.searchsorted(self.keys, hi, "right") - np.searchsorted(self.keys, lo, "right")
 
-    def features(self, users: np.ndarray, items: np.ndarray) -> tuple[list[np.ndarray], list[str]]:
-        """Columns of shape ``items.shape`` for users ``users`` (rows) and candidates ``items`` (-1: padding)."""
+    def features(self, users: np.ndarray, items: np.ndarray, recent: np.ndarray | None = None,
+                 ) -> tuple[list[np.ndarray], list[str]]:  # fmt: skip
+        """Columns of shape ``items.shape`` for users ``users`` (rows) and candidates ``items`` (-1: padding).
+
+        ``recent`` (n, RECENT), most recent first, -1 padded: the latest items of
+        the rows whose user is unknown (a history served without a training row).
+        """
         n, L = items.shape
         known = (users >= 0) & (users < self.n_users)
         urow = np.where(known, users, 0)
         it = np.maximum(items, 0).astype(np.int64)
-        recent = np.where(known[:, None], self.recent[urow], -1)  # (n, RECENT)
+        other = -1 if recent is None else np.asarray(recent, dtype=np.int64)
+        recent = np.where(known[:, None], self.recent[urow], other)  # (n, RECENT)
         cand = np.broadcast_to(it[:, :, None], (n, L, RECENT)).ravel()
         rec = np.broadcast_to(recent[:, None, :], (n, L, RECENT)).ravel()
         has = rec >= 0

@@ -36,15 +36,17 @@ both seeded. Needs ``lightgbm`` or ``catboost`` (``pip install 'toprec[rerank]'`
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-import pandas as pd
 import scipy.sparse as sp
 
 from ..errors import ToprecError
 from ..recommend import Recommendations, seen_and_cold
 from .fusion import _recommendations, build_pool, topk_columns
+from .rerank_tables import YEARS, RerankTables
 
 #: users per feature batch at prediction time (features are (users, union, F) float32)
 BATCH_USERS = 2048
@@ -132,6 +134,26 @@ class _LightGBM:
     def importance(self) -> np.ndarray:
         return self.model.booster_.feature_importance(self.importance_type).astype(np.float64)
 
+    file = "ranker.txt"
+
+    def save(self, path: Path) -> None:
+        """LightGBM's text model (the trees up to the early-stopped best iteration)."""
+        path.write_text(self.model.booster_.model_to_string())
+
+    @classmethod
+    def load(cls, path: Path) -> "_Booster":
+        return _Booster(lightgbm().Booster(model_str=path.read_text()))
+
+
+class _Booster:
+    """A LightGBM booster read back from its text model: predicts exactly as the classifier that wrote it."""
+
+    def __init__(self, booster):
+        self.booster = booster
+
+    def predict(self, x) -> np.ndarray:
+        return self.booster.predict(x)
+
 
 class _CatBoost:
     """CatBoostClassifier on ``FeaturesData`` (float columns + the cluster as a string category)."""
@@ -174,6 +196,22 @@ class _CatBoost:
         out[num_cols + self.categorical] = imp
         return out
 
+    file = "ranker.json"
+
+    def save(self, path: Path) -> None:
+        """CatBoost's JSON model, with the categorical columns' positions beside it."""
+        self.model.save_model(str(path), format="json")
+        path.with_suffix(".columns.json").write_text(json.dumps({"categorical": self.categorical}) + "\n")
+
+    @classmethod
+    def load(cls, path: Path) -> "_CatBoost":
+        self = cls.__new__(cls)
+        self.cb = catboost()
+        self.model = self.cb.CatBoostClassifier()
+        self.model.load_model(str(path), format="json")
+        self.categorical = json.loads(path.with_suffix(".columns.json").read_text())["categorical"]
+        return self
+
 
 BACKENDS = {"lightgbm": _LightGBM, "catboost": _CatBoost}
 
@@ -193,41 +231,46 @@ def candidate_features(
     computed for the stage). ``recency`` (a :class:`.recency.Recency` of
     ``train``): adds the recency features listed there.
     """
+    tables = RerankTables.build(data, train, clusters, cluster_share, recency)
+    return table_features(tables, users, lists, labels)
+
+
+def table_features(
+    tables: RerankTables, users: np.ndarray, lists: Sequence[Recommendations], labels: Sequence[str],
+    history: sp.csr_matrix | None = None, recent: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """:func:`candidate_features` from a stage's :class:`RerankTables` (built once, or loaded to serve).
+
+    ``history`` / ``recent``: the rows and latest items (see :meth:`.recency.Recency.features`)
+    of the users unknown to the tables (-1: served from a history).
+    """
+    users = np.asarray(users, dtype=np.int64)
     ps, pr = build_pool(lists, "score", users), build_pool(lists, "rank", users)
     items = ps.items
     n, L = items.shape
     it = np.maximum(items, 0)
-    X = train.matrix.tocsr()
-    known = (users >= 0) & (users < X.shape[0])
-    Xu = X[np.where(known, users, 0)]
-    if not known.all():
-        Xu = sp.csr_matrix(sp.diags(known.astype(np.float64)) @ Xu)
+    Xu = tables.user_rows(users, history)
     cols, names = [], []
     for m, label in enumerate(labels):
         cols += [ps.contrib[m], pr.contrib[m]]
         names += [f"{label}_z", f"{label}_rank"]
     cols.append(ps.present.sum(0))
     names.append("n_listed")
-    cols.append(np.log1p(np.asarray(X.sum(0)).ravel())[it])
+    cols.append(tables.log_popularity[it])
     names.append("log_popularity")
     activity = np.log1p(np.diff(Xu.indptr)).astype(np.float64)
     cols.append(np.broadcast_to(activity[:, None], (n, L)))
     names.append("log_activity")
     flat_user, flat_item = np.repeat(np.arange(n), L), it.ravel()
     n_hist = np.maximum(np.diff(Xu.indptr), 1).astype(np.float64)
-    for fname, feat in sorted(data.features.items()):
-        if fname == "titles":
-            continue
-        F = feat.matrix.tocsr().astype(np.float64)
-        if fname == "years":
-            year = pd.to_numeric(pd.Series(feat.values), errors="coerce").to_numpy(dtype=np.float64)
-            has = np.asarray(F.sum(1)).ravel()
-            iy = np.asarray(F @ np.nan_to_num(year)).ravel() / np.maximum(has, 1)
-            iy[has == 0] = np.nan
+    for fname, value in tables.side:
+        if fname == YEARS:
+            iy = value
             uy = (Xu @ np.nan_to_num(iy)) / np.maximum(Xu @ (~np.isnan(iy)).astype(np.float64), 1)
             cols += [iy[it], iy[it] - uy[:, None]]
             names += ["year", "year_minus_user_mean"]
             continue
+        F = value
         profile = (Xu @ F).toarray() / n_hist[:, None]  # share of the user's history with each value
         rows = F[flat_item]
         r = np.repeat(np.arange(rows.shape[0]), np.diff(rows.indptr))
@@ -237,17 +280,15 @@ def candidate_features(
         np.maximum.at(top, r, vals)
         cols += [total.reshape(n, L), top.reshape(n, L)]
         names += [f"{fname}_affinity", f"{fname}_affinity_max"]
-    if clusters is not None:
-        from ..features.clusters import cluster_item_share
-
-        lab = clusters.lookup(users)
-        share = cluster_item_share(clusters, X) if cluster_share is None else cluster_share
+    if tables.cluster_labels is not None:
+        lab = tables.clusters_of(users)
+        share = tables.cluster_share
         cols.append(np.broadcast_to(lab[:, None].astype(np.float64), (n, L)))
         names.append(CLUSTER)
         cols.append(np.where(lab[:, None] >= 0, share[np.maximum(lab, 0)[:, None], it], 0.0))
         names.append("cluster_share")
-    if recency is not None:
-        rc, rn = recency.features(users, items)
+    if tables.recency is not None:
+        rc, rn = tables.recency.features(users, items, recent)
         cols += rc
         names += rn
     feats = np.stack([np.asarray(c, dtype=np.float32) for c in cols], -1)
@@ -301,6 +342,7 @@ class Reranker:
         self.importance: dict[str, float] = {}
         #: fit(k=...): the training users' top k by the fitted ranker (in-sample), without recomputing features
         self.fit_recs: Recommendations | None = None
+        self._tables: tuple | None = None
 
     def fit(self, data, train, users: np.ndarray, lists: Sequence[Recommendations], truth: sp.csr_matrix,
             k: int | None = None):  # fmt: skip
@@ -353,6 +395,36 @@ class Reranker:
             out["clusters"] = self.clusters.describe()
         return out
 
+    # ------------------------------------------------------------------ saving (a served pipeline)
+    def save(self, folder: Path, tables: RerankTables) -> None:
+        """``folder/``: the booster (LightGBM text / CatBoost JSON), ``rerank.json`` and the stage's tables."""
+        if self.model is None:
+            raise ToprecError("rerank: the re-ranker is trained on fold A: run validate() first")
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        backend = BACKENDS[self.ranker]
+        self.model.save(folder / backend.file)
+        meta = {"ranker": self.ranker, "labels": self.labels, "features": self.feature_names, "trees": self.trees,
+                "recency": self.recency, "seed": self.seed, "importance": self.importance}  # fmt: skip
+        (folder / "rerank.json").write_text(json.dumps(meta, indent=2) + "\n")
+        tables.save(folder)
+
+    @classmethod
+    def load(cls, folder: Path) -> tuple["Reranker", RerankTables]:
+        """The re-ranker :meth:`save` wrote, ready to score, and the stage's tables."""
+        folder = Path(folder)
+        try:
+            meta = json.loads((folder / "rerank.json").read_text())
+            self = cls(meta["labels"], seed=meta["seed"], ranker=meta["ranker"], recency=meta["recency"])
+            backend = BACKENDS[self.ranker]
+            self.model = backend.load(folder / backend.file)
+        except ToprecError:
+            raise
+        except Exception as exc:  # a missing/corrupt file, or the booster library's own error on a bad model
+            raise ToprecError(f"{folder}: cannot read the re-ranker ({str(exc).splitlines()[0] if str(exc) else exc!r})") from None
+        self.feature_names, self.trees, self.importance = meta["features"], meta["trees"], meta["importance"]
+        return self, RerankTables.load(folder)
+
     def _predict(self, items: np.ndarray, feats: np.ndarray) -> np.ndarray:
         valid = items >= 0
         scores = np.full(items.shape, -np.inf, dtype=np.float32)
@@ -367,19 +439,27 @@ class Reranker:
         """Top ``k`` of the union of the members' lists by the ranker's probability (users in batches)."""
         if self.model is None:
             raise ToprecError("rerank: the re-ranker is trained on fold A: run validate() first")
+        return self.recommend_tables(self.tables(data, train), users, lists, k, exclude)
+
+    def tables(self, data, train) -> RerankTables:
+        """The stage's tables (built once per ``train``; a served pipeline saves the final stage's)."""
+        if self._tables is None or self._tables[0] is not train:
+            self._tables = (train, RerankTables.build(data, train, self.clusters, None, self._recency(train)))
+        return self._tables[1]
+
+    def recommend_tables(
+        self, tables: RerankTables, users: np.ndarray, lists: Sequence[Recommendations], k: int,
+        exclude: sp.csr_matrix | None = None, history: sp.csr_matrix | None = None, recent: np.ndarray | None = None,
+    ) -> Recommendations:  # fmt: skip
+        """:meth:`recommend` from a stage's tables; ``history`` / ``recent``: see :func:`table_features`."""
         users = np.asarray(users, dtype=np.int64)
         out_items = np.full((len(users), k), -1, dtype=np.int32)
         out_scores = np.full((len(users), k), -np.inf, dtype=np.float32)
-        share = None
-        if self.clusters is not None:
-            from ..features.clusters import cluster_item_share
-
-            share = cluster_item_share(self.clusters, train.matrix)  # once per stage, not per batch
-        recency = self._recency(train)
         for start in range(0, len(users), BATCH_USERS):
             sel = np.arange(start, min(start + BATCH_USERS, len(users)))
-            items, feats, _ = candidate_features(data, train, users[sel], select_rows(lists, sel), self.labels,
-                                                 self.clusters, share, recency)  # fmt: skip
+            items, feats, _ = table_features(tables, users[sel], select_rows(lists, sel), self.labels,
+                                             None if history is None else history[sel],
+                                             None if recent is None else recent[sel])  # fmt: skip
             recs = top_k(users[sel], items, self._predict(items, feats), k, None if exclude is None else exclude[sel])
             out_items[sel], out_scores[sel] = recs.items, recs.scores
         return Recommendations(users, out_items, out_scores)
