@@ -66,6 +66,30 @@ def test_log_task_prints_start_progress_heartbeat_and_end_only_for_long_work(mon
     assert capsys.readouterr().err == ""
 
 
+def test_silenced_is_per_thread_and_starts_no_watcher(monkeypatch, capsys):
+    import threading
+
+    monkeypatch.setenv("TOPREC_LOG_EVERY", "0.2")
+    progress.set_quiet(False)
+    seen = []
+
+    def other():  # another thread, while this one is silenced: still prints
+        with progress.task("other thread"):
+            time.sleep(0.6)
+
+    with progress.silenced():
+        worker = threading.Thread(target=other)
+        worker.start()
+        with progress.task("served request") as t:
+            seen.append(isinstance(t, progress.LogTask) and t._thread is not None)
+            time.sleep(0.6)
+        worker.join()
+    assert seen == [False]  # no watcher thread for the silenced task
+    err = capsys.readouterr().err
+    assert "served request" not in err and "other thread: started" in err, err
+    assert not progress.is_quiet()
+
+
 def test_output_into_a_file_is_not_wrapped_at_80_columns(tmp_path, competition_dir):
     long_dir = tmp_path / ("a_dataset_folder_whose_name_alone_is_longer_than_eighty_columns_" + "x" * 30)
     competition_dir.rename(long_dir)

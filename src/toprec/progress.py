@@ -72,7 +72,25 @@ def set_quiet(quiet: bool) -> None:
 
 
 def is_quiet() -> bool:
-    return _state["quiet"] or sys.stderr is None
+    return _state["quiet"] or sys.stderr is None or getattr(_local, "silent", False)
+
+
+_local = threading.local()
+
+
+@contextlib.contextmanager
+def silenced() -> Iterator[None]:
+    """No progress lines (and no watcher thread) from this thread inside the block; other threads unchanged.
+
+    For work that takes milliseconds and runs many times, e.g. one served
+    request: a progress task per call would start and join a thread each time.
+    """
+    before = getattr(_local, "silent", False)
+    _local.silent = True
+    try:
+        yield
+    finally:
+        _local.silent = before
 
 
 def log_every() -> float:

@@ -38,6 +38,7 @@ from typing import Any, Sequence
 import numpy as np
 import scipy.sparse as sp
 
+from .. import progress
 from ..errors import ToprecError
 from ..io import atomic_dir
 from ..recommend import Recommendations, seen_and_cold, topk_rows
@@ -233,6 +234,11 @@ class Servable:
 
     # ----------------------------------------------------------- ranking
     def rank(self, users: np.ndarray, histories: list | None, exclude: sp.csr_matrix | None, k: int) -> Recommendations:
+        """Top-k for internal ``users``; see :meth:`_rank` (no progress lines: a request takes milliseconds)."""
+        with progress.silenced():
+            return self._rank(users, histories, exclude, k)
+
+    def _rank(self, users: np.ndarray, histories: list | None, exclude: sp.csr_matrix | None, k: int) -> Recommendations:
         """Top-k for internal ``users`` (-1 = known only by its history), vectorised over the rows.
 
         ``histories``: per row, internal item indices oldest first (used for rows whose user is -1);

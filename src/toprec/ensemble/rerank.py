@@ -64,6 +64,8 @@ PARAMS = dict(
     force_row_wise=True,
 )
 EARLY_STOP = 50
+#: fewer candidate rows than this are scored on one thread (see ``_Booster.predict``)
+SMALL_PREDICT = 20_000
 CATBOOST_PARAMS = dict(
     loss_function="Logloss",
     learning_rate=0.08,
@@ -152,7 +154,9 @@ class _Booster:
         self.booster = booster
 
     def predict(self, x) -> np.ndarray:
-        return self.booster.predict(x)
+        # a served request's few hundred rows: one thread (0.6 ms) beats OpenMP's team (12 ms on a busy
+        # 2-core machine); the trees give the same probabilities either way
+        return self.booster.predict(x, num_threads=1 if len(x) < SMALL_PREDICT else 0)
 
 
 class _CatBoost:
