@@ -2,6 +2,7 @@
 
     python benchmarks/bench_serve.py --model-dir /tmp/serve_ease            # a `submit --save-model` folder
     python benchmarks/bench_serve.py --data /tmp/synth --model-dir /tmp/m   # fit EASE on the data first
+    python benchmarks/bench_serve.py --model-dir /tmp/rr --workers 1 --no-flask  # an `ensemble --save-model` pipeline
 
 For each server (toprec serve with 1 and 2 workers; a single-process Flask
 app in the style of Cornac's serving app: the same loaded model, one route
@@ -136,7 +137,9 @@ def build_requests(model_dir: Path, key: str, n: int = 2000, hist_len: int = 50,
     ids = json.loads((model_dir / "ids.json").read_text())
     from toprec.models import Recommender
 
-    m = Recommender.load(model_dir, mmap=True)
+    pipeline = model_dir / "pipeline.json"  # an ensemble pipeline: its first member has the training matrix
+    first = model_dir / json.loads(pipeline.read_text())["members"][0]["path"] if pipeline.exists() else model_dir
+    m = Recommender.load(first, mmap=True)
     X = m.train_matrix
     rng = np.random.default_rng(seed)
     users = rng.choice(len(ids["users"]), size=n)
@@ -254,7 +257,7 @@ def main() -> None:
     ap.add_argument("--no-flask", action="store_true")
     ap.add_argument("--json", type=Path)
     a = ap.parse_args()
-    if not (a.model_dir / "model.json").exists():
+    if not (a.model_dir / "model.json").exists() and not (a.model_dir / "pipeline.json").exists():
         if a.data is None:
             raise SystemExit(f"{a.model_dir}: no model; give --data to fit EASE")
         subprocess.run([sys.executable, "-m", "toprec", "submit", "--data", str(a.data), "--model", "ease",
@@ -285,7 +288,13 @@ def main() -> None:
         finally:
             stop(proc)
     print()
-    print(f"EASE, {a.model_dir}; load generator: {a.clients} processes x {a.threads} keep-alive connections, "
+    what = "EASE"
+    if (a.model_dir / "pipeline.json").exists():
+        meta = json.loads((a.model_dir / "pipeline.json").read_text())
+        what = f"an ensemble pipeline (method {meta['method']}, {len(meta['members'])} members)"
+    elif (a.model_dir / "model.json").exists():
+        what = json.loads((a.model_dir / "model.json").read_text()).get("model", "a model")
+    print(f"{what}, {a.model_dir}; load generator: {a.clients} processes x {a.threads} keep-alive connections, "
           f"{a.duration:.0f} s per row; os.cpu_count() = {os.cpu_count()}")
     print()
     print("| server | request | req/s | p50 ms | p99 ms | requests | errors | RSS/worker MB | USS/worker MB | "
