@@ -45,7 +45,7 @@ def ensemble(cfg) -> EnsembleResult:
     ens = Ensemble(members, method=method, weights=e.weights, candidates=e.candidates, ranker=e.ranker,
                    clusters=e.clusters, recency=e.recency)  # fmt: skip
     if model_dir is not None:
-        check_pipeline(ens)  # file members / rerank cannot be served: before any work
+        check_pipeline(ens)  # file members cannot be served: before any work
     with session.tracked_run(cfg) as tracker:
         ds = load_data(cfg.data, order_use(cfg))
         check_k(ds, k, "ensemble")

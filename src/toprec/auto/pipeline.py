@@ -250,8 +250,8 @@ def run_auto(ds, out: Path, budget_s: float, *, k: int = 10, last: int = 1, rand
     """Plan, tune, ensemble, confirm, refit; the submission's lists are ``AutoRun.recs``.
 
     ``model_dir``: the refitted pipeline is also saved there for ``toprec serve`` (the members already
-    fitted on all the data; nothing is fitted again); a pipeline that cannot be served (a ``rerank``
-    choice) is a warning, not a failure.
+    fitted on all the data; nothing is fitted again; a ``rerank`` choice saves its ranker and feature
+    tables too); a pipeline that cannot be saved is a warning, not a failure.
     """
     from .. import models
     from ..ensemble import Ensemble, ListedMember, ModelMember, make_folds
