@@ -124,3 +124,24 @@ def test_ray_engine_equals_local_byte_for_byte(tmp_path, saved):
                          "--engine", "ray", "--address", cluster.address, "--block", "40", "-q"], timeout=240)  # fmt: skip
         assert r.returncode == 0, r.stderr[-3000:] + cluster.logs()
     assert remote.read_bytes() == local.read_bytes()
+
+
+def test_ensemble_and_rerank_pipelines_give_the_submission_lists(tmp_path, competition_dir, cli):
+    """An `ensemble --save-model` folder (fused or re-ranked) scores as the submission the same command wrote."""
+    pytest.importorskip("lightgbm")
+    for method, extra in (("rank", ["--no-validate", "--search", "none"]), ("rerank", ["--recency", "--force"])):
+        sub, model_dir = tmp_path / f"{method}.csv", tmp_path / f"{method}_model"
+        cli("ensemble", "--data", competition_dir, "--members", "itemknn,ease:l2=20", "--method", method,
+            "--random", "4", "-n", "30", "-k", "5", *extra, "--output", sub, "--save-model", model_dir, "-q",
+            "--no-track")  # fmt: skip
+        out = tmp_path / f"{method}.parquet"
+        r = run_batch(model_dir=str(model_dir), output=str(out), k=5, block=13)
+        frame, want = pd.read_parquet(out), pd.read_csv(sub)
+        assert r.model == f"ensemble ({method})" and r.rows == len(want)
+        assert frame["user"].astype(str).tolist() == want["user"].astype(str).tolist()
+        assert frame["item"].astype(str).tolist() == want["item"].astype(str).tolist()
+    with pytest.raises(ToprecError, match="candidates per member"):
+        run_batch(model_dir=str(model_dir), output=str(tmp_path / "x.parquet"), k=31)
+    with pytest.raises(ToprecError, match="--engine local"):
+        run_batch(model_dir=str(model_dir), output=str(tmp_path / "x.parquet"), k=5, engine="ray")
+    assert not (tmp_path / "x.parquet").exists()

@@ -1,7 +1,9 @@
 """``batch``: the top-k lists of many users from a saved model, as one Parquet file (user, rank, item, score).
 
 The model folder is what ``toprec submit --save-model`` writes (with its id
-maps, :mod:`.saved`). Users (all the model's training users, or the ids in a
+maps, :mod:`.saved`), or an ensemble pipeline (``ensemble --save-model``,
+``auto``'s ``OUT/model``; fused or re-ranked, scored as ``serve`` scores it,
+local engine only). Users (all the model's training users, or the ids in a
 file) are scored in blocks through the model's own ``recommend`` -- the shared
 top-k, seen items masked exactly as offline; unknown users get the most
 popular items, as offline. Two engines give the same file byte for byte:
@@ -32,7 +34,7 @@ from ..errors import ToprecError
 from ..io import atomic_path
 from .data import expect, output_file
 from .results import BatchResult
-from .saved import SavedModel, load_saved
+from .saved import SavedModel, SavedPipeline, load_saved
 
 #: users per scoring unit given to one Ray actor (at most; smaller so every actor gets several)
 RAY_UNIT = 8192
@@ -219,6 +221,12 @@ def batch(cfg) -> BatchResult:
         raise ToprecError(f"--output {output}: is inside the model folder {saved.path}; write it elsewhere")
     if k > saved.model.n_items:
         raise ToprecError(f"-k {k:,} is more than the model's {saved.model.n_items:,} items")
+    if isinstance(saved.model, SavedPipeline):
+        if k > saved.model.candidates:
+            raise ToprecError(f"-k {k:,} is more than the pipeline's {saved.model.candidates:,} candidates per member")
+        if b.engine == "ray":
+            raise ToprecError(f"--model-dir {saved.path}: an ensemble pipeline is scored with --engine local "
+                              "(Ray scores one saved model)")  # fmt: skip
     users, user_ids, unknown = select_users(b.users, saved)
     t0 = time.perf_counter()
     with atomic_path(output, suffix=".parquet.tmp") as tmp:

@@ -1,4 +1,4 @@
-"""A saved model folder, with its id maps, for ``batch``: what ``toprec submit --save-model`` writes.
+"""A saved model folder or ensemble pipeline, with its id maps, for ``batch`` (``--save-model``'s folders).
 
 The folder layout (``model.json``, ``arrays.safetensors``, ``ids.json``) is
 :mod:`.serving`'s; this reads it as arrays (external id of each internal
@@ -25,6 +25,25 @@ class SavedModel:
     path: Path
 
 
+class SavedPipeline:
+    """An ensemble pipeline folder (``toprec ensemble --save-model``, ``auto``'s ``OUT/model``) as one model.
+
+    ``recommend(users, k)`` gives the lists ``toprec serve`` gives for those users, which are the
+    offline ``Ensemble.recommend``'s (the members' candidates fused, or re-ranked); index -1 (a user
+    the pipeline never saw) gets the members' lists for an empty history.
+    """
+
+    def __init__(self, servable):
+        self.servable = servable
+        self.n_users, self.n_items = servable.n_users, servable.n_items
+        self.candidates = servable.candidates
+        self.name = f"ensemble ({servable.method})"
+
+    def recommend(self, users: np.ndarray, k: int = 10):
+        users = np.asarray(users, dtype=np.int64)
+        return self.servable.rank(users, [()] * len(users), None, k)
+
+
 def _ids(values: list, kind: str) -> np.ndarray:
     if kind == "int":
         return np.asarray([int(v) for v in values], dtype=np.int64)
@@ -41,9 +60,11 @@ def load_saved(path: str | os.PathLike, mmap: bool = True) -> SavedModel:
     if not p.is_dir():
         raise ToprecError(f"--model-dir {p}: is a file, not a saved model folder")
     if (p / PIPELINE_FILE).exists() and not (p / MODEL_FILE).exists():
-        raise ToprecError(f"--model-dir {p}: is an ensemble pipeline; batch scores one saved model "
-                          "(toprec submit --save-model)")  # fmt: skip
-    model = Recommender.load(p, mmap=mmap)
+        from .serving import Servable
+
+        model = SavedPipeline(Servable(p, mmap=mmap))
+    else:
+        model = Recommender.load(p, mmap=mmap)
     ids = read_ids(p, model.n_users, model.n_items)
     try:
         users, items = _ids(ids["users"], ids.get("user_type")), _ids(ids["items"], ids.get("item_type"))

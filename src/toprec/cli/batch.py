@@ -15,7 +15,7 @@ from .options import QUIET, with_options
 @app.command()
 @with_options(QUIET)
 def batch(
-    model_dir: Annotated[Path, typer.Option("--model-dir", "-m", help="Folder written by toprec submit --save-model.")],
+    model_dir: Annotated[Path, typer.Option("--model-dir", "-m", help="Folder written by toprec submit --save-model, or an ensemble pipeline (ensemble --save-model, auto's OUT/model; --engine local).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Parquet file to write (user, rank, item, score).")],
     users: Annotated[str, typer.Option(help="'all' (the model's training users) or a file with a 'user' column "
                                        "(CSV, TSV or Parquet).")] = "all",
