@@ -95,7 +95,7 @@ def save_pipeline(ens, ds, path: str | os.PathLike) -> Path:
     """The fused pipeline (members with weight > 0, fitted on ``ds``; method; weights) as a servable folder."""
     check_pipeline(ens)
     keep = [i for i, w in enumerate(ens.weights) if w > 0]
-    rerank = ens.method == "rerank" and len(keep) > 1  # fallen back to one member: that member's list
+    rerank = ens.reranks  # a rerank fallen back to one member: that member's list
     if rerank and ens.reranker is None:
         raise ToprecError("--save-model: the 'rerank' ensemble has no trained re-ranker (validate it first)")
     method = "rank" if ens.method == "auto" or (ens.method == "rerank" and not rerank) else ens.method

@@ -378,18 +378,23 @@ class Ensemble:
         _bind(self.members, data, k, self.candidates)
         users = data.users if users is None else np.atleast_1d(np.asarray(users, dtype=np.int64))
         keep = np.flatnonzero(self.weights > 0)
-        if self.method == RERANK and len(keep) > 1 and (self.reranker is None or len(keep) != len(self.members)):
+        if self.reranks and (self.reranker is None or len(keep) != len(self.members)):
             raise ToprecError("method 'rerank': the re-ranker is trained on fold A: run validate() first")
         lists = [self.members[i].lists(data, users, self.candidates, stage) for i in keep]
         known = (users >= 0) & (users < data.n_users)
         seen = data.matrix[np.where(known, users, 0)]
         if not known.all():
             seen = sp.csr_matrix(sp.diags(known.astype(np.float32)) @ seen)
-        if self.method == RERANK and len(keep) > 1:
+        if self.reranks:
             return self.reranker.recommend(data, data, users, lists, k, exclude=seen)
         # auto, never validated: the competition's vote; rerank fallen back to one member: its own list
         method = "rank" if self.method in (AUTO, RERANK) else self.method
         return fuse(lists, self.weights[keep], method, k, users=users, exclude=seen)
+
+    @property
+    def reranks(self) -> bool:
+        """Whether :meth:`recommend` re-ranks (method rerank with more than one member kept; one kept: its list)."""
+        return self.method == RERANK and int((self.weights > 0).sum()) > 1
 
     def release(self) -> None:
         """Drop the members' fitted models (memory)."""
