@@ -117,10 +117,22 @@ def paired(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     return float(d.mean()), float(d.std(ddof=1) / np.sqrt(len(d)))
 
 
-def one(data: Dataset, last: int, random: int, seed: int, budget: float, out: Path) -> dict:
+def decision(report: dict | None) -> dict | None:
+    """Fold B of the ensemble's choice: the fused lists vs the best fold-A member, with their paired se."""
+    if not report:
+        return None
+    r = f"recall@{report['k']}"
+    alt = next(m for m in report["members"] if m["label"] == report["best_member_fold_a"])
+    return {"method": report["method"], "ensemble_fold_b": report["ensemble"]["fold_b"][r],
+            "alternative": alt["label"], "alternative_fold_b": alt["fold_b"][r], "se": alt.get("fold_b_gap_se"),
+            "fold_b_users": report["fold_b"]["users"]}  # fmt: skip
+
+
+def one(data: Dataset, last: int, random: int, seed: int, budget: float, out: Path, log=None) -> dict:
     train, test = split.competition(data, last=last, random=random, seed=seed)
     t0 = time.perf_counter()
-    run = run_auto(train, out, budget, k=10, last=last, random=random, seed=seed + 100, log=lambda m: None)
+    run = run_auto(train, out, budget, k=10, last=last, random=random, seed=seed + 100,
+                   log=log or (lambda m: None))  # fmt: skip
     wall = time.perf_counter() - t0
     rows = np.asarray(test.users)
     from toprec.recommend import Recommendations
@@ -129,7 +141,10 @@ def one(data: Dataset, last: int, random: int, seed: int, budget: float, out: Pa
     ease_u = per_user(models.get("ease").fit(train), test)
     res = {"seed": seed, "auto": float(auto_u.mean()), "auto_wall_s": wall, "chosen": run.chosen,
            "method": run.method, "weights": run.used, "ease_default": float(ease_u.mean()), "members": {},
-           "users": len(rows)}  # fmt: skip
+           "users": len(rows), "decision": decision(run.validation)}  # fmt: skip
+    rr = out / "rerank.json"
+    if rr.exists():
+        res["rerank"] = json.loads(rr.read_text())
     singles = {}
     for m in run.members:
         if m["best"]:
@@ -149,6 +164,7 @@ def main() -> None:
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--budget", default="30m")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--log", action="store_true", help="auto's progress lines on stderr")
     args = ap.parse_args()
     progress.set_quiet(True)
     budget = parse_budget(args.budget)
@@ -161,7 +177,8 @@ def main() -> None:
         for seed in [int(s) for s in args.seeds.split(",")]:
             data, last, random = LOADERS[name](seed)
             with tempfile.TemporaryDirectory() as tmp:
-                r = one(data, last, random, seed, budget, Path(tmp)) | {"dataset": name, "budget_s": budget}
+                log = (lambda m: print(m, file=sys.stderr, flush=True)) if args.log else None
+                r = one(data, last, random, seed, budget, Path(tmp), log) | {"dataset": name, "budget_s": budget}
             results.append(r)
             bs, (de, se_e), (db, se_b) = r["best_single"], r["vs_ease"], r["vs_best_single"]
             members = ", ".join(f"{n} {v['test']:.4f}" for n, v in sorted(r["members"].items(),

@@ -422,6 +422,33 @@ def test_apply_fallback_against_the_alternative(members3):
         ens.apply_fallback(report(0.3, 0.3, 0.3), against="median")
 
 
+def test_apply_fallback_against_the_alternative_needs_one_paired_se(members3):
+    """With the paired standard errors in the report, the ensemble must beat the fold-A choice by more than one."""
+    def report(ens_b, itemknn_b, se):
+        members = [{"label": lab, "fold_b": {"recall@10": v}, "fold_b_gap_se": e} for lab, v, e in
+                   (("popularity", 0.1, 0.01), ("itemknn", itemknn_b, se), ("ease:l2=20", 0.2, 0.01))]
+        return {"holds": True, "best_member_fold_a": "itemknn", "k": 10, "members": members,
+                "ensemble": {"fold_b": {"recall@10": ens_b}}}
+
+    assert Ensemble(members3, method="rank", candidates=20).apply_fallback(
+        report(0.300, 0.296, 0.003), against="alternative") == ("ensemble", None)  # +0.004 > 0.003
+    ens = Ensemble(members3, method="rank", candidates=20)
+    chosen, warning = ens.apply_fallback(report(0.300, 0.298, 0.003), against="alternative")  # +0.002: within noise
+    assert chosen == "member:itemknn" and warning and ens.weights.tolist() == [0.0, 1.0, 0.0]
+    # a fold B too small for an se (NaN): the plain comparison
+    assert Ensemble(members3, method="rank", candidates=20).apply_fallback(
+        report(0.300, 0.298, float("nan")), against="alternative") == ("ensemble", None)
+
+
+def test_validate_reports_each_members_paired_se_on_fold_b(dataset, members3):
+    ens = Ensemble(members3, method="rank", candidates=20)
+    rep = ens.validate(dataset, search="weights", k=10, seed=0)
+    for m in rep["members"]:
+        assert m["fold_b_gap_se"] > 0
+    best_b = next(m for m in rep["members"] if m["label"] == rep["best_member_fold_b"])
+    assert best_b["fold_b_gap_se"] == pytest.approx(rep["gain_fold_b_se"])
+
+
 def test_validate_selects_the_reports_method_and_weights(dataset, members3):
     ens = Ensemble(members3, candidates=30)  # auto
     rep = ens.validate(dataset, search="weights", random=4)

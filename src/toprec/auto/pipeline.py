@@ -233,6 +233,9 @@ def _maybe_rerank(ens, chosen, report, members, ds, folds, clock, out, k, seed, 
     r = f"recall@{k}"
     base, got = written_fold_b(report, chosen), float(rep["ensemble"]["fold_b"][r])
     se = float(rep.get("gain_fold_b_se") or 0.0)
+    if chosen.startswith("member:"):  # paired with the member that would be written, when the report has it
+        label = chosen[len("member:"):]
+        se = float(next(m for m in rep["members"] if m["label"] == label).get("fold_b_gap_se") or se)
     keep = got - base > se > 0
     with atomic_path(saved) as tmp:
         tmp.write_text(json.dumps({"fold_b": got, "written_fold_b": base, "se": se, "kept": keep,
@@ -356,6 +359,12 @@ def run_auto(ds, out: Path, budget_s: float, *, k: int = 10, last: int = 1, rand
     chosen = f"member:{members[0].label}"
     if report is not None:
         chosen, fallback = ens.apply_fallback(report, against="alternative")
+        if len(members) > 1:
+            r, alt = f"recall@{k}", report["best_member_fold_a"]
+            m_alt = next(m for m in report["members"] if m["label"] == alt)
+            log(f"{clock.stamp()} ensemble ({report['method']}): fold B {report['ensemble']['fold_b'][r]:.4f} vs "
+                f"{alt} {m_alt['fold_b'][r]:.4f}, se {m_alt.get('fold_b_gap_se', float('nan')):.4f}: "
+                + ("kept" if chosen == "ensemble" else chosen))  # fmt: skip
         if fallback:
             warnings.append(fallback)
         ens, chosen, report = _maybe_rerank(ens, chosen, report, members, ds, folds, clock, out, k, seed, last,
