@@ -183,3 +183,40 @@ def test_parameter_bounds():
         models.get("lmf", neg_prop=0)
     with pytest.raises(ToprecError, match="parameter 'learning_rate'"):
         models.get("bpr", learning_rate=-0.1)
+
+
+def test_ials_bm25_confidences_are_implicits_bm25_weight_scaled_to_mean_one(dataset):
+    from implicit.nearest_neighbours import bm25_weight
+    from toprec.models.mf import _binary
+
+    m = _fit("ials", dataset, weighting="bm25")
+    X = _binary(dataset.matrix)
+    want = bm25_weight(X.tocoo(), K1=m.BM25_K1, B=m.BM25_B).tocsr()
+    want.sort_indices()
+    got = m._weighted(X)
+    assert np.array_equal(got.indices, want.indices)
+    assert np.allclose(got.data * m._bm25[-1], want.data, rtol=1e-5)
+    assert got.data.mean() == pytest.approx(1.0, rel=1e-5)
+
+
+def test_ials_bm25_changes_the_model_folds_in_weighted_and_survives_save(dataset, tmp_path):
+    plain, bm = _fit("ials", dataset), _fit("ials", dataset, weighting="bm25")
+    assert not np.allclose(plain.item_factors, bm.item_factors)
+    # a training user's own history, folded in with the training's weights, gives (nearly) their learned vector
+    users = np.arange(20)
+    from toprec.models.mf import _binary
+
+    folded = bm._fold_in(_binary(dataset.matrix[users]))
+    cos = np.sum(folded * bm.user_factors[users], 1) / (
+        np.linalg.norm(folded, axis=1) * np.linalg.norm(bm.user_factors[users], axis=1))
+    assert cos.min() > 0.9
+    saved, bm._bm25 = bm._bm25, None  # the same solve without the weights: another vector
+    unweighted = bm._fold_in(_binary(dataset.matrix[users]))
+    bm._bm25 = saved
+    assert not np.allclose(unweighted, folded, atol=1e-3)
+    hist = dataset.matrix[:10]
+    before = bm.recommend(np.full(10, -1), k=10, history=hist)
+    loaded = Recommender.load(bm.save(tmp_path / "bm25"))
+    assert loaded.params.weighting == "bm25" and np.array_equal(loaded._bm25, bm._bm25)
+    after = loaded.recommend(np.full(10, -1), k=10, history=hist)
+    assert np.array_equal(before.items, after.items) and np.allclose(before.scores, after.scores)

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import abc
 import warnings
-from typing import Any, ClassVar, Optional
+from typing import Any, ClassVar, Literal, Optional
 
 import numpy as np
 import scipy.sparse as sp
@@ -210,6 +210,13 @@ class IALSParams(MFParams):
         "unobserved pairs weigh 1)"
     )
     iterations: int = Field(15, ge=1, le=10_000, description="ALS sweeps (users then items)")
+    weighting: Literal["none", "bm25"] = Field(
+        "none",
+        description="confidence of each observed pair: none = alpha; bm25 = alpha x BM25(item idf, user length) "
+        "scaled to mean 1 over the training pairs (k1 100, b 0.8; a new user's history is weighted with the "
+        "training's idf and mean length). Last.fm-2K validation: 0.1683 vs 0.1654 (factors 128, reg 50, alpha "
+        "10); ML-100K and the competition sample: lower (popular items matter there)",
+    )
     use_cg: bool = Field(True, description="conjugate-gradient solver (fast); False = exact Cholesky solves")
     num_threads: int = Field(0, ge=0, description=_THREADS_DOC + "; ALS is deterministic for any count")
 
@@ -226,6 +233,7 @@ class IALS(MatrixFactorization):
         "regularization": ("log_float", 0.1, 1000.0),
         "alpha": ("log_float", 0.1, 100.0),
         "iterations": ("int", 5, 50),
+        "weighting": ("categorical", ("none", "bm25")),
     }
 
     @property
@@ -235,6 +243,51 @@ class IALS(MatrixFactorization):
             return float(self.params.regularization)
         n = int(self._trained_users().sum())
         return float(AUTO_REG_SCALE * max(n, 1) ** AUTO_REG_POWER)
+
+    # ------------------------------------------------------------- BM25 confidences
+    BM25_K1 = 100.0
+    BM25_B = 0.8
+
+    def _fit(self, X, train) -> None:
+        self._bm25 = None
+        if self.params.weighting == "none":
+            return super()._fit(X, train)
+        self._trained = None
+        B = _binary(X)
+        n_users = max(int((np.diff(B.indptr) > 0).sum()), 1)
+        df = np.bincount(B.indices, minlength=B.shape[1]).astype(np.float64)
+        # implicit's bm25_weight idf, kept positive (an item every user has would get a weight <= 0)
+        idf = np.maximum(np.log(float(n_users)) - np.log1p(df), 1e-3)
+        lengths = np.diff(B.indptr).astype(np.float64)
+        avg_len = float(lengths[lengths > 0].mean()) if (lengths > 0).any() else 1.0
+        self._bm25 = np.concatenate([idf, [avg_len, 1.0]])
+        W = self._weighted(B)
+        self._bm25[-1] = float(W.data.mean()) if W.nnz else 1.0
+        W.data /= self._bm25[-1]
+        with _Quiet():
+            est = self._estimator()
+            est.fit(W, show_progress=False)
+        self._set_factors(est.user_factors, est.item_factors)
+
+    def _weighted(self, B: sp.csr_matrix) -> sp.csr_matrix:
+        """A binary CSR's BM25 confidences (the training's idf, mean length and scale; rows weighted alone)."""
+        idf, avg_len, scale = self._bm25[:-2], self._bm25[-2], self._bm25[-1]
+        lengths = np.diff(B.indptr).astype(np.float64)
+        norm = (1.0 - self.BM25_B) + self.BM25_B * lengths / avg_len
+        rows = np.repeat(np.arange(B.shape[0]), np.diff(B.indptr))
+        k1 = self.BM25_K1
+        data = (k1 + 1.0) / (k1 * norm[rows] + 1.0) * idf[B.indices] / scale
+        return sp.csr_matrix((data.astype(np.float32), B.indices.copy(), B.indptr.copy()), shape=B.shape)
+
+    def _state(self) -> dict[str, Any]:
+        state = super()._state()
+        if getattr(self, "_bm25", None) is not None:
+            state["bm25"] = self._bm25
+        return state
+
+    def _set_state(self, arrays: dict[str, Any]) -> None:
+        super()._set_state(arrays)
+        self._bm25 = np.asarray(arrays["bm25"], dtype=np.float64) if "bm25" in arrays else None
 
     def _estimator(self):
         from implicit.cpu.als import AlternatingLeastSquares
@@ -267,6 +320,8 @@ class IALS(MatrixFactorization):
         n = history.shape[0]
         # a small batch is not worth waking a thread team (tens of ms on a busy machine)
         folder.num_threads = 1 if n < self.FOLD_IN_PARALLEL else self.params.num_threads
+        if getattr(self, "_bm25", None) is not None:
+            history = self._weighted(history)
         return np.asarray(folder.recalculate_user(np.arange(n), history), dtype=np.float32)
 
 
