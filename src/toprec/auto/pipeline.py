@@ -128,12 +128,16 @@ def spec(name: str, params: dict[str, Any], defaults: dict[str, Any]) -> str:
     return ":".join(parts)
 
 
+def member_entry(report: dict[str, Any], label: str) -> dict[str, Any]:
+    """The validation report's entry of the member ``label``."""
+    return next(m for m in report["members"] if m["label"] == label)
+
+
 def written_fold_b(report: dict[str, Any], chosen: str) -> float:
     """Fold-B recall@k of what ``chosen`` writes: the fused lists, or one member's."""
     r = f"recall@{report['k']}"
     if chosen.startswith("member:"):
-        label = chosen[len("member:"):]
-        return float(next(m for m in report["members"] if m["label"] == label)["fold_b"][r])
+        return float(member_entry(report, chosen[len("member:"):])["fold_b"][r])
     return float(report["ensemble"]["fold_b"][r])
 
 
@@ -234,8 +238,7 @@ def _maybe_rerank(ens, chosen, report, members, ds, folds, clock, out, k, seed, 
     base, got = written_fold_b(report, chosen), float(rep["ensemble"]["fold_b"][r])
     se = float(rep.get("gain_fold_b_se") or 0.0)
     if chosen.startswith("member:"):  # paired with the member that would be written, when the report has it
-        label = chosen[len("member:"):]
-        se = float(next(m for m in rep["members"] if m["label"] == label).get("fold_b_gap_se") or se)
+        se = float(member_entry(rep, chosen[len("member:"):]).get("fold_b_gap_se") or se)
     keep = got - base > se > 0
     with atomic_path(saved) as tmp:
         tmp.write_text(json.dumps({"fold_b": got, "written_fold_b": base, "se": se, "kept": keep,
@@ -361,7 +364,7 @@ def run_auto(ds, out: Path, budget_s: float, *, k: int = 10, last: int = 1, rand
         chosen, fallback = ens.apply_fallback(report, against="alternative")
         if len(members) > 1:
             r, alt = f"recall@{k}", report["best_member_fold_a"]
-            m_alt = next(m for m in report["members"] if m["label"] == alt)
+            m_alt = member_entry(report, alt)
             log(f"{clock.stamp()} ensemble ({report['method']}): fold B {report['ensemble']['fold_b'][r]:.4f} vs "
                 f"{alt} {m_alt['fold_b'][r]:.4f}, se {m_alt.get('fold_b_gap_se', float('nan')):.4f}: "
                 + ("kept" if chosen == "ensemble" else chosen))  # fmt: skip

@@ -250,10 +250,10 @@ class Ensemble:
         # paired standard error of the fold-B gain (same users, ensemble vs that member)
         ib = [mm["label"] for mm in members].index(best_b["label"])
         users_b = folds.fold_b.users  # the same users on both sides: gap_se pairs them
-        member_b, fused_b = per_user_recall(lists_b[ib], folds.fold_b, k), per_user_recall(ens_b, folds.fold_b, k)
-        se_b = gap_se(member_b, users_b, fused_b, users_b)
+        fused_b = per_user_recall(ens_b, folds.fold_b, k)
         for mm, lb in zip(members, lists_b):  # each member's paired se against the ensemble on fold B
             mm["fold_b_gap_se"] = gap_se(per_user_recall(lb, folds.fold_b, k), users_b, fused_b, users_b)
+        se_b = members[ib]["fold_b_gap_se"]
         n_used = int((weights > 0).sum())
         holds = bool(gain_b > 0 and n_used > 1)
         warnings = []

@@ -109,9 +109,13 @@ class MatrixFactorization(Recommender):
     def _estimator(self):
         """A new, unfitted ``implicit`` CPU estimator with this model's parameters."""
 
+    def _user_items(self, B: sp.csr_matrix) -> sp.csr_matrix:
+        """The matrix the estimator fits, from the binary training matrix (its values are confidences)."""
+        return B
+
     def _fit(self, X, train) -> None:
         self._trained = None  # a refit may bring other users
-        user_items = _binary(X)
+        user_items = self._user_items(_binary(X))
         with _Quiet():
             est = self._estimator()
             est.fit(user_items, show_progress=False)
@@ -248,12 +252,10 @@ class IALS(MatrixFactorization):
     BM25_K1 = 100.0
     BM25_B = 0.8
 
-    def _fit(self, X, train) -> None:
+    def _user_items(self, B: sp.csr_matrix) -> sp.csr_matrix:
         self._bm25 = None
         if self.params.weighting == "none":
-            return super()._fit(X, train)
-        self._trained = None
-        B = _binary(X)
+            return B
         n_users = max(int((np.diff(B.indptr) > 0).sum()), 1)
         df = np.bincount(B.indices, minlength=B.shape[1]).astype(np.float64)
         # implicit's bm25_weight idf, kept positive (an item every user has would get a weight <= 0)
@@ -264,10 +266,7 @@ class IALS(MatrixFactorization):
         W = self._weighted(B)
         self._bm25[-1] = float(W.data.mean()) if W.nnz else 1.0
         W.data /= self._bm25[-1]
-        with _Quiet():
-            est = self._estimator()
-            est.fit(W, show_progress=False)
-        self._set_factors(est.user_factors, est.item_factors)
+        return W
 
     def _weighted(self, B: sp.csr_matrix) -> sp.csr_matrix:
         """A binary CSR's BM25 confidences (the training's idf, mean length and scale; rows weighted alone)."""
