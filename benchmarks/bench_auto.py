@@ -128,23 +128,28 @@ def decision(report: dict | None) -> dict | None:
             "fold_b_users": report["fold_b"]["users"]}  # fmt: skip
 
 
-def one(data: Dataset, last: int, random: int, seed: int, budget: float, out: Path, log=None) -> dict:
+def one(data: Dataset, last: int, random: int, seed: int, budget: float, out: Path, log=None, device: str = "auto",
+        early=None) -> dict:
+    """One dataset and seed; ``early(res)`` gets auto vs default EASE before the tuned members are refitted."""
     train, test = split.competition(data, last=last, random=random, seed=seed)
     t0 = time.perf_counter()
-    run = run_auto(train, out, budget, k=10, last=last, random=random, seed=seed + 100,
+    run = run_auto(train, out, budget, k=10, last=last, random=random, seed=seed + 100, device=device,
                    log=log or (lambda m: None))  # fmt: skip
     wall = time.perf_counter() - t0
     rows = np.asarray(test.users)
     from toprec.recommend import Recommendations
 
     auto_u = per_user(Recommendations(rows, run.recs.items[rows], run.recs.scores[rows]), test)
-    ease_u = per_user(models.get("ease").fit(train), test)
+    ease_u = per_user(models.get("ease", device=device).fit(train), test)
     res = {"seed": seed, "auto": float(auto_u.mean()), "auto_wall_s": wall, "chosen": run.chosen,
            "method": run.method, "weights": run.used, "ease_default": float(ease_u.mean()), "members": {},
            "users": len(rows), "decision": decision(run.validation)}  # fmt: skip
     rr = out / "rerank.json"
     if rr.exists():
         res["rerank"] = json.loads(rr.read_text())
+    res["vs_ease"] = paired(auto_u, ease_u)
+    if early:
+        early(res)
     singles = {}
     for m in run.members:
         if m["best"]:
@@ -153,7 +158,6 @@ def one(data: Dataset, last: int, random: int, seed: int, budget: float, out: Pa
                                          "trials": m["trials"], "params": m["best"]["params"]}  # fmt: skip
     best = max(res["members"].items(), key=lambda kv: kv[1]["test"])
     res["best_single"] = best
-    res["vs_ease"] = paired(auto_u, ease_u)
     res["vs_best_single"] = paired(auto_u, singles[best[0]])
     return res
 
@@ -165,6 +169,9 @@ def main() -> None:
     ap.add_argument("--budget", default="30m")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--log", action="store_true", help="auto's progress lines on stderr")
+    ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                    help="auto's --device (and default EASE's); the refitted members use their own device=auto")
+    ap.add_argument("--tag", default="", help="a note kept in every JSON row (e.g. the machine)")
     args = ap.parse_args()
     progress.set_quiet(True)
     budget = parse_budget(args.budget)
@@ -178,8 +185,20 @@ def main() -> None:
             data, last, random = LOADERS[name](seed)
             with tempfile.TemporaryDirectory() as tmp:
                 log = (lambda m: print(m, file=sys.stderr, flush=True)) if args.log else None
-                r = one(data, last, random, seed, budget, Path(tmp), log) | {"dataset": name, "budget_s": budget}
+                def early(res: dict, name=name) -> None:
+                    (de, se) = res["vs_ease"]
+                    print(f"early: {name} seed {res['seed']}: auto {res['auto']:.4f} vs ease defaults "
+                          f"{res['ease_default']:.4f} ({res['auto'] / res['ease_default'] - 1:+.1%}, z {de / se:.1f}), "
+                          f"wall {res['auto_wall_s']:.0f} s, written {res['chosen'][:60]}", file=sys.stderr, flush=True)
+                    if args.json:
+                        partial = results + [res | {"dataset": name, "budget_s": budget, "partial": True}]
+                        args.json.write_text(json.dumps(partial, indent=2, default=str) + "\n")
+
+                r = one(data, last, random, seed, budget, Path(tmp), log, args.device, early)
+                r |= {"dataset": name, "budget_s": budget, "device": args.device, "tag": args.tag}
             results.append(r)
+            if args.json:
+                args.json.write_text(json.dumps(results, indent=2, default=str) + "\n")
             bs, (de, se_e), (db, se_b) = r["best_single"], r["vs_ease"], r["vs_best_single"]
             members = ", ".join(f"{n} {v['test']:.4f}" for n, v in sorted(r["members"].items(),
                                                                             key=lambda kv: -kv[1]["test"]))
