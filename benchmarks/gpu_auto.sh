@@ -4,6 +4,8 @@
 #
 #   bash benchmarks/gpu_auto.sh OUTDIR [budget=7m] [limit_s=530] [datasets=ml-1m,lastfm,comp-sample,ml-100k] [seeds=0]
 #
+# Prepare the call here with benchmarks/gpu_prepare.sh, then: run `bash benchmarks/gpu_auto.sh $OUT 7m 545` with
+# carry [".whl", ".gpudata"] and timeout_s 585 (the device's limits: 10 minutes a command, 15 a session).
 # Data: ../shared/data as on the development machine; where it is missing and .gpudata/ is there (a copy of
 # the needed files in the same layout, carried to the machine), ../shared/data points at it. Wheels of
 # packages the machine lacks (pydantic, optuna, lightgbm, ...) can sit in .whl/ and are installed first.
@@ -31,9 +33,12 @@ fi
 W=$(mktemp -d)
 { nvidia-smi -L; nproc; "$PY" -c 'import torch, numpy, scipy, pandas, pydantic, optuna; print("torch", torch.__version__,
   torch.cuda.is_available(), "numpy", numpy.__version__, "scipy", scipy.__version__, "pandas", pandas.__version__,
-  "pydantic", pydantic.__version__, "optuna", optuna.__version__)'; } >"$W/info.txt" 2>&1
+  "pydantic", pydantic.__version__, "optuna", optuna.__version__)
+import implicit, lightgbm  # iALS and the re-ranker: without them auto runs a smaller portfolio'; } >"$W/info.txt" 2>&1
+ok=$?
 cp "$W/info.txt" "$OUT/info.txt"
 cat "$W/info.txt"
+[ "$ok" -eq 0 ] || { echo "missing packages on this machine: see benchmarks/gpu_prepare.sh"; exit 1; }
 IFS=, read -ra DS <<<"$DATASETS"
 threads=$(( $(nproc) / ${#DS[@]} )); [ "$threads" -ge 1 ] || threads=1
 for d in "${DS[@]}"; do

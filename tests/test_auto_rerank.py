@@ -17,7 +17,7 @@ def test_rerank_stage_runs_with_recency_and_writes_its_verdict(dataset, tmp_path
     run = run_auto(dataset, tmp_path / "auto", 300, last=1, random=4, seed=3, candidates_n=30,
                    only=["ease", "rp3beta"], log=lines.append, model_dir=tmp_path / "model")  # fmt: skip
     stage = [line for line in lines if "re-ranker: trained on fold A" in line]
-    assert stage and "with recency features" in stage[0], lines
+    assert stage and "with recency features" in stage[0], "\n".join(lines)
     verdict = json.loads((tmp_path / "auto" / "rerank.json").read_text())
     assert set(verdict) >= {"fold_b", "written_fold_b", "se", "kept"}
     assert verdict["kept"] == (verdict["fold_b"] - verdict["written_fold_b"] > verdict["se"] > 0)
@@ -74,3 +74,39 @@ def test_the_ensemble_gets_the_top_five_and_the_best_of_every_other_family():
     assert got == ["easer", "cease", "edlae", "ease", "ials", "multivae", "rp3beta", "seqrules", "sasrec"]
     assert MAX_MEMBERS == 5
     assert [s.c.name for s in ensemble_members([study("ease"), study("ials")])] == ["ease", "ials"]
+
+
+def test_rerank_box_leaves_the_final_refit_its_time():
+    from toprec.auto.pipeline import BOX_FACTOR, FIXED_RESERVE_S, rerank_box
+
+    assert rerank_box(20.0, 1000.0, 50.0) == BOX_FACTOR * 20.0  # plenty of room: three times the estimate
+    assert rerank_box(20.0, 1000.0, 50.0, pace=2.0) == BOX_FACTOR * 40.0  # a slow machine gets more
+    assert rerank_box(20.0, 100.0, 50.0) == 100.0 - 50.0 - FIXED_RESERVE_S  # never the refit's time
+    assert rerank_box(20.0, 70.0, 50.0) == 0.0  # the estimate does not fit beside the refit: skipped
+
+
+def test_a_final_refit_is_never_cut_below_its_estimate(dataset, tmp_path, monkeypatch):
+    """A stage before the final refit that eats the budget (a re-ranker overran on a GPU machine) must not leave
+    an epoch-trained member one epoch: the final deadline is at least the members' refit estimate."""
+    import toprec.auto.pipeline as pipeline
+    import toprec.train as train
+
+    seen = []
+    real = train.deadline
+
+    def recording(seconds):
+        seen.append(seconds)
+        return real(seconds)
+
+    def overrun(ens, chosen, report, *args, **kwargs):
+        clock = args[3]
+        clock.before += clock.left + 5.0  # the stage ran 5 s past the budget
+        return ens, chosen, report
+
+    monkeypatch.setattr(train, "deadline", recording)
+    monkeypatch.setattr(pipeline, "_maybe_rerank", overrun)
+    lines = []
+    pipeline.run_auto(dataset, tmp_path / "auto", 120, last=1, random=4, seed=3, candidates_n=30,
+                      only=["ease", "rp3beta"], log=lines.append)  # fmt: skip
+    assert any("it may run past the budget rather than cut a member short" in line for line in lines), lines
+    assert seen and seen[-1] > 0  # the final refit's deadline: the members' estimate, not the (negative) time left

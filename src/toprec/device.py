@@ -112,10 +112,10 @@ SMALL_WORK = 2_000_000
 
 
 def usable_cores() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
+    """:func:`toprec.parallel.cpu_budget` (the affinity, capped by ``OMP_NUM_THREADS`` when set)."""
+    from .parallel import cpu_budget
+
+    return cpu_budget()
 
 
 def cpu_threads(requested: int, work: int) -> int:

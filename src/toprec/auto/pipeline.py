@@ -211,28 +211,45 @@ def use_recency(ds, last: int) -> bool:
     return last > 0 and has_time(ds)
 
 
-def _maybe_rerank(ens, chosen, report, members, ds, folds, clock, out, k, seed, last, random, candidates_n, log):
+def rerank_box(need: float, left: float, refit_s: float, pace: float = 1.0) -> float:
+    """Seconds the re-ranker stage may take (0: skip it): it runs when its a-priori estimate ``need`` fits in
+    ``left`` beside the final refit (``refit_s``, with the re-ranker's scoring) and the writing; it may take up
+    to ``BOX_FACTOR`` x the estimate on this machine (``pace``: a slow machine gets more), never that room."""
+    room = left - refit_s - FIXED_RESERVE_S
+    return min(BOX_FACTOR * need * max(1.0, pace), room) if room >= need else 0.0
+
+
+def _maybe_rerank(ens, chosen, report, members, ds, folds, clock, out, k, seed, last, random, candidates_n, log,
+                  pace: float = 1.0, refit_s: float = 0.0):  # fmt: skip
     """A LightGBM re-ranker over the tuned members' fold-A lists (features: every member's score and rank,
     popularity, activity, side-file affinities; recency features with :func:`use_recency`), trained on fold A,
     kept only when its fold-B recall beats what would be written otherwise by more than one paired standard
-    error. Skipped without lightgbm or time."""
+    error. Skipped without lightgbm or time; time-boxed (:func:`rerank_box`: its boosting stops at the box,
+    keeping the trees so far), so the refit after it always has its time: ``pace`` is this machine's pace
+    against the a-priori costs, ``refit_s`` the final refit's estimate."""
     from ..ensemble import Ensemble
+    from ..train import deadline
 
     need = rerank_seconds(len(folds.fold_a.users), candidates_n, len(members))
     if not need:
         return ens, chosen, report
-    if need + FIXED_RESERVE_S + 0.03 * clock.budget > clock.left:
+    box = rerank_box(need, clock.left - 0.03 * clock.budget, refit_s, pace)
+    if box <= 0:
         log(f"{clock.stamp()} re-ranker skipped: ~{need:.0f}s, not within the budget left")
         return ens, chosen, report
     saved = out / "rerank.json"
     rr = Ensemble(members, method="rerank", candidates=candidates_n, recency=use_recency(ds, last))
-    log(f"{clock.stamp()} re-ranker: trained on fold A, checked on fold B (~{need:.0f}s"
+    log(f"{clock.stamp()} re-ranker: trained on fold A, checked on fold B (~{need:.0f}s, at most {box:.0f}s"
         + (", with recency features)" if rr.recency else ")"))  # fmt: skip
     try:
-        rep = rr.validate(ds, search="both", k=k, scheme="users", seed=seed, last=last, random=random, folds=folds)
+        with deadline(box):
+            rep = rr.validate(ds, search="both", k=k, scheme="users", seed=seed, last=last, random=random,
+                              folds=folds)  # fmt: skip
     except ToprecError as exc:  # e.g. a fold without a positive to learn from: the fused choice stands
         log(f"{clock.stamp()} re-ranker skipped: {exc}")
         return ens, chosen, report
+    if rep.get("rerank", {}).get("out_of_time"):
+        log(f"{clock.stamp()} re-ranker: boosting stopped at its time box after {rep['rerank']['trees']} trees")
     clock.save(stage="rerank")
     r = f"recall@{k}"
     base, got = written_fold_b(report, chosen), float(rep["ensemble"]["fold_b"][r])
@@ -294,6 +311,11 @@ def run_auto(ds, out: Path, budget_s: float, *, k: int = 10, last: int = 1, rand
         search would get now (:func:`ensemble_members`: the re-ranker refits them all)."""
         ranked = sorted((s for s in studies.values() if s.best), key=lambda s: -s.best["value"])
         return REFIT * sum(cost(s) for s in ensemble_members(ranked)) + rerank_s + FIXED_RESERVE_S + 0.03 * clock.budget
+
+    def refit_seconds(labels, weights) -> float:
+        """The final refit's estimate for the members (``labels``) with a positive weight."""
+        names = [member_specs[lab]["name"] for lab, w in zip(labels, weights) if w > 0 and lab in member_specs]
+        return REFIT * sum(cost(studies[n]) for n in names)
 
     def run_trial(s) -> bool:
         go, box = trial_box(cost(s), clock.left, reserve(), bool(s.best), epoch_trained(models.get_class(s.c.name)))
@@ -370,16 +392,25 @@ def run_auto(ds, out: Path, budget_s: float, *, k: int = 10, last: int = 1, rand
                 + ("kept" if chosen == "ensemble" else chosen))  # fmt: skip
         if fallback:
             warnings.append(fallback)
+        speed = pace([(t.fit_seconds(), t.c.cost) for t in studies.values()])
         ens, chosen, report = _maybe_rerank(ens, chosen, report, members, ds, folds, clock, out, k, seed, last,
-                                            random, candidates_n, log)  # fmt: skip
+                                            random, candidates_n, log, speed,
+                                            refit_seconds(ens.labels, [1.0] * len(ens.labels)) + rerank_s)
     clock.save(stage="final")
     log(f"{clock.stamp()} final: {chosen}, method {ens.method}, refit on all {ds.n_events:,} events")
     # ---- refit on all the data and fuse; an epoch-trained refit stops at the budget's end less what follows
-    # it (the re-ranker's features and scoring), whatever the machine's load did since its trial was timed
+    # it (the re-ranker's features and scoring), whatever the machine's load did since its trial was timed --
+    # but never before its own estimate: a member cut to one epoch would spoil the submission (seen on a GPU
+    # machine whose re-ranker overran, before the stage was time-boxed: recall -8.5% against EASE), and running
+    # a little past the budget is the lesser harm
     from ..train import deadline
 
     after = FIXED_RESERVE_S + (rerank_s if ens.method == "rerank" else 0.0)
-    with deadline(clock.left - after):
+    refit_need = refit_seconds(ens.labels, [1.0] * len(ens.labels) if ens.method == "rerank" else ens.weights)
+    if clock.left - after < refit_need:
+        log(f"{clock.stamp()} final refit: ~{refit_need:.0f}s needed, {max(0.0, clock.left - after):.0f}s left "
+            "in the budget: it may run past the budget rather than cut a member short")  # fmt: skip
+    with deadline(max(clock.left - after, refit_need)):
         ens.prepare_final(ds, k=k)
         recs = ens.recommend(ds.users, k=k)
     if model_dir is not None:

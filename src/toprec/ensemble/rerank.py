@@ -116,19 +116,46 @@ class _LightGBM:
     importance_type = "gain"
 
     def __init__(self, seed: int, threads: int):
+        from ..parallel import cpu_budget
+
         lgb = lightgbm()
         self.lgb = lgb
-        self.model = lgb.LGBMClassifier(**PARAMS, random_state=seed, n_jobs=threads or None)
+        # n_jobs=None would be every physical core, whatever OMP_NUM_THREADS says (see cpu_budget)
+        self.model = lgb.LGBMClassifier(**PARAMS, random_state=seed, n_jobs=threads or cpu_budget())
+
+    def _deadline_callback(self):
+        """A LightGBM callback: boosting ends at :func:`toprec.train.deadline` (``toprec auto`` sets one around
+        its re-ranker stage), keeping the best iteration so far on the early-stopping users (the last one
+        without them); ``self.out_of_time`` says whether it did."""
+        from ..train import past_deadline
+
+        best: list = []
+
+        def stop(env) -> None:
+            res = env.evaluation_result_list or []
+            if res:
+                score = res[0][2] if res[0][3] else -res[0][2]
+                if not best or score > best[0]:
+                    best[:] = [score, env.iteration, res]
+            if past_deadline():
+                self.out_of_time = True
+                it, at = (best[1], best[2]) if best else (env.iteration, res)
+                raise self.lgb.callback.EarlyStopException(it, at)
+
+        stop.order = 40  # after early_stopping's (30)
+        return stop
 
     def fit(self, x, y, x_stop, y_stop, categorical: list[int]) -> int:
         cat = categorical or "auto"
+        self.out_of_time = False
         if x_stop is not None:
             self.model.fit(x, y, eval_X=(x_stop,), eval_y=(y_stop,), categorical_feature=cat,
-                           callbacks=[self.lgb.early_stopping(EARLY_STOP, verbose=False)])  # fmt: skip
+                           callbacks=[self.lgb.early_stopping(EARLY_STOP, verbose=False),
+                                      self._deadline_callback()])  # fmt: skip
             return int(self.model.best_iteration_ or PARAMS["n_estimators"])
         self.model.set_params(n_estimators=100)
-        self.model.fit(x, y, categorical_feature=cat)
-        return 100
+        self.model.fit(x, y, categorical_feature=cat, callbacks=[self._deadline_callback()])
+        return int(self.model.booster_.current_iteration())
 
     def predict(self, x) -> np.ndarray:
         return self.model.predict_proba(x)[:, 1]
@@ -165,8 +192,10 @@ class _CatBoost:
     importance_type = "PredictionValuesChange"
 
     def __init__(self, seed: int, threads: int):
+        from ..parallel import cpu_budget
+
         self.cb = catboost()
-        self.model = self.cb.CatBoostClassifier(**CATBOOST_PARAMS, random_seed=seed, thread_count=threads or -1)
+        self.model = self.cb.CatBoostClassifier(**CATBOOST_PARAMS, random_seed=seed, thread_count=threads or cpu_budget())
         self.categorical: list[int] = []
 
     def _pool(self, x, y=None):
@@ -342,6 +371,8 @@ class Reranker:
         self.model = None
         self.feature_names: list[str] = []
         self.trees = 0
+        #: boosting ended at the caller's deadline (:func:`toprec.train.deadline`), not by early stopping
+        self.out_of_time = False
         #: the features' share of the booster's importance (LightGBM: gain; CatBoost: PredictionValuesChange)
         self.importance: dict[str, float] = {}
         #: fit(k=...): the training users' top k by the fitted ranker (in-sample), without recomputing features
@@ -374,6 +405,7 @@ class Reranker:
             x_stop, y_stop = feats[stop_rows][valid[stop_rows]], y[stop_rows][valid[stop_rows]]
         # without held-out users to stop on: a fixed, small number of trees
         self.trees = backend.fit(x_fit, y_fit, x_stop, y_stop, categorical)
+        self.out_of_time = bool(getattr(backend, "out_of_time", False))
         self.model = backend
         imp = backend.importance()
         imp = imp / imp.sum() if imp.sum() > 0 else imp
@@ -392,7 +424,8 @@ class Reranker:
 
     def describe(self) -> dict:
         """What the report shows: backend, trees, features by importance, the clusters (if any)."""
-        out = {"ranker": self.ranker, "trees": self.trees, "features": self.feature_names,
+        out = {"ranker": self.ranker, "trees": self.trees, "out_of_time": self.out_of_time,
+               "features": self.feature_names,
                "importance": dict(sorted(self.importance.items(), key=lambda kv: -kv[1])),
                "importance_type": BACKENDS[self.ranker].importance_type}  # fmt: skip
         if self.clusters is not None:

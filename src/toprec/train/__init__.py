@@ -71,6 +71,6 @@ imports torch).
 """
 
 from .base import TorchParams, TorchRecommender, require_torch, resolve_device
-from .loop import StopTraining, deadline
+from .loop import StopTraining, deadline, past_deadline
 
-__all__ = ["StopTraining", "deadline", "TorchParams", "TorchRecommender", "require_torch", "resolve_device"]
+__all__ = ["StopTraining", "deadline", "past_deadline", "TorchParams", "TorchRecommender", "require_torch", "resolve_device"]

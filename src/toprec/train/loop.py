@@ -44,6 +44,11 @@ def deadline(seconds: float | None):
         _DEADLINE = before
 
 
+def past_deadline() -> bool:
+    """Whether a :func:`deadline` is set and has passed (the re-ranker's boosting stops on it too)."""
+    return _DEADLINE is not None and time.monotonic() > _DEADLINE
+
+
 class StopTraining(Exception):
     """Raised by a search-phase ``callback`` to end the phase after this epoch, keeping the best validated
     epoch as early stopping would (e.g. a tuning trial out of time)."""
