@@ -17,7 +17,7 @@ for p in pydantic pydantic_core annotated_types typing_inspection typing_extensi
 done
 mkdir -p .whl
 # shellcheck disable=SC2086
-python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+"$PY" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
   --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \
   --platform manylinux2014_x86_64 --platform manylinux1_x86_64 -d .whl $pkgs
 ls -la .whl
@@ -28,6 +28,7 @@ cp "$S/ml-1m/derived/ml1m_ratings_ge4_with_time.csv.gz" .gpudata/ml-1m/derived/
 cp "$S/ml-1m/movies.dat" .gpudata/ml-1m/
 cp "$S"/hetrec2011-lastfm-2k/{artists.dat,tags.dat,user_artists.dat,user_taggedartists.dat} .gpudata/hetrec2011-lastfm-2k/
 chmod -R u+w .gpudata
-grep -qx "/.whl/" .git/info/exclude 2>/dev/null || echo "/.whl/" >>.git/info/exclude
-grep -qx "/.gpudata/" .git/info/exclude 2>/dev/null || echo "/.gpudata/" >>.git/info/exclude
+ex=$(git rev-parse --git-path info/exclude); mkdir -p "$(dirname "$ex")"
+grep -qx "/.whl/" "$ex" 2>/dev/null || echo "/.whl/" >>"$ex"
+grep -qx "/.gpudata/" "$ex" 2>/dev/null || echo "/.gpudata/" >>"$ex"
 du -sh .whl .gpudata

@@ -82,7 +82,12 @@ def test_rerank_box_leaves_the_final_refit_its_time():
     assert rerank_box(20.0, 1000.0, 50.0) == BOX_FACTOR * 20.0  # plenty of room: three times the estimate
     assert rerank_box(20.0, 1000.0, 50.0, pace=2.0) == BOX_FACTOR * 40.0  # a slow machine gets more
     assert rerank_box(20.0, 100.0, 50.0) == 100.0 - 50.0 - FIXED_RESERVE_S  # never the refit's time
-    assert rerank_box(20.0, 70.0, 50.0) == 0.0  # the estimate does not fit beside the refit: skipped
+    assert rerank_box(20.0, 70.0, 50.0) == 10.0  # half the estimate fits: it runs, boxed to the room
+    assert rerank_box(20.0, 65.0, 50.0) == 0.0  # less than half: skipped
+    # what tuning keeps back (``reserve``: refit + stage + writing + 3% of the budget) is enough to run it
+    refit, need, budget = 130.0, 40.0, 420.0
+    left = refit + need + FIXED_RESERVE_S + 0.03 * budget
+    assert rerank_box(need, left - 0.03 * budget, refit) == need
 
 
 def test_a_final_refit_is_never_cut_below_its_estimate(dataset, tmp_path, monkeypatch):

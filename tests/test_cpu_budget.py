@@ -39,6 +39,13 @@ def test_the_rerankers_lightgbm_takes_the_cpu_budget_and_stops_at_a_deadline(mon
     y = (x[:, 0] + 0.3 * rng.standard_normal(4000) > 1.0).astype(np.int32)
     free = _LightGBM(seed=0, threads=0)
     assert free.model.get_params()["n_jobs"] == 1  # not LightGBM's default of every physical core
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    from joblib import cpu_count
+
+    from toprec.ensemble.rerank import ranker_threads
+
+    assert ranker_threads() == min(parallel.cpu_budget(), cpu_count(only_physical_cores=True))  # as before
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
     trees = free.fit(x[:3000], y[:3000], x[3000:], y[3000:], [])
     assert not free.out_of_time and trees > 5
     boxed = _LightGBM(seed=0, threads=0)

@@ -212,11 +212,13 @@ def use_recency(ds, last: int) -> bool:
 
 
 def rerank_box(need: float, left: float, refit_s: float, pace: float = 1.0) -> float:
-    """Seconds the re-ranker stage may take (0: skip it): it runs when its a-priori estimate ``need`` fits in
-    ``left`` beside the final refit (``refit_s``, with the re-ranker's scoring) and the writing; it may take up
-    to ``BOX_FACTOR`` x the estimate on this machine (``pace``: a slow machine gets more), never that room."""
+    """Seconds the re-ranker stage may take (0: skip it). ``room``: ``left`` less the final refit (``refit_s``)
+    and the writing -- what tuning kept back for the stage (see ``reserve`` in :func:`run_auto`). It runs when
+    half its a-priori estimate ``need`` fits there (the estimate is rough and mostly high: ML-1M 50-180 s
+    against 112 s, the competition sample 2-5 s against 40 s), and may take up to ``BOX_FACTOR`` x the
+    estimate on this machine (``pace``: a slow machine gets more), never more than that room."""
     room = left - refit_s - FIXED_RESERVE_S
-    return min(BOX_FACTOR * need * max(1.0, pace), room) if room >= need else 0.0
+    return min(BOX_FACTOR * need * max(1.0, pace), room) if room >= 0.5 * need else 0.0
 
 
 def _maybe_rerank(ens, chosen, report, members, ds, folds, clock, out, k, seed, last, random, candidates_n, log,
@@ -307,10 +309,14 @@ def run_auto(ds, out: Path, budget_s: float, *, k: int = 10, last: int = 1, rand
     rerank_s = rerank_seconds(len(folds.fold_a.users), candidates_n, min(MAX_MEMBERS, len(studies)))
 
     def reserve() -> float:
-        """Time kept for the ensemble search, the re-ranker and the final refit of every member the ensemble
-        search would get now (:func:`ensemble_members`: the re-ranker refits them all)."""
+        """Time kept for the ensemble search, the re-ranker stage over every member the ensemble search would
+        get now (:func:`ensemble_members`) and the final refit of those members (the re-ranker refits them
+        all). The re-ranker's scoring after the refit, cheaper than its stage, comes out of what the stage
+        did not use (the estimate is mostly high); the final refit never gives way to it (see below)."""
         ranked = sorted((s for s in studies.values() if s.best), key=lambda s: -s.best["value"])
-        return REFIT * sum(cost(s) for s in ensemble_members(ranked)) + rerank_s + FIXED_RESERVE_S + 0.03 * clock.budget
+        kept = ensemble_members(ranked)
+        stage = rerank_seconds(len(folds.fold_a.users), candidates_n, len(kept)) if len(kept) > 1 else 0.0
+        return REFIT * sum(cost(s) for s in kept) + max(stage, rerank_s) + FIXED_RESERVE_S + 0.03 * clock.budget
 
     def refit_seconds(labels, weights) -> float:
         """The final refit's estimate for the members (``labels``) with a positive weight."""
@@ -395,7 +401,7 @@ def run_auto(ds, out: Path, budget_s: float, *, k: int = 10, last: int = 1, rand
         speed = pace([(t.fit_seconds(), t.c.cost) for t in studies.values()])
         ens, chosen, report = _maybe_rerank(ens, chosen, report, members, ds, folds, clock, out, k, seed, last,
                                             random, candidates_n, log, speed,
-                                            refit_seconds(ens.labels, [1.0] * len(ens.labels)) + rerank_s)
+                                            refit_seconds(ens.labels, [1.0] * len(ens.labels)))
     clock.save(stage="final")
     log(f"{clock.stamp()} final: {chosen}, method {ens.method}, refit on all {ds.n_events:,} events")
     # ---- refit on all the data and fuse; an epoch-trained refit stops at the budget's end less what follows

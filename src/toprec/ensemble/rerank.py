@@ -110,18 +110,30 @@ def check_ranker(ranker: str) -> str:
     return name
 
 
+def ranker_threads() -> int:
+    """The booster's threads: :func:`toprec.parallel.cpu_budget` (the affinity, capped by ``OMP_NUM_THREADS``),
+    at most one per physical core (LightGBM's advice; its own default, every physical core whatever
+    ``OMP_NUM_THREADS`` says, made four auto runs on a 16-core machine take minutes in this stage)."""
+    from ..parallel import cpu_budget
+
+    try:
+        from joblib import cpu_count
+
+        physical = int(cpu_count(only_physical_cores=True))
+    except Exception:  # pragma: no cover - joblib missing or unable to tell
+        physical = cpu_budget()
+    return max(1, min(cpu_budget(), physical))
+
+
 class _LightGBM:
     """LGBMClassifier; the cluster column (if any) declared categorical."""
 
     importance_type = "gain"
 
     def __init__(self, seed: int, threads: int):
-        from ..parallel import cpu_budget
-
         lgb = lightgbm()
         self.lgb = lgb
-        # n_jobs=None would be every physical core, whatever OMP_NUM_THREADS says (see cpu_budget)
-        self.model = lgb.LGBMClassifier(**PARAMS, random_state=seed, n_jobs=threads or cpu_budget())
+        self.model = lgb.LGBMClassifier(**PARAMS, random_state=seed, n_jobs=threads or ranker_threads())
 
     def _deadline_callback(self):
         """A LightGBM callback: boosting ends at :func:`toprec.train.deadline` (``toprec auto`` sets one around
@@ -192,10 +204,9 @@ class _CatBoost:
     importance_type = "PredictionValuesChange"
 
     def __init__(self, seed: int, threads: int):
-        from ..parallel import cpu_budget
-
         self.cb = catboost()
-        self.model = self.cb.CatBoostClassifier(**CATBOOST_PARAMS, random_seed=seed, thread_count=threads or cpu_budget())
+        self.model = self.cb.CatBoostClassifier(**CATBOOST_PARAMS, random_seed=seed,
+                                                thread_count=threads or ranker_threads())  # fmt: skip
         self.categorical: list[int] = []
 
     def _pool(self, x, y=None):
