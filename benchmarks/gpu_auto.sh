@@ -5,7 +5,9 @@
 #   bash benchmarks/gpu_auto.sh OUTDIR [budget=7m] [limit_s=530] [datasets=ml-1m,lastfm,comp-sample,ml-100k] [seeds=0]
 #
 # Prepare the call here with benchmarks/gpu_prepare.sh, then: run `bash benchmarks/gpu_auto.sh $OUT 7m 545` with
-# carry [".whl", ".gpudata"] and timeout_s 585 (the device's limits: 10 minutes a command, 15 a session).
+# carry [".whl", ".gpudata", "benchmarks/data/ml-100k"] and timeout_s 585 (the device's limits: 10 minutes a
+# command, 15 a session). The ML-100K folder is carried as `toprec data fetch ml-100k` wrote it here: its
+# directors, writers and sequels come from a wheel it downloads, and the device has no network.
 # Data: ../shared/data as on the development machine; where it is missing and .gpudata/ is there (a copy of
 # the needed files in the same layout, carried to the machine), ../shared/data points at it. Wheels of
 # packages the machine lacks (pydantic, optuna, lightgbm, ...) can sit in .whl/ and are installed first.
