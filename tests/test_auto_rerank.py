@@ -84,6 +84,7 @@ def test_rerank_box_leaves_the_final_refit_its_time():
     assert rerank_box(20.0, 100.0, 50.0) == 100.0 - 50.0 - FIXED_RESERVE_S  # never the refit's time
     assert rerank_box(20.0, 70.0, 50.0) == 10.0  # half the estimate fits: it runs, boxed to the room
     assert rerank_box(20.0, 65.0, 50.0) == 0.0  # less than half: skipped
+    assert rerank_box(20.0, 65.0, 50.0, slack=15.0) == 20.0  # ... unless the budget's slack makes it fit
     # what tuning keeps back (``reserve``: refit + stage + writing + 3% of the budget) is enough to run it
     refit, need, budget = 130.0, 40.0, 420.0
     left = refit + need + FIXED_RESERVE_S + 0.03 * budget
