@@ -20,15 +20,7 @@ LIMIT=${3:-530}
 DATASETS=${4:-ml-1m,lastfm,comp-sample,ml-100k}
 SEEDS=${5:-0}
 mkdir -p "$OUT"
-PY=${PYTHON:-python3}
-export PYTHONUNBUFFERED=1 TOPREC_NO_TRACK=1
-if ls .whl/*.whl >/dev/null 2>&1; then
-  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-    || { echo "wheel install failed"; exit 1; }
-  export PYTHONPATH=/tmp/site:$PWD/src
-else
-  export PYTHONPATH=$PWD/src
-fi
+. benchmarks/gpu_env.sh
 if [ ! -d ../shared/data ] && [ -d .gpudata ]; then
   mkdir -p ../shared && ln -s "$PWD/.gpudata" ../shared/data
 fi

@@ -12,15 +12,7 @@ set -u
 OUT=${1:-/tmp/gpu-out}
 STEPS=${2:-info,tests,ease,neural,neural2048,sequential}
 mkdir -p "$OUT"
-PY=${PYTHON:-python3}
-export PYTHONUNBUFFERED=1 TOPREC_NO_TRACK=1
-if ls .whl/*.whl >/dev/null 2>&1; then
-  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-    || { echo "wheel install failed"; exit 1; }
-  export PYTHONPATH=/tmp/site:$PWD/src
-else
-  export PYTHONPATH=$PWD/src
-fi
+. benchmarks/gpu_env.sh
 SYNTH=$PWD/benchmarks/data/synth
 mkdir -p benchmarks/data
 step() {  # step NAME LIMIT COMMAND...

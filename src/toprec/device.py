@@ -23,6 +23,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .errors import ToprecError
+from .parallel import cpu_budget
 
 
 def require_torch():
@@ -111,11 +112,8 @@ def fast_fp64(torch, device) -> bool:
 SMALL_WORK = 2_000_000
 
 
-def usable_cores() -> int:
-    """:func:`toprec.parallel.cpu_budget` (the affinity, capped by ``OMP_NUM_THREADS`` when set)."""
-    from .parallel import cpu_budget
-
-    return cpu_budget()
+#: the CPUs torch may use on the host: the affinity, capped by ``OMP_NUM_THREADS`` when set
+usable_cores = cpu_budget
 
 
 def cpu_threads(requested: int, work: int) -> int:

@@ -323,10 +323,9 @@ def run_auto(ds, out: Path, budget_s: float, *, k: int = 10, last: int = 1, rand
         stage = rerank_seconds(len(folds.fold_a.users), candidates_n, len(kept)) if len(kept) > 1 else 0.0
         return REFIT * sum(cost(s) for s in kept) + max(stage, rerank_s) + FIXED_RESERVE_S + 0.03 * clock.budget
 
-    def refit_seconds(labels, weights) -> float:
-        """The final refit's estimate for the members (``labels``) with a positive weight."""
-        names = [member_specs[lab]["name"] for lab, w in zip(labels, weights) if w > 0 and lab in member_specs]
-        return REFIT * sum(cost(studies[n]) for n in names)
+    def refit_seconds(labels) -> float:
+        """The final refit's estimate for the members ``labels``."""
+        return REFIT * sum(cost(studies[member_specs[lab]["name"]]) for lab in labels)
 
     def run_trial(s) -> bool:
         go, box = trial_box(cost(s), clock.left, reserve(), bool(s.best), epoch_trained(models.get_class(s.c.name)))
@@ -405,8 +404,7 @@ def run_auto(ds, out: Path, budget_s: float, *, k: int = 10, last: int = 1, rand
             warnings.append(fallback)
         speed = pace([(t.fit_seconds(), t.c.cost) for t in studies.values()])
         ens, chosen, report = _maybe_rerank(ens, chosen, report, members, ds, folds, clock, out, k, seed, last,
-                                            random, candidates_n, log, speed,
-                                            refit_seconds(ens.labels, [1.0] * len(ens.labels)))
+                                            random, candidates_n, log, speed, refit_seconds(ens.labels))  # fmt: skip
     clock.save(stage="final")
     log(f"{clock.stamp()} final: {chosen}, method {ens.method}, refit on all {ds.n_events:,} events")
     # ---- refit on all the data and fuse; an epoch-trained refit stops at the budget's end less what follows
@@ -417,7 +415,7 @@ def run_auto(ds, out: Path, budget_s: float, *, k: int = 10, last: int = 1, rand
     from ..train import deadline
 
     after = FIXED_RESERVE_S + (rerank_s if ens.method == "rerank" else 0.0)
-    refit_need = refit_seconds(ens.labels, [1.0] * len(ens.labels) if ens.method == "rerank" else ens.weights)
+    refit_need = refit_seconds([lab for lab, w in zip(ens.labels, ens.weights) if w > 0 or ens.method == "rerank"])
     if clock.left - after < refit_need:
         log(f"{clock.stamp()} final refit: ~{refit_need:.0f}s needed, {max(0.0, clock.left - after):.0f}s left "
             "in the budget: it may run past the budget rather than cut a member short")  # fmt: skip

@@ -120,7 +120,7 @@ def ranker_threads() -> int:
         from joblib import cpu_count
 
         physical = int(cpu_count(only_physical_cores=True))
-    except Exception:  # pragma: no cover - joblib missing or unable to tell
+    except (ImportError, ValueError, OSError):  # pragma: no cover - joblib (scikit-learn's) missing or unsure
         physical = cpu_budget()
     return max(1, min(cpu_budget(), physical))
 
