@@ -21,7 +21,8 @@ benchmarks/data/ml-100k, with its side files; ML-1M ratings >= 4 with genres
 and years; Last.fm-2K as `toprec` reads its folder, with the artists' tags,
 less the tag rows on the seed's test pairs (``lastfm-plain``: user_artists.dat
 alone, as in the tables before session 5); the competition sample with its
-side files, as benchmarks/bench_side.py reads them).
+side files, as benchmarks/bench_side.py reads them); MovieLens latest-small (2016) with its genres, all
+ratings, last 1 + random 9: a dataset auto was never tuned on).
 """
 
 from __future__ import annotations
@@ -91,6 +92,12 @@ def comp_sample(seed: int = 0) -> tuple[Dataset, int, int]:
     return load()
 
 
+def ml_latest_small(seed: int = 0) -> tuple[Dataset, int, int]:
+    """MovieLens latest-small (2016: 671 users x 9,066 movies, all 100,004 ratings, genres): never used to tune
+    auto, a check that its defaults carry to data it was not developed on; wide (users < items)."""
+    return Dataset.load(SHARED / "ml-latest-small", cache=False), 1, 9
+
+
 def ml1m(seed: int = 0) -> tuple[Dataset, int, int]:
     from bench_side import ml1m as load
 
@@ -99,7 +106,7 @@ def ml1m(seed: int = 0) -> tuple[Dataset, int, int]:
 
 #: name -> loader(test seed): lastfm's side feature depends on the seed's test holdout
 LOADERS = {"ml-100k": ml100k, "lastfm": lastfm, "lastfm-plain": lastfm_plain, "comp-sample": comp_sample,
-           "ml-1m": ml1m}  # fmt: skip
+           "ml-1m": ml1m, "ml-latest-small": ml_latest_small}  # fmt: skip
 
 
 def per_user(recs_or_model, test, k: int = 10) -> np.ndarray:

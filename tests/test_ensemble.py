@@ -720,3 +720,31 @@ def test_cli_bad_inputs(competition_dir, tmp_path):
                               "--output", out), "unknown fusion method")  # fmt: skip
     assert_one_line_error(run("align", "--data", competition_dir, "--models", "ease,itemknn:k=-3"), "itemknn")
     assert not out.exists()
+
+
+def test_widen_searches_the_confirmed_method_on_both_folds(dataset, members3):
+    """After the fold-B decision, the fusion's weights are searched again on folds A and B together."""
+    from toprec import metrics
+    from toprec.ensemble import make_folds
+
+    folds = make_folds(dataset, "users", seed=0, last=1, random=4)
+    ens = Ensemble(members3, method="score", candidates=30)
+    ens.validate(dataset, search="weights", random=4, folds=folds)
+    ens.weights = np.array([0.2, 0.5, 0.3])  # a start the search on both folds can move from
+    wide = ens.widen(dataset, folds, k=10)
+    users = np.concatenate([folds.fold_a.users, folds.fold_b.users])
+    assert wide["users"] == len(users) == 120
+    assert list(wide["weights"].values()) == pytest.approx(list(ens.weights))
+    assert wide["recall_fold_ab"] >= wide["recall_fold_ab_before"]
+    # the reported recall is that of the written weights, recomputed here from the members' own lists
+    truth = (folds.fold_a.truth + folds.fold_b.truth)[users]
+    for weights, key in ((np.array([0.2, 0.5, 0.3]), "recall_fold_ab_before"), (ens.weights, "recall_fold_ab")):
+        lists = [m.lists(folds.search_train, users, 30, "search") for m in ens.members]
+        keep = np.flatnonzero(weights > 0)
+        fused = fuse([lists[i] for i in keep], weights[keep], "score", 10, users=users)
+        assert metrics.per_user("recall@10", fused.items, truth).mean() == pytest.approx(wide[key])
+    with pytest.raises(ToprecError, match="widen"):
+        Ensemble(members3, method="rerank", candidates=30).widen(dataset, folds)
+    nested = make_folds(dataset, "nested", seed=0, last=1, random=4)
+    with pytest.raises(ToprecError, match="one fit"):
+        Ensemble(members3, method="rank", candidates=30).widen(dataset, nested)

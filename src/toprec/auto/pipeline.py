@@ -36,6 +36,7 @@ from typing import Any, Callable
 from .. import progress
 from ..errors import ToprecError
 from ..io import atomic_path, json_default
+from .crossfit import RERANK_FITS, CrossFit, beats, crossfits, paired
 from .plan import candidates, check_space
 from .profile import profile
 
@@ -227,17 +228,18 @@ def rerank_box(need: float, left: float, refit_s: float, pace: float = 1.0, slac
 
 
 def _maybe_rerank(ens, chosen, report, members, ds, folds, clock, out, k, seed, last, random, candidates_n, log,
-                  pace: float = 1.0, refit_s: float = 0.0):  # fmt: skip
+                  pace: float = 1.0, refit_s: float = 0.0, cf: CrossFit | None = None):  # fmt: skip
     """A LightGBM re-ranker over the tuned members' fold-A lists (features: every member's score and rank,
     popularity, activity, side-file affinities; recency features with :func:`use_recency`), trained on fold A,
     kept only when its fold-B recall beats what would be written otherwise by more than one paired standard
-    error. Skipped without lightgbm or time; time-boxed (:func:`rerank_box`: its boosting stops at the box,
+    error; with ``cf`` (small data, :mod:`.crossfit`) over both folds' users, out of fold, and the ranker
+    written is then trained on both folds. Skipped without lightgbm or time; time-boxed (:func:`rerank_box`: its boosting stops at the box,
     keeping the trees so far), so the refit after it always has its time: ``pace`` is this machine's pace
     against the a-priori costs, ``refit_s`` the final refit's estimate."""
     from ..ensemble import Ensemble
     from ..train import deadline
 
-    need = rerank_seconds(len(folds.fold_a.users), candidates_n, len(members))
+    need = rerank_seconds(len(folds.fold_a.users), candidates_n, len(members)) * (RERANK_FITS if cf else 1.0)
     if not need:
         return ens, chosen, report
     box = rerank_box(need, clock.left - 0.03 * clock.budget, refit_s, pace, RERANK_SLACK * clock.budget)
@@ -248,10 +250,13 @@ def _maybe_rerank(ens, chosen, report, members, ds, folds, clock, out, k, seed, 
     rr = Ensemble(members, method="rerank", candidates=candidates_n, recency=use_recency(ds, last))
     log(f"{clock.stamp()} re-ranker: trained on fold A, checked on fold B (~{need:.0f}s, at most {box:.0f}s"
         + (", with recency features)" if rr.recency else ")"))  # fmt: skip
+    crossed = None
     try:
         with deadline(box):
             rep = rr.validate(ds, search="both", k=k, scheme="users", seed=seed, last=last, random=random,
                               folds=folds)  # fmt: skip
+            if cf is not None and not rep.get("rerank", {}).get("out_of_time"):
+                crossed = cf.reranker(rr)
     except ToprecError as exc:  # e.g. a fold without a positive to learn from: the fused choice stands
         log(f"{clock.stamp()} re-ranker skipped: {exc}")
         return ens, chosen, report
@@ -259,19 +264,55 @@ def _maybe_rerank(ens, chosen, report, members, ds, folds, clock, out, k, seed, 
         log(f"{clock.stamp()} re-ranker: boosting stopped at its time box after {rep['rerank']['trees']} trees")
     clock.save(stage="rerank")
     r = f"recall@{k}"
-    base, got = written_fold_b(report, chosen), float(rep["ensemble"]["fold_b"][r])
-    se = float(rep.get("gain_fold_b_se") or 0.0)
-    if chosen.startswith("member:"):  # paired with the member that would be written, when the report has it
-        se = float(member_entry(rep, chosen[len("member:"):]).get("fold_b_gap_se") or se)
-    keep = got - base > se > 0
+    verdict: dict = {"trees": rep.get("rerank", {}).get("trees")}
+    if crossed is not None and not crossed[2]:  # out of fold over both folds' users; written: trained on both
+        oof, final, _ = crossed
+        written = cf.written(chosen)
+        got, base = float(oof.mean()), float(written.mean())
+        keep = beats(oof - written)
+        se = paired(oof - written)[1]
+        verdict.update(scored_on=f"both folds, out of fold ({len(oof):,} users)", final_trees=final.trees)
+        where = "both folds, out of fold"
+        if keep:
+            rr.reranker = final
+            rep["crossfit"] = {"users": len(oof), "gain": got - base, "se": se, "kept": True,
+                               "final_trees": final.trees}  # fmt: skip
+    else:
+        if crossed is not None:
+            log(f"{clock.stamp()} re-ranker: cross-fitting stopped at the time box; fold B alone decides")
+        base, got = written_fold_b(report, chosen), float(rep["ensemble"]["fold_b"][r])
+        se = float(rep.get("gain_fold_b_se") or 0.0)
+        if chosen.startswith("member:"):  # paired with the member that would be written, when the report has it
+            se = float(member_entry(rep, chosen[len("member:"):]).get("fold_b_gap_se") or se)
+        keep = got - base > se > 0
+        where = "fold B"
     with atomic_path(saved) as tmp:
         tmp.write_text(json.dumps({"fold_b": got, "written_fold_b": base, "se": se, "kept": keep,
-                                   "trees": rep.get("rerank", {}).get("trees")}) + "\n")  # fmt: skip
-    log(f"{clock.stamp()} re-ranker: fold B {got:.4f} vs {base:.4f} ({chosen}), se {se:.4f}: "
+                                   **verdict}) + "\n")  # fmt: skip
+    log(f"{clock.stamp()} re-ranker: {where} {got:.4f} vs {base:.4f} ({chosen}), se {se:.4f}: "
         + ("kept" if keep else "not kept"))  # fmt: skip
     if not keep:
         return ens, chosen, report
     return rr, "rerank", rep
+
+
+def _widen(ens, report, ds, folds, clock, k, seed, log, refit_s: float) -> None:
+    """The confirmed fusion's weights searched again on folds A and B together (:meth:`Ensemble.widen`), when
+    the time it takes -- about the fold-A search of one method over twice the users -- fits before the final
+    refit. The fold-B decision stands (it chose the method and whether to fuse); the weights are what the
+    submission and ``pipeline.yaml`` use, and the report keeps both (``report["widened"]``)."""
+    methods = max(1, len(report.get("methods_fold_a") or [report["method"]]))
+    need = 2.0 * float(report.get("timings", {}).get("search_s", 0.0)) / methods
+    if clock.left - refit_s - FIXED_RESERVE_S < need:
+        log(f"{clock.stamp()} fusion weights kept from fold A: ~{need:.0f}s to search them on both folds, "
+            "not within the budget left")  # fmt: skip
+        return
+    wide = ens.widen(ds, folds, k=k, seed=seed)
+    wide["weights_fold_a"] = dict(report["weights"])
+    report["widened"] = wide
+    log(f"{clock.stamp()} fusion weights searched again on folds A and B ({wide['users']:,} users): recall@{k} "
+        f"{wide['recall_fold_ab_before']:.4f} -> {wide['recall_fold_ab']:.4f}; "
+        + ", ".join(f"{lab} {w:.2f}" for lab, w in wide["weights"].items() if w > 0))  # fmt: skip
 
 
 def run_auto(ds, out: Path, budget_s: float, *, k: int = 10, last: int = 1, random: int = 9, seed: int = 0,
@@ -312,6 +353,7 @@ def run_auto(ds, out: Path, budget_s: float, *, k: int = 10, last: int = 1, rand
         return s.c.cost * pace([(t.fit_seconds(), t.c.cost) for t in studies.values()])
 
     rerank_s = rerank_seconds(len(folds.fold_a.users), candidates_n, min(MAX_MEMBERS, len(studies)))
+    rerank_fits = RERANK_FITS if crossfits(folds) else 1.0  # small data: the stage trains three rankers
 
     def reserve() -> float:
         """Time kept for the ensemble search, the re-ranker stage over every member the ensemble search would
@@ -321,7 +363,8 @@ def run_auto(ds, out: Path, budget_s: float, *, k: int = 10, last: int = 1, rand
         ranked = sorted((s for s in studies.values() if s.best), key=lambda s: -s.best["value"])
         kept = ensemble_members(ranked)
         stage = rerank_seconds(len(folds.fold_a.users), candidates_n, len(kept)) if len(kept) > 1 else 0.0
-        return REFIT * sum(cost(s) for s in kept) + max(stage, rerank_s) + FIXED_RESERVE_S + 0.03 * clock.budget
+        return (REFIT * sum(cost(s) for s in kept) + max(stage, rerank_s) * rerank_fits + FIXED_RESERVE_S
+                + 0.03 * clock.budget)  # fmt: skip
 
     def refit_seconds(labels) -> float:
         """The final refit's estimate for the members ``labels``."""
@@ -392,9 +435,20 @@ def run_auto(ds, out: Path, budget_s: float, *, k: int = 10, last: int = 1, rand
         with atomic_path(saved) as tmp:
             tmp.write_text(json.dumps({"labels": ens.labels, "report": report}, default=json_default) + "\n")
     chosen = f"member:{members[0].label}"
+    cf = None
     if report is not None:
-        chosen, fallback = ens.apply_fallback(report, against="alternative")
-        if len(members) > 1:
+        holds = None
+        if len(members) > 1 and crossfits(folds):  # small data: both folds decide (see .crossfit)
+            cf = CrossFit(ens, ds, folds, k, seed)
+            alt = report["best_member_fold_a"]
+            d = cf.written("ensemble") - cf.member(alt)
+            holds = beats(d)
+            gain, se = paired(d)
+            report["crossfit"] = {"users": len(d), "gain": gain, "se": se, "kept": holds, "alternative": alt}
+            log(f"{clock.stamp()} ensemble ({report['method']}), cross-fitted over both folds ({len(d):,} users): "
+                f"{gain:+.4f} vs {alt}, se {se:.4f}: " + ("kept" if holds else "not kept"))  # fmt: skip
+        chosen, fallback = ens.apply_fallback(report, against="alternative", holds=holds)
+        if len(members) > 1 and cf is None:
             r, alt = f"recall@{k}", report["best_member_fold_a"]
             m_alt = member_entry(report, alt)
             log(f"{clock.stamp()} ensemble ({report['method']}): fold B {report['ensemble']['fold_b'][r]:.4f} vs "
@@ -404,7 +458,10 @@ def run_auto(ds, out: Path, budget_s: float, *, k: int = 10, last: int = 1, rand
             warnings.append(fallback)
         speed = pace([(t.fit_seconds(), t.c.cost) for t in studies.values()])
         ens, chosen, report = _maybe_rerank(ens, chosen, report, members, ds, folds, clock, out, k, seed, last,
-                                            random, candidates_n, log, speed, refit_seconds(ens.labels))  # fmt: skip
+                                            random, candidates_n, log, speed, refit_seconds(ens.labels), cf)  # fmt: skip
+        if chosen == "ensemble" and ens.method != "rerank":
+            _widen(ens, report, ds, folds, clock, k, seed, log,
+                   refit_seconds([lab for lab, w in zip(ens.labels, ens.weights) if w > 0]))  # fmt: skip
     clock.save(stage="final")
     log(f"{clock.stamp()} final: {chosen}, method {ens.method}, refit on all {ds.n_events:,} events")
     # ---- refit on all the data and fuse; an epoch-trained refit stops at the budget's end less what follows

@@ -44,6 +44,13 @@ def build_auto_page(title: str, meta: list[str], run, k: int) -> Page:
         s.table("folds", ["member", "weight", f"A {r}", f"B {r}", "B last", "B random"], rows)
         s.numbers = {"gain over the best member on fold B": v["gain_fold_b"],
                      "relative": v["relative_gain_fold_b"], "holds": v["holds"]}  # fmt: skip
+        wide = v.get("widened")
+        if wide:  # the fold-B decision kept the fusion; its weights were then searched on both folds
+            s.text.append(f"Fold B confirmed the fusion with the weights above (searched on fold A); the weights written "
+                          f"were then searched again on folds A and B together ({wide['users']:,} users): recall "
+                          f"{wide['recall_fold_ab_before']:.4f} -> {wide['recall_fold_ab']:.4f} there.")  # fmt: skip
+            s.table("weights written", ["member", "fold A weight", "written weight"],
+                    [[lab, wide["weights_fold_a"].get(lab), w] for lab, w in wide["weights"].items()])
     return page
 
 

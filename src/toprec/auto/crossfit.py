@@ -1,0 +1,119 @@
+"""Cross-fitted decisions for small data: both folds decide, both folds train what is written.
+
+Auto's ensemble stage searches on fold A and confirms on fold B. With a few
+hundred users per fold that is weak twice over: the confirmation has half the
+validation users (ML-100K: ~455; a fusion ahead of the best member on fold B
+by less than one standard error falls back), and the re-ranker learns from
+half of them. Measured (``benchmarks/bench_auto_whatif.py users``, fold B
+halved, scored on the half not trained on): a re-ranker trained on 1.5x the
+users gained +0.0162 (se 0.0053) and +0.0035 (0.0048) recall@10 on ML-100K;
+on ML-1M (2,542 users in fold A) -0.0010 and +0.0015 (0.0015): no gain.
+
+So when fold A is small (``CROSSFIT_USERS``), each choice is made on
+out-of-fold lists of *every* validation user: what is searched or trained on
+fold A is scored on fold B (as before), and the mirror -- searched or trained
+on fold B -- is scored on fold A. A choice is kept when its paired gain over
+the alternative, over both folds' users, exceeds one standard error. What is
+written is then searched (fusion weights, :meth:`Ensemble.widen`) or trained
+(the re-ranker) on both folds together.
+
+The best fold-A member, the alternative, keeps its fold-A recall (it was
+chosen there, so that half is in-sample: a bias for the member, against
+changing anything).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..ensemble.folds import per_user_recall
+from ..ensemble.fusion import build_pool, fuse
+from ..ensemble.search import run_search
+
+#: fold-A users below which auto's ensemble and re-ranker choices are cross-fitted (ML-100K 455, the competition
+#: sample 822, Last.fm 946; ML-1M 2,542, where more training users did not help the re-ranker)
+CROSSFIT_USERS = 2000
+#: the re-ranker stage's cost when cross-fitted, in single trainings: fold A, fold B, and both folds (twice the rows)
+RERANK_FITS = 4.0
+
+
+def crossfits(folds) -> bool:
+    """Whether auto cross-fits its choices on these folds: fold A is small, and one fit scores both folds'
+    (disjoint) users."""
+    a, b = folds.fold_a.users, folds.fold_b.users
+    return bool(folds.same_fit and len(a) < CROSSFIT_USERS and len(np.intersect1d(a, b)) == 0)
+
+
+def paired(d: np.ndarray) -> tuple[float, float]:
+    """Mean of the per-user differences and its standard error."""
+    if len(d) < 2:
+        return float(d.mean()) if len(d) else 0.0, float("nan")
+    return float(d.mean()), float(d.std(ddof=1) / np.sqrt(len(d)))
+
+
+def beats(d: np.ndarray) -> bool:
+    """The margin every auto choice is held to: a gain larger than its one paired standard error."""
+    gain, se = paired(d)
+    return bool(se == se and gain > se > 0)
+
+
+class CrossFit:
+    """Out-of-fold per-user recall@k over fold A then fold B's users, for the choices auto makes."""
+
+    def __init__(self, ens, data, folds, k: int, seed: int):
+        self.ens, self.data, self.folds, self.k, self.seed = ens, data, folds, k, seed
+        self.a, self.b = folds.fold_a, folds.fold_b
+        n = ens.candidates
+        self.lists_a = [m.lists(folds.search_train, self.a.users, n, "search") for m in ens.members]
+        self.lists_b = [m.lists(folds.search_train, self.b.users, n, "search") for m in ens.members]
+        self._fusion: np.ndarray | None = None
+
+    def _recall(self, recs, fold) -> np.ndarray:
+        return per_user_recall(recs, fold, self.k)
+
+    def member(self, label: str) -> np.ndarray:
+        i = self.ens.labels.index(label)
+        return np.concatenate([self._recall(self.lists_a[i], self.a), self._recall(self.lists_b[i], self.b)])
+
+    def fusion(self) -> np.ndarray:
+        """The ensemble's method: fold B scored with its (fold-A) weights; fold A with weights searched on fold B
+        from the same start."""
+        if self._fusion is not None:
+            return self._fusion
+        ens, k = self.ens, self.k
+        res = run_search(build_pool(self.lists_b, ens.method, self.b.users), self.b.truth[self.b.users], k, "both",
+                         start=ens.weights, seed=self.seed)  # fmt: skip
+        fused_a = self._fuse(self.lists_a, res.weights, self.a.users)
+        fused_b = self._fuse(self.lists_b, ens.weights, self.b.users)
+        self._fusion = np.concatenate([self._recall(fused_a, self.a), self._recall(fused_b, self.b)])
+        return self._fusion
+
+    def _fuse(self, lists, weights, users):
+        keep = np.flatnonzero(np.asarray(weights) > 0)
+        return fuse([lists[i] for i in keep], np.asarray(weights)[keep], self.ens.method, self.k, users=users)
+
+    def written(self, chosen: str) -> np.ndarray:
+        """Out-of-fold recall of what would be written now: one member's lists, or the fusion."""
+        return self.member(chosen[len("member:"):]) if chosen.startswith("member:") else self.fusion()
+
+    def reranker(self, rr) -> tuple[np.ndarray, object, bool]:
+        """The re-ranker ``rr`` (trained on fold A by ``rr.validate``) scored on fold B; a twin trained on fold B
+        scored on fold A. Returns the out-of-fold recall, a ranker trained on both folds (for the final lists),
+        and whether either of the two new rankers was stopped by the stage's deadline."""
+        from ..ensemble.rerank import Reranker
+
+        a, b, train = self.a, self.b, self.folds.search_train
+
+        def ranker(users, lists, truth):
+            return Reranker(rr.labels, seed=self.seed, ranker=rr.ranker, clusters=rr.clusters,
+                            recency=rr.recency).fit(self.data, train, users, lists, truth)  # fmt: skip
+
+        twin = ranker(b.users, self.lists_b, b.truth[b.users])
+        on_a = twin.recommend(self.data, train, a.users, self.lists_a, self.k)
+        on_b = rr.reranker.recommend(self.data, train, b.users, self.lists_b, self.k)
+        oof = np.concatenate([self._recall(on_a, a), self._recall(on_b, b)])
+        users = np.concatenate([a.users, b.users])
+        both = [type(la)(users, np.concatenate([la.items, lb.items]), np.concatenate([la.scores, lb.scores]))
+                for la, lb in zip(self.lists_a, self.lists_b)]  # fmt: skip
+        final = ranker(users, both, (a.truth + b.truth)[users])
+        return oof, final, bool(twin.out_of_time or final.out_of_time)
