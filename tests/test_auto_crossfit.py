@@ -1,0 +1,99 @@
+"""`toprec auto` on small data: choices cross-fitted over both folds, what is written trained on both."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from toprec import metrics
+from toprec.auto import crossfit
+from toprec.auto.crossfit import CrossFit, beats, crossfits, paired
+from toprec.auto.pipeline import run_auto
+from toprec.ensemble import Ensemble, fuse, make_folds
+from toprec.ensemble.fusion import build_pool
+from toprec.ensemble.search import run_search
+
+MEMBERS = ["popularity", "itemknn", "ease:l2=20"]
+
+
+def test_the_margin_is_one_paired_standard_error():
+    d = np.array([0.1, 0.0, 0.1, 0.0])  # mean 0.05, se 0.0289
+    assert paired(d) == pytest.approx((0.05, 0.05 / np.sqrt(3)))
+    assert beats(d)
+    assert not beats(d - 0.03)  # mean 0.02 < se
+    assert not beats(np.zeros(10))  # no gain, se 0
+    assert not beats(np.array([0.3]))  # one user: no standard error, no verdict
+
+
+def test_only_small_folds_scored_by_one_fit_are_cross_fitted(dataset, monkeypatch):
+    folds = make_folds(dataset, "users", seed=0, last=1, random=4)
+    assert crossfits(folds)  # 60 users a fold
+    monkeypatch.setattr(crossfit, "CROSSFIT_USERS", 60)
+    assert not crossfits(folds)
+    assert not crossfits(make_folds(dataset, "nested", seed=0, last=1, random=4))
+    same = SimpleNamespace(same_fit=True, fold_a=SimpleNamespace(users=np.arange(5)),
+                           fold_b=SimpleNamespace(users=np.arange(5)))  # fmt: skip
+    assert not crossfits(same)  # the events scheme: the same users in both folds
+
+
+def test_out_of_fold_recall_of_members_and_fusion(dataset):
+    folds = make_folds(dataset, "users", seed=0, last=1, random=4)
+    ens = Ensemble(MEMBERS, method="score", candidates=30)
+    ens.validate(dataset, search="both", random=4, folds=folds)
+    a, b = folds.fold_a, folds.fold_b
+    cf = CrossFit(ens, dataset, folds, k=10, seed=0)
+    lists_a = [m.lists(folds.search_train, a.users, 30, "search") for m in ens.members]
+    lists_b = [m.lists(folds.search_train, b.users, 30, "search") for m in ens.members]
+
+    def recall(recs, fold):
+        return metrics.per_user("recall@10", recs.items[:, :10], fold.truth[fold.users])
+
+    for i, label in enumerate(ens.labels):  # a member: its own lists on each fold
+        assert cf.member(label) == pytest.approx(np.concatenate([recall(lists_a[i], a), recall(lists_b[i], b)]))
+    # the fusion: fold B scored with fold A's weights, fold A with weights searched on fold B (never on A)
+    res = run_search(build_pool(lists_b, "score", b.users), b.truth[b.users], 10, "both", start=ens.weights, seed=0)
+
+    def fused(lists, w, users):
+        keep = np.flatnonzero(w > 0)
+        return fuse([lists[j] for j in keep], w[keep], "score", 10, users=users)
+
+    want = np.concatenate([recall(fused(lists_a, res.weights, a.users), a),
+                           recall(fused(lists_b, ens.weights, b.users), b)])  # fmt: skip
+    assert cf.fusion() == pytest.approx(want)
+    assert cf.written("ensemble") is cf.fusion()  # computed once
+    assert cf.written(f"member:{ens.labels[1]}") == pytest.approx(cf.member(ens.labels[1]))
+
+
+def test_the_re_ranker_is_scored_out_of_fold_and_written_trained_on_both_folds(dataset):
+    pytest.importorskip("lightgbm")
+    folds = make_folds(dataset, "users", seed=0, last=1, random=4)
+    rr = Ensemble(MEMBERS, method="rerank", candidates=30)
+    rr.validate(dataset, search="both", random=4, folds=folds)
+    cf = CrossFit(rr, dataset, folds, k=10, seed=0)
+    oof, final, late = cf.reranker(rr)
+    a, b = folds.fold_a, folds.fold_b
+    assert oof.shape == (len(a.users) + len(b.users),) and not late
+    lists_b = [m.lists(folds.search_train, b.users, 30, "search") for m in rr.members]
+    on_b = rr.reranker.recommend(dataset, folds.search_train, b.users, lists_b, 10)
+    assert oof[len(a.users):] == pytest.approx(metrics.per_user("recall@10", on_b.items, b.truth[b.users]))
+    assert final is not rr.reranker and final.model is not None and final.labels == rr.labels
+
+
+def test_auto_on_small_data_logs_and_writes_its_cross_fitted_verdicts(dataset, tmp_path):
+    pytest.importorskip("lightgbm")
+    lines = []
+    run = run_auto(dataset, tmp_path / "auto", 300, last=1, random=4, seed=3, candidates_n=30,
+                   only=["ease", "rp3beta", "ials"], log=lines.append)  # fmt: skip
+    text = "\n".join(lines)
+    assert "cross-fitted over both folds (120 users)" in text, text
+    assert run.validation["crossfit"]["users"] == 120
+    verdict = json.loads((tmp_path / "auto" / "rerank.json").read_text())
+    assert verdict["scored_on"] == "both folds, out of fold (120 users)"
+    assert verdict["kept"] == (verdict["fold_b"] - verdict["written_fold_b"] > verdict["se"] > 0)
+    assert (run.method == "rerank") == verdict["kept"]
+    if run.chosen == "ensemble":  # a kept fusion's weights were searched again on both folds
+        wide = run.validation["widened"]
+        assert wide["users"] == 120 and run.weights == pytest.approx(wide["weights"])
