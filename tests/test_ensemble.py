@@ -748,3 +748,18 @@ def test_widen_searches_the_confirmed_method_on_both_folds(dataset, members3):
     nested = make_folds(dataset, "nested", seed=0, last=1, random=4)
     with pytest.raises(ToprecError, match="one fit"):
         Ensemble(members3, method="rank", candidates=30).widen(dataset, nested)
+
+
+def test_widen_never_takes_weights_that_lower_recall_on_both_folds(dataset, members3, monkeypatch):
+    from toprec.ensemble import make_folds
+    from toprec.ensemble.search import SearchResult
+
+    folds = make_folds(dataset, "users", seed=0, last=1, random=4)
+    ens = Ensemble(members3, method="score", candidates=30)
+    ens.validate(dataset, search="weights", random=4, folds=folds)
+    start = np.array([0.2, 0.5, 0.3])
+    ens.weights = start.copy()
+    # a search that ends below its start (a "both" search restarts its subset from nothing)
+    monkeypatch.setattr(ensemble_mod, "run_search", lambda *a, **kw: SearchResult(np.array([1.0, 0.0, 0.0]), -1.0, 1, []))
+    wide = ens.widen(dataset, folds, k=10, search="both")
+    assert np.array_equal(ens.weights, start) and wide["recall_fold_ab"] == wide["recall_fold_ab_before"]

@@ -367,7 +367,7 @@ class Ensemble:
             return f"member:{self.labels[int(np.argmax(self.weights))]}", None
         return "ensemble", None
 
-    def widen(self, data, folds: Folds, k: int = 10, search: str = "both", seed: int = 0) -> dict[str, Any]:
+    def widen(self, data, folds: Folds, k: int = 10, search: str = "weights", seed: int = 0) -> dict[str, Any]:
         """Search the chosen fusion method's weights again on folds A and B together, from the confirmed weights.
 
         After :meth:`validate` (and the fallback) have decided *whether* to fuse
@@ -379,7 +379,9 @@ class Ensemble:
         of four halves on the competition sample. Needs one fit for both folds
         (``folds.same_fit``); the members' search-stage lists serve (nothing is
         fitted again where they are stored). Sets ``self.weights``; returns
-        ``{"weights", "users", "recall_fold_ab", "recall_fold_ab_before"}``.
+        ``{"weights", "users", "recall_fold_ab", "recall_fold_ab_before"}``. The search is coordinate ascent
+        from the confirmed weights (``search="weights"``; a member may drop out, none joins); weights that do
+        not raise the recall on both folds are not taken.
         """
         if self.method in (AUTO, RERANK):
             raise ToprecError(f"ensemble: widen() refines fusion weights, not method '{self.method}'")
@@ -395,9 +397,13 @@ class Ensemble:
         pool = build_pool(lists, self.method, users)
         before = float(Objective(pool, truth, k)(self.weights))
         res = run_search(pool, truth, k, search, start=self.weights, seed=seed)
-        self.weights = np.asarray(res.weights, dtype=np.float64)
+        after = float(res.score)
+        if after > before:  # coordinate ascent from the confirmed weights (``weights``) never ends lower; a
+            self.weights = np.asarray(res.weights, dtype=np.float64)  # ``both`` search restarts its subset
+        else:
+            after = before
         return {"weights": {m.label: float(w) for m, w in zip(self.members, self.weights)}, "users": int(len(users)),
-                "recall_fold_ab": float(res.score), "recall_fold_ab_before": before}  # fmt: skip
+                "recall_fold_ab": after, "recall_fold_ab_before": before}  # fmt: skip
 
     # ------------------------------------------------------------- final
     def prepare_final(self, data, k: int = 1) -> "Ensemble":
