@@ -233,9 +233,9 @@ def _maybe_rerank(ens, chosen, report, members, ds, folds, clock, out, k, seed, 
     popularity, activity, side-file affinities; recency features with :func:`use_recency`), trained on fold A,
     kept only when its fold-B recall beats what would be written otherwise by more than one paired standard
     error; with ``cf`` (small data, :mod:`.crossfit`) over both folds' users, out of fold, and the ranker
-    written is then trained on both folds. Skipped without lightgbm or time; time-boxed (:func:`rerank_box`: its boosting stops at the box,
-    keeping the trees so far), so the refit after it always has its time: ``pace`` is this machine's pace
-    against the a-priori costs, ``refit_s`` the final refit's estimate."""
+    written is then trained on both folds. Skipped without lightgbm or time; time-boxed (:func:`rerank_box`:
+    its boosting stops at the box, keeping the trees so far), so the refit after it always has its time:
+    ``pace`` is this machine's pace against the a-priori costs, ``refit_s`` the final refit's estimate."""
     from ..ensemble import Ensemble
     from ..train import deadline
 
@@ -269,8 +269,8 @@ def _maybe_rerank(ens, chosen, report, members, ds, folds, clock, out, k, seed, 
         oof, final, _ = crossed
         written = cf.written(chosen)
         got, base = float(oof.mean()), float(written.mean())
-        keep = beats(oof - written)
-        se = paired(oof - written)[1]
+        diff = oof - written
+        keep, se = beats(diff), paired(diff)[1]
         verdict.update(scored_on=f"both folds, out of fold ({len(oof):,} users)", final_trees=final.trees)
         where = "both folds, out of fold"
         if keep:
