@@ -132,7 +132,7 @@ def decision(report: dict | None) -> dict | None:
     alt = next(m for m in report["members"] if m["label"] == report["best_member_fold_a"])
     return {"method": report["method"], "ensemble_fold_b": report["ensemble"]["fold_b"][r],
             "alternative": alt["label"], "alternative_fold_b": alt["fold_b"][r], "se": alt.get("fold_b_gap_se"),
-            "fold_b_users": report["fold_b"]["users"]}  # fmt: skip
+            "fold_b_users": report["fold_b"]["users"], "crossfit": report.get("crossfit")}  # fmt: skip
 
 
 def one(data: Dataset, last: int, random: int, seed: int, budget: float, out: Path, log=None, device: str = "auto",

@@ -284,3 +284,42 @@ def test_an_epoch_trained_trial_past_its_time_box_stops_and_caps_the_final_refit
     s2 = MemberStudy(c, folds, open_studies(tmp_path / "other.db"), tmp_path / "other", 10, 20, 0)
     r2 = s2.trial(seconds=None)
     assert "time_boxed" not in r2 and sorted(s2.complete()[0].intermediate_values) == list(range(1, 9))
+
+
+def _trial_order(lines: list[str]) -> list[tuple[str, int]]:
+    import re
+
+    return [(m.group(1), int(m.group(2))) for m in (re.search(r"\] (\w+) trial (\d+)", x) for x in lines) if m]
+
+
+def test_a_cheap_member_is_tuned_to_its_cap_before_a_costlier_members_first_trial(dataset, tmp_path, monkeypatch):
+    from toprec.auto import pipeline
+
+    def order(share: float, out: str) -> list[tuple[str, int]]:
+        monkeypatch.setattr(pipeline, "CHEAP_SHARE", share)
+        lines: list[str] = []
+        pipeline.run_auto(dataset, tmp_path / out, 1800, last=1, random=4, seed=3, candidates_n=30,
+                          only=["rp3beta", "seqrules", "ials"], log=lines.append)  # fmt: skip
+        return _trial_order(lines)
+
+    cheap = order(pipeline.CHEAP_SHARE, "cheap")  # a few ms a trial against 36 s: every member is cheap here
+    caps = {c.name: c.max_trials for c in candidates(profile(dataset, 1, 4), only=["rp3beta", "seqrules", "ials"])}
+    names = [n for n, _ in cheap]
+    # each member's trials run as one block, its whole cap, cheapest member first
+    assert [n for i, n in enumerate(names) if i == 0 or names[i - 1] != n] == ["rp3beta", "seqrules", "ials"]
+    assert {n: names.count(n) for n in caps} == caps
+    # without the rule the costlier members' starting points come first, and the tuning rounds interleave
+    rounds = [n for n, _ in order(0.0, "rounds")]
+    assert rounds.index("ials") < len(rounds) - rounds[::-1].index("rp3beta") - 1
+    rp3_starts = next(c for c in candidates(profile(dataset, 1, 4)) if c.name == "rp3beta").starts
+    assert rounds[: rounds.index("ials")].count("rp3beta") == len(rp3_starts)
+
+
+def test_seqrules_starts_where_the_whole_holdout_is_scored(dataset):
+    from toprec.auto.plan import SEQRULES_START
+
+    plan = {c.name: c for c in candidates(profile(dataset, 1, 4))}
+    sr = plan["seqrules"]
+    # the first start (the gate's prior): every history item votes, slowly decayed; the model's defaults second
+    assert sr.starts == [SEQRULES_START, {}] and SEQRULES_START["last_n"] == 200
+    assert sr.space["last_n"] == ("log_int", 1, 200) and sr.space["window"] == ("int", 1, 10)

@@ -65,6 +65,9 @@ def test_out_of_fold_recall_of_members_and_fusion(dataset):
     assert cf.fusion() == pytest.approx(want)
     assert cf.written("ensemble") is cf.fusion()  # computed once
     assert cf.written(f"member:{ens.labels[1]}") == pytest.approx(cf.member(ens.labels[1]))
+    # the alternative to the fusion: the best member over both folds' users, not over fold A's
+    means = [float(cf.member(lab).mean()) for lab in ens.labels]
+    assert cf.best_member() == ens.labels[int(np.argmax(means))]
 
 
 def test_the_re_ranker_is_scored_out_of_fold_and_written_trained_on_both_folds(dataset):
@@ -90,6 +93,10 @@ def test_auto_on_small_data_logs_and_writes_its_cross_fitted_verdicts(dataset, t
     text = "\n".join(lines)
     assert "cross-fitted over both folds (120 users)" in text, text
     assert run.validation["crossfit"]["users"] == 120
+    cross = run.validation["crossfit"]
+    assert cross["alternative"] == max(cross["members"], key=cross["members"].get)
+    if not cross["kept"] and run.method != "rerank":  # the fusion did not hold: that member is written alone
+        assert run.chosen == f"member:{cross['alternative']}"
     verdict = json.loads((tmp_path / "auto" / "rerank.json").read_text())
     assert verdict["scored_on"] == "both folds, out of fold (120 users)"
     assert verdict["kept"] == (verdict["fold_b"] - verdict["written_fold_b"] > verdict["se"] > 0)

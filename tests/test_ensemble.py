@@ -387,6 +387,15 @@ def test_apply_fallback_writes_the_best_fold_a_member_alone(dataset, members3):
     ens = Ensemble(members3, method="rank", weights=[0, 0, 2], candidates=20)
     assert ens.apply_fallback(failed) == ("member:ease:l2=20", None)
     assert ens.weights.tolist() == [0.0, 0.0, 1.0]
+    # an alternative chosen elsewhere (auto on small data: the best over both folds) is written instead, also
+    # when the search kept another single member; a verdict for the fusion keeps the weights
+    ens = Ensemble(members3, method="rank", weights=[0, 0, 2], candidates=20)
+    chosen, warning = ens.apply_fallback(failed, against="alternative", holds=False, alternative="popularity")
+    assert chosen == "member:popularity" and "'popularity' alone" in warning and ens.weights.tolist() == [1, 0, 0]
+    ens = Ensemble(members3, method="rank", candidates=20)
+    assert ens.apply_fallback(failed, against="alternative", holds=True, alternative="popularity") == ("ensemble", None)
+    with pytest.raises(ToprecError, match="alternative 'nope' is not a member"):
+        ens.apply_fallback(failed, holds=False, alternative="nope")
     # after a real validation without gain, the final lists are the best fold-A member's own
     ens = Ensemble(["popularity", "itemknn"], method="rank", candidates=20)
     rep = ens.validate(dataset, search="none", random=4)

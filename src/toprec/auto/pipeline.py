@@ -64,6 +64,8 @@ BOX_FACTOR = 3.0
 MIN_BOX = 0.25
 #: a member whose remaining trials together take at most this share of the budget is tuned to its cap first
 CHEAP_SHARE = 0.02
+#: seconds a trial takes beyond its fit and scoring (the study store, the lists written): ~0.4 s on this CPU
+TRIAL_OVERHEAD_S = 0.5
 #: model families: the ensemble search gets the best member of each (its lists differ from the others')
 FAMILIES = {"item-item": ("ease", "edlae", "easer", "cease", "admm-slim", "sansa", "multi-ease"),
             "graph": ("rp3beta", "itemknn"), "factor": ("ials", "bpr", "lmf"),
@@ -186,8 +188,9 @@ def cheap(cost: float, trials_left: int, budget_s: float) -> bool:
     points, before the costlier members' first trials. Otherwise the final refit's reserve for the epoch-trained
     members that came later (SASRec, RecVAE) used up what was left before a tuning round: on a 2-core CPU with
     30 minutes, ML-1M's seqrules got 1-2 trials of 0.6 s each in every run (fold A 0.063-0.065) while a GPU run
-    with the time to spare tuned it to 0.083 in 5-8 trials."""
-    return cost * trials_left <= CHEAP_SHARE * budget_s
+    with the time to spare tuned it to 0.083 in 5-8 trials. ``cost`` is a trial's fit and scoring;
+    ``TRIAL_OVERHEAD_S`` adds the study's bookkeeping (its SQLite store, the lists written)."""
+    return (cost + TRIAL_OVERHEAD_S) * trials_left <= CHEAP_SHARE * budget_s
 
 
 def trial_box(cost: float, left: float, reserve: float, tried: bool, epochs: bool) -> tuple[bool, float | None]:
@@ -457,14 +460,17 @@ def run_auto(ds, out: Path, budget_s: float, *, k: int = 10, last: int = 1, rand
         holds = None
         if len(members) > 1 and crossfits(folds):  # small data: both folds decide (see .crossfit)
             cf = CrossFit(ens, ds, folds, k, seed)
-            alt = report["best_member_fold_a"]
+            alt = cf.best_member()
             d = cf.written("ensemble") - cf.member(alt)
             holds = beats(d)
             gain, se = paired(d)
-            report["crossfit"] = {"users": len(d), "gain": gain, "se": se, "kept": holds, "alternative": alt}
+            report["crossfit"] = {"users": len(d), "gain": gain, "se": se, "kept": holds, "alternative": alt,
+                                  "best_member_fold_a": report["best_member_fold_a"],
+                                  "members": {lab: float(cf.member(lab).mean()) for lab in ens.labels}}  # fmt: skip
             log(f"{clock.stamp()} ensemble ({report['method']}), cross-fitted over both folds ({len(d):,} users): "
                 f"{gain:+.4f} vs {alt}, se {se:.4f}: " + ("kept" if holds else "not kept"))  # fmt: skip
-        chosen, fallback = ens.apply_fallback(report, against="alternative", holds=holds)
+        chosen, fallback = ens.apply_fallback(report, against="alternative", holds=holds,
+                                              alternative=report["crossfit"]["alternative"] if cf else None)
         if len(members) > 1 and cf is None:
             r, alt = f"recall@{k}", report["best_member_fold_a"]
             m_alt = member_entry(report, alt)

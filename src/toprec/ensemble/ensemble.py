@@ -324,7 +324,7 @@ class Ensemble:
         return report
 
     def apply_fallback(self, report: dict[str, Any], force: bool = False, against: str = "best",
-                       holds: bool | None = None) -> tuple[str, str | None]:  # fmt: skip
+                       holds: bool | None = None, alternative: str | None = None) -> tuple[str, str | None]:  # fmt: skip
         """The fallback policy after :meth:`validate`: what is written, and the warning to show (or None).
 
         ``against="best"`` (``toprec ensemble``): when the ensemble's gain over
@@ -340,7 +340,9 @@ class Ensemble:
         and lost 0.004-0.006 (1.6-2.9 se) to it on the test.
         ``holds`` (``toprec auto`` on small data): the verdict made elsewhere
         (cross-fitted over both folds, :mod:`toprec.auto.crossfit`), instead of
-        the report's.
+        the report's. ``alternative``: the member written when the verdict goes against the ensemble,
+        instead of the best fold-A member (``toprec auto`` on small data: the best over both folds); it is
+        then written alone also when the search kept another single member.
         Then, with ``force`` off and more than one member weighted, the best
         fold-A member is used alone (``self.weights`` becomes one-hot on it;
         ``self.method`` is unchanged — one list fuses to itself) and the result
@@ -348,7 +350,9 @@ class Ensemble:
         stay: ``("member:<label>", None)`` when exactly one member has a weight
         > 0 (the search kept one), else ``("ensemble", None)``.
         """
-        best = report["best_member_fold_a"]
+        best = alternative or report["best_member_fold_a"]
+        if best not in self.labels:
+            raise ToprecError(f"apply_fallback: alternative '{best}' is not a member ({', '.join(self.labels)})")
         if holds is not None:
             holds = bool(holds)
         elif against == "alternative":
@@ -360,7 +364,8 @@ class Ensemble:
             holds = report["holds"]
         else:
             raise ToprecError(f"apply_fallback: against='{against}' (choose best or alternative)")
-        if not holds and not force and int((self.weights > 0).sum()) > 1:
+        other = alternative is not None and self.labels[int(np.argmax(self.weights))] != best
+        if not holds and not force and (int((self.weights > 0).sum()) > 1 or other):
             self.weights = np.array([1.0 if lab == best else 0.0 for lab in self.labels])
             return f"member:{best}", FALLBACK_WARNING.format(best=best)
         if int((self.weights > 0).sum()) == 1:

@@ -44,6 +44,15 @@ def build_auto_page(title: str, meta: list[str], run, k: int) -> Page:
         s.table("folds", ["member", "weight", f"A {r}", f"B {r}", "B last", "B random"], rows)
         s.numbers = {"gain over the best member on fold B": v["gain_fold_b"],
                      "relative": v["relative_gain_fold_b"], "holds": v["holds"]}  # fmt: skip
+        cf = v.get("crossfit")
+        if cf:  # small data: the fusion against the best member over both folds, out of fold
+            s.text.append(f"Small data: decided over both folds' {cf['users']:,} users, out of fold. The fusion against "
+                          f"the best member there ({cf['alternative']}; best on fold A: "
+                          f"{cf.get('best_member_fold_a', cf['alternative'])}): {cf['gain']:+.4f} recall, se "
+                          f"{cf['se']:.4f}: " + ("kept." if cf["kept"] else "not kept, that member is written."))  # fmt: skip
+            if cf.get("members"):
+                s.table("members over both folds", ["member", f"A + B {r}"], sorted(
+                    ([lab, value] for lab, value in cf["members"].items()), key=lambda row: -row[1]))  # fmt: skip
         wide = v.get("widened")
         if wide:  # the fold-B decision kept the fusion; its weights were then searched on both folds
             s.text.append(f"Fold B confirmed the fusion with the weights above (searched on fold A); the weights written "
