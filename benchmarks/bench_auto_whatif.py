@@ -20,6 +20,9 @@ more, for ``users``) and scored on fold B users it was not trained on:
   validation holdouts on small data)?
 * ``ranker``: LightGBM on the same features, same 80/20 early-stopping users:
   the shipped parameters, wider / narrower trees, lambdarank, rank_xendcg.
+* ``seqrules``: the sequential member's lists swapped for other seqrules
+  parameters (the model's defaults, the old space's TPE best), and both
+  the run's and the defaults as two members; fusion and re-ranker on fold B.
 * ``features``: the shipped features, plus the candidate's popularity within
   the user's active window (log events between the user's first and last
   training event, that count's share of all the item's events, the window's
@@ -218,6 +221,46 @@ def what_features(run: Run) -> list[dict]:
     return rows
 
 
+SEQRULES = {
+    "shipped start (whole history, decay 0.99)": None,  # the run's own tuned seqrules
+    "model defaults (last 10, decay 0.5)": {},
+    "old space's TPE best (last 17, decay 0.88)": {"window": 9, "last_n": 17, "recency_decay": 0.879,
+                                                    "normalize": 0.079, "shrink": 42.6, "k": 869},
+}
+
+
+def what_seqrules(run: Run) -> list[dict]:
+    """The sequential member's lists swapped for other seqrules parameters (fitted on the search data, as a
+    trial is); the fusion searched on fold A (every method, the best kept) and the re-ranker trained on fold A,
+    both scored on fold B. Plus both: the run's seqrules and the defaults as two members."""
+    from toprec import models
+
+    if "seqrules" not in run.labels:
+        raise SystemExit("no seqrules member in this run")
+    i = run.labels.index("seqrules")
+    users = np.concatenate([run.A, run.B])
+    variants = {}
+    for name, params in SEQRULES.items():
+        lists = run.lists[i] if params is None else models.get("seqrules", **params).fit(
+            run.folds.search_train).recommend(users, k=N)  # fmt: skip
+        variants[name] = (run.labels, [*run.lists[:i], lists, *run.lists[i + 1:]])
+    default = variants["model defaults (last 10, decay 0.5)"][1][i]
+    variants["shipped + model defaults (two members)"] = ([*run.labels, "seqrules-last"], [*run.lists, default])
+    rows, keep = [], (run.labels, run.lists)
+    for name, (labels, lists) in variants.items():
+        run.labels, run.lists = labels, lists
+        t0 = time.perf_counter()
+        alone = run.recall(run.lists_of(run.B)[labels.index("seqrules")], run.B)
+        rk = Reranker(labels, seed=run.seed, recency=run.recency)
+        rk.fit(run.train, run.folds.search_train, run.A, run.lists_of(run.A), run.truth[run.A])
+        r = run.recall(rk.recommend(run.train, run.folds.search_train, run.B, run.lists_of(run.B), K), run.B)
+        method, _, f = fusion(run, run.A, run.B)
+        rows.append({"variant": name, "alone": alone, "re-ranker": r, "trees": rk.trees, "fusion": run.recall(f, run.B),
+                     "method": method, "seconds": time.perf_counter() - t0})  # fmt: skip
+    run.labels, run.lists = keep
+    return rows
+
+
 def _cell(r: dict) -> str:
     parts = " / ".join(f"{r[p]:.4f}" for p in ("last", "random") if p in r)
     return f"{r['all']:.4f}" + (f" ({parts})" if parts else "")
@@ -225,7 +268,7 @@ def _cell(r: dict) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("what", choices=["users", "ranker", "features"])
+    ap.add_argument("what", choices=["users", "ranker", "features", "seqrules"])
     ap.add_argument("--dataset", required=True, choices=sorted(LOADERS))
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, required=True, help="the auto run's folder (made with --budget if missing)")
@@ -247,6 +290,19 @@ def main() -> None:
                 print(f"\n{key}, scored on {rows[i]['scored']}: 1.5x the users {d.mean():+.4f} "
                       f"(se {d.std(ddof=1) / np.sqrt(len(d)):.4f})", end="")  # fmt: skip
         print()
+        return
+    if a.what == "seqrules":
+        rows = what_seqrules(run)
+        print("| seqrules | alone, fold B | re-ranker, fold B | trees | fusion, fold B | method | seconds |\n"
+              "| --- | --- | --- | ---: | --- | --- | ---: |")  # fmt: skip
+        for r in rows:
+            print(f"| {r['variant']} | {_cell(r['alone'])} | {_cell(r['re-ranker'])} | {r['trees']} | "
+                  f"{_cell(r['fusion'])} | {r['method']} | {r['seconds']:.0f} |")  # fmt: skip
+        for key in ("re-ranker", "fusion"):
+            base = rows[0][key]["_per_user"]
+            for r in rows[1:]:
+                d = r[key]["_per_user"] - base
+                print(f"{key}, {r['variant']}: {d.mean():+.4f} (se {d.std(ddof=1) / np.sqrt(len(d)):.4f}) vs shipped")
         return
     rows = what_ranker(run) if a.what == "ranker" else what_features(run)
     print("| variant | re-ranker, fold B | trees | seconds |\n| --- | --- | ---: | ---: |")
