@@ -33,6 +33,8 @@ AUTO = "auto"
 RERANK = "rerank"
 #: what :meth:`Ensemble.apply_fallback` says when it writes the best fold-A member alone
 FALLBACK_WARNING = "writing the best fold-A member '{best}' alone (use --force to write the ensemble anyway)"
+#: ... and when the member written alone was chosen elsewhere (``apply_fallback(alternative=...)``)
+ALTERNATIVE_WARNING = "writing the member '{best}' alone: the ensemble did not beat it by one standard error"
 
 
 def _bind(members: Sequence[Member], data, k: int, n: int) -> None:
@@ -367,7 +369,7 @@ class Ensemble:
         other = alternative is not None and self.labels[int(np.argmax(self.weights))] != best
         if not holds and not force and (int((self.weights > 0).sum()) > 1 or other):
             self.weights = np.array([1.0 if lab == best else 0.0 for lab in self.labels])
-            return f"member:{best}", FALLBACK_WARNING.format(best=best)
+            return f"member:{best}", (ALTERNATIVE_WARNING if alternative else FALLBACK_WARNING).format(best=best)
         if int((self.weights > 0).sum()) == 1:
             return f"member:{self.labels[int(np.argmax(self.weights))]}", None
         return "ensemble", None
