@@ -71,18 +71,27 @@ class CrossFit:
         self.lists_a = [m.lists(folds.search_train, self.a.users, n, "search") for m in ens.members]
         self.lists_b = [m.lists(folds.search_train, self.b.users, n, "search") for m in ens.members]
         self._fusion: np.ndarray | None = None
+        self._members: dict[str, np.ndarray] = {}
 
     def _recall(self, recs, fold) -> np.ndarray:
         return per_user_recall(recs, fold, self.k)
 
     def member(self, label: str) -> np.ndarray:
-        i = self.ens.labels.index(label)
-        return np.concatenate([self._recall(self.lists_a[i], self.a), self._recall(self.lists_b[i], self.b)])
+        """A member's per-user recall over fold A then fold B (its own lists on each; computed once)."""
+        if label not in self._members:
+            i = self.ens.labels.index(label)
+            self._members[label] = np.concatenate([self._recall(self.lists_a[i], self.a),
+                                                   self._recall(self.lists_b[i], self.b)])  # fmt: skip
+        return self._members[label]
+
+    def member_means(self) -> dict[str, float]:
+        """Every member's recall over both folds' users, in the ensemble's member order."""
+        return {lab: float(self.member(lab).mean()) for lab in self.ens.labels}
 
     def best_member(self) -> str:
         """The member with the highest recall over both folds' users (ties: the earlier, better on fold A)."""
-        means = [float(self.member(lab).mean()) for lab in self.ens.labels]
-        return self.ens.labels[int(np.argmax(means))]
+        means = self.member_means()
+        return max(means, key=means.get)
 
     def fusion(self) -> np.ndarray:
         """The ensemble's method: fold B scored with its (fold-A) weights; fold A with weights searched on fold B

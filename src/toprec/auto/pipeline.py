@@ -466,7 +466,7 @@ def run_auto(ds, out: Path, budget_s: float, *, k: int = 10, last: int = 1, rand
             gain, se = paired(d)
             report["crossfit"] = {"users": len(d), "gain": gain, "se": se, "kept": holds, "alternative": alt,
                                   "best_member_fold_a": report["best_member_fold_a"],
-                                  "members": {lab: float(cf.member(lab).mean()) for lab in ens.labels}}  # fmt: skip
+                                  "members": cf.member_means()}  # fmt: skip
             log(f"{clock.stamp()} ensemble ({report['method']}), cross-fitted over both folds ({len(d):,} users): "
                 f"{gain:+.4f} vs {alt}, se {se:.4f}: " + ("kept" if holds else "not kept"))  # fmt: skip
         chosen, fallback = ens.apply_fallback(report, against="alternative", holds=holds,
