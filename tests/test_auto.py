@@ -166,9 +166,9 @@ def test_plan_adapts_to_the_data(dataset, events):
     # the epoch-trained members come last; SASRec only when the holdout has a last-event part
     assert names[-3:] == ["multivae", "recvae", "sasrec"]
     assert "sasrec" not in [c.name for c in candidates(profile(dataset, last=0, random=9))]
-    big = {**p, "users": 6_000, "items": 3_500, "events": 575_000}  # ML-1M's shape: SASRec ~24 min on this CPU
+    big = {**p, "users": 6_000, "items": 3_500, "events": 575_000}  # ML-1M's shape: SASRec ~14 min on this CPU
     cpu, gpu = (next(c for c in candidates(big, d) if c.name == "sasrec").cost for d in ("cpu", "cuda"))
-    assert cpu > 1200 and gpu < cpu / 10
+    assert cpu > 600 and gpu < cpu / 10
     ease = next(c for c in candidates(p) if c.name == "ease")
     assert ease.starts[0]["l2"] == pytest.approx(min(1e4, max(10.0, round(5 * p["mean_item_count"], 1))))
     with_side = Dataset.from_events(events["user"].to_numpy(), events["item"].to_numpy(), events["time"].to_numpy(),

@@ -14,6 +14,7 @@ from toprec.models.sequential import (  # noqa: E402
     cloze_mask,
     csr_order_rank,
     history_sequences,
+    length_batches,
     trim,
     user_sequences,
 )
@@ -99,6 +100,36 @@ def test_left_padding_and_trimming_do_not_change_outputs():
     padded = torch.cat([torch.zeros(2, 6, dtype=torch.long), short], 1)
     assert torch.allclose(net(short)[:, -1], net(padded)[:, -1], atol=1e-6)
     assert trim(padded).shape[1] == 5
+
+
+def test_length_batches_cover_every_row_once_with_little_padding():
+    rng = np.random.default_rng(0)
+    lengths = np.minimum(rng.pareto(1.2, 3000) * 10 + 2, 200).astype(int)  # heavy-tailed, like ML-1M's users
+    g = torch.Generator().manual_seed(0)
+    batches = length_batches(lengths, 32, g)
+    rows = np.concatenate(batches)
+    assert np.array_equal(np.sort(rows), np.arange(len(lengths)))  # every row once an epoch
+    events = np.array([lengths[b].sum() for b in batches])
+    assert abs(len(batches) - len(lengths) / 32) <= 1  # as many updates as random batches of 32
+    assert events[:-1].max() <= 32 * lengths.mean() + lengths.max()  # each ~32 rows' worth of events
+    assert np.median(events) > 0.7 * 32 * lengths.mean()
+    padded = sum(len(b) * lengths[b].max() for b in batches)
+    shuffled = np.random.default_rng(1).permutation(len(lengths))
+    padded_random = sum(32 * lengths[shuffled[s : s + 32]].max() for s in range(0, len(lengths), 32))
+    assert 1 - lengths.sum() / padded < 0.15 < 1 - lengths.sum() / padded_random  # the padding share falls
+    first = [len(b) for b in batches]
+    again = length_batches(lengths, 32, torch.Generator().manual_seed(0))
+    assert all(np.array_equal(a, b) for a, b in zip(batches, again)) and first == [len(b) for b in again]
+    other = length_batches(lengths, 32, g)  # the next epoch: other batch order and other neighbours
+    assert not all(np.array_equal(a, b) for a, b in zip(batches, other))
+
+
+def test_length_batches_switch_keeps_training_valid(dataset):
+    for on in (True, False):
+        model = models.get("sasrec", length_batches=on, factors=16, max_len=16, epochs=3, batch_size=8,
+                           valid_last=0, valid_random=0)  # fmt: skip
+        model.fit(dataset)
+        assert model.history[-1]["loss"] < model.history[0]["loss"]
 
 
 def test_cloze_mask_rate_and_targets():

@@ -145,6 +145,35 @@ def trim(seq):
     return seq[:, int(real[0, 0]) :] if len(real) else seq[:, -1:]
 
 
+#: spread of the length sort in :func:`length_batches` (log-length units: neighbours within ~+-10% mix)
+LENGTH_JITTER = 0.2
+
+
+def length_batches(lengths: np.ndarray, batch_size: int, generator) -> list[np.ndarray]:
+    """Row indices in batches of users with similar history lengths, each about ``batch_size`` rows' worth of
+    events (more short rows, fewer long ones), the batches in random order.
+
+    Random batches of left-padded sequences are mostly padding when lengths are
+    heavy-tailed (ML-1M, max_len 200: 63% of the positions), and the network
+    runs on every position. Sorting by length, jittered by ``LENGTH_JITTER`` in
+    log units so that the batch composition changes every epoch, keeps each
+    batch near one length. Cutting by events, not rows, keeps every update at
+    about the number of targets a random batch has: equal-row batches of short
+    histories took as many steps as the long ones on a tenth of the targets and
+    learned worse (ML-1M, fixed CPU time: next-event recall 0.110 against 0.158).
+    Every row is seen once an epoch."""
+    torch = _torch()
+    lengths = np.maximum(np.asarray(lengths, dtype=np.float64), 1.0)
+    n = len(lengths)
+    jitter = torch.rand(n, generator=generator, dtype=torch.float64).numpy() - 0.5
+    order = np.argsort(np.log(lengths) + LENGTH_JITTER * jitter, kind="stable")
+    budget = batch_size * lengths.mean()  # the events of an average random batch
+    before = np.cumsum(lengths[order]) - lengths[order]  # events ahead of each row in this order
+    cuts = np.flatnonzero(np.diff(np.floor(before / budget))) + 1
+    batches = np.split(order, cuts)
+    return [batches[i] for i in torch.randperm(len(batches), generator=generator).numpy()]
+
+
 def cloze_mask(seq, mask_token: int, n_items: int, prob: float, generator):
     """BERT4Rec masking of a (B, L) torch batch of ``item + 1`` ids (0 = padding).
 
@@ -256,6 +285,9 @@ class SequentialParams(TorchParams):
         "softmax", description="softmax = full cross-entropy over all items; bce / sampled_softmax use n_negatives"
     )
     n_negatives: int = Field(256, ge=1, description="uniform negatives per target for bce / sampled_softmax")
+    length_batches: bool = Field(
+        True, description="batch users of similar history length (less padding; ML-1M: ~2.5x faster epochs)"
+    )
     # defaults of the measured ML-1M run (benchmarks/results/sequential.md), chosen on validation only
     batch_size: int = Field(32, ge=1, description="sequences per training batch")
     lr: float = Field(2e-3, gt=0, description="learning rate (Adam)")
@@ -307,8 +339,12 @@ class _SequentialBase(TorchRecommender):
         """Shuffled training sequences, ``batch_size`` at a time, trimmed, on the CPU."""
         torch = _torch()
         n = len(self._train_seq)
-        perm = torch.randperm(n, generator=generator).numpy()
         bs = self.params.batch_size
+        if self.params.length_batches:
+            for rows in length_batches((self._train_seq != PAD).sum(1), bs, generator):
+                yield trim(torch.from_numpy(self._train_seq[rows]))
+            return
+        perm = torch.randperm(n, generator=generator).numpy()
         for s in range(0, n, bs):
             yield trim(torch.from_numpy(self._train_seq[perm[s : s + bs]]))
 
