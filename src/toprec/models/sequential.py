@@ -286,7 +286,7 @@ class SequentialParams(TorchParams):
     )
     n_negatives: int = Field(256, ge=1, description="uniform negatives per target for bce / sampled_softmax")
     length_batches: bool = Field(
-        True, description="batch users of similar history length (less padding; ML-1M: ~2.5x faster epochs)"
+        True, description="batch users of similar history length (less padding; ML-1M: ~1.9x faster epochs)"
     )
     # defaults of the measured ML-1M run (benchmarks/results/sequential.md), chosen on validation only
     batch_size: int = Field(32, ge=1, description="sequences per training batch")
@@ -333,20 +333,20 @@ class _SequentialBase(TorchRecommender):
         L = self.params.max_len + (1 if self.causal else 0)
         counts = np.asarray(train.user_counts)
         self._train_seq = user_sequences(train, L, np.flatnonzero(counts >= 2))
+        self._train_len = (self._train_seq != PAD).sum(1)  # for length_batches, once a phase
         self._order = rank_matrix(X, csr_order_rank(train))  # validation scores this phase's histories
 
     def _cpu_batches(self, generator):
-        """Shuffled training sequences, ``batch_size`` at a time, trimmed, on the CPU."""
+        """Shuffled training sequences in batches, trimmed, on the CPU: of similar lengths
+        (:func:`length_batches`), or ``batch_size`` random rows."""
         torch = _torch()
-        n = len(self._train_seq)
-        bs = self.params.batch_size
         if self.params.length_batches:
-            for rows in length_batches((self._train_seq != PAD).sum(1), bs, generator):
-                yield trim(torch.from_numpy(self._train_seq[rows]))
-            return
-        perm = torch.randperm(n, generator=generator).numpy()
-        for s in range(0, n, bs):
-            yield trim(torch.from_numpy(self._train_seq[perm[s : s + bs]]))
+            batches = length_batches(self._train_len, self.params.batch_size, generator)
+        else:
+            perm = torch.randperm(len(self._train_seq), generator=generator).numpy()
+            batches = np.split(perm, np.arange(self.params.batch_size, len(perm), self.params.batch_size))
+        for rows in batches:
+            yield trim(torch.from_numpy(self._train_seq[rows]))
 
     def _batches(self, module, generator):
         for seq in self._cpu_batches(generator):
