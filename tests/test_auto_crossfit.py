@@ -104,3 +104,24 @@ def test_auto_on_small_data_logs_and_writes_its_cross_fitted_verdicts(dataset, t
     if run.chosen == "ensemble":  # a kept fusion's weights were searched again on both folds
         wide = run.validation["widened"]
         assert wide["users"] == 120 and run.weights == pytest.approx(wide["weights"])
+
+
+def test_a_kept_cross_fitted_reranker_keeps_the_fusion_verdict_and_its_page(dataset, tmp_path, monkeypatch):
+    """Small data with the re-ranker kept: the report is the ranker's; the fusion's verdict (members over both
+    folds, the alternative) stays beside it, and the auto page shows both (it once failed on the missing keys)."""
+    pytest.importorskip("lightgbm")
+    from toprec.auto import pipeline
+    from toprec.report.auto_page import build_auto_page
+
+    monkeypatch.setattr(pipeline, "beats", lambda d: True)  # every cross-fitted choice kept: the ranker wins
+    run = run_auto(dataset, tmp_path / "auto", 300, last=1, random=4, seed=3, candidates_n=30,
+                   only=["ease", "rp3beta", "ials"], log=lambda m: None)  # fmt: skip
+    assert run.method == "rerank" and run.chosen == "rerank"
+    cross = run.validation["crossfit"]
+    assert cross["kept"] and cross["users"] == 120 and cross["final_trees"] >= 1
+    fusion = cross["fusion"]
+    assert fusion["kept"] and fusion["users"] == 120
+    assert fusion["alternative"] == max(fusion["members"], key=fusion["members"].get)
+    page = build_auto_page("toprec auto", [], run, 10)
+    html = page.to_html()
+    assert "re-ranker" in html and fusion["alternative"] in html

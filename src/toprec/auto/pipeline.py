@@ -291,8 +291,9 @@ def _maybe_rerank(ens, chosen, report, members, ds, folds, clock, out, k, seed, 
         where = "both folds, out of fold"
         if keep:
             rr.reranker = final
-            rep["crossfit"] = {"users": len(oof), "gain": got - base, "se": se, "kept": True,
-                               "final_trees": final.trees}  # fmt: skip
+            # the fusion's own verdict (members over both folds, its alternative) stays beside the ranker's
+            rep["crossfit"] = {"users": len(oof), "gain": got - base, "se": se, "kept": True, "against": chosen,
+                               "final_trees": final.trees, "fusion": report.get("crossfit")}  # fmt: skip
     else:
         if crossed is not None:
             log(f"{clock.stamp()} re-ranker: cross-fitting stopped at the time box; fold B alone decides")

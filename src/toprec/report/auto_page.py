@@ -45,6 +45,12 @@ def build_auto_page(title: str, meta: list[str], run, k: int) -> Page:
         s.numbers = {"gain over the best member on fold B": v["gain_fold_b"],
                      "relative": v["relative_gain_fold_b"], "holds": v["holds"]}  # fmt: skip
         cf = v.get("crossfit")
+        if cf and v["method"] == "rerank":  # small data, the re-ranker kept: its verdict, then the fusion's
+            s.text.append(f"Small data: the re-ranker was scored over both folds' {cf['users']:,} users, out of fold "
+                          f"(each fold by a ranker trained on the other): {cf['gain']:+.4f} recall over "
+                          f"{cf.get('against', 'what would be written otherwise')}, se {cf['se']:.4f}: kept. The "
+                          f"ranker written was trained on both folds ({cf['final_trees']} trees).")  # fmt: skip
+            cf = cf.get("fusion")
         if cf:  # small data: the fusion against the best member over both folds, out of fold
             s.text.append(f"Small data: decided over both folds' {cf['users']:,} users, out of fold. The fusion against "
                           f"the best member there ({cf['alternative']}; best on fold A: "
