@@ -135,7 +135,7 @@ def what_users(run: Run) -> list[dict]:
     return rows
 
 
-def _features(run: Run, window: bool):
+def _features(run: Run, window: bool, fused: tuple | None = None):
     rec = Recency(run.folds.search_train) if run.recency else None
     out = []
     for users in (run.A, run.B):
@@ -143,8 +143,25 @@ def _features(run: Run, window: bool):
                                                  run.labels, recency=rec)  # fmt: skip
         if window:
             feats, names = np.concatenate([feats, _window(run, users, items)], -1), names + WINDOW
+        if fused is not None:
+            feats = np.concatenate([feats, _fused(run, users, items, *fused)], -1)
         out.append((items, feats))
     return out
+
+
+def _fused(run: Run, users: np.ndarray, items: np.ndarray, method: str, weights) -> np.ndarray:
+    """The fold-A fusion's score (gap to the row's best) and rank, in ``candidate_features``' layout."""
+    pool = build_pool(run.lists_of(users), method, users)
+    assert np.array_equal(pool.items, items)
+    f = pool.fused(weights).astype(np.float64)
+    ok = np.isfinite(f)
+    lo = np.where(ok, f, np.inf).min(1, keepdims=True)
+    f = np.where(ok, f, np.where(np.isfinite(lo), lo, 0.0) - 1.0)
+    gap = f - f.max(1, keepdims=True)
+    order = np.argsort(-f, axis=1, kind="stable")
+    rank = np.empty_like(order)
+    np.put_along_axis(rank, order, np.arange(1, f.shape[1] + 1)[None, :].repeat(f.shape[0], 0), 1)
+    return np.stack([gap, np.log(rank)], -1).astype(np.float32)
 
 
 WINDOW = ["pop_in_user_window", "share_in_user_window", "user_window"]
@@ -218,6 +235,11 @@ def what_features(run: Run) -> list[dict]:
     for name, window in (("shipped features", False), ("+ popularity in the user's active window", True)):
         r, trees, s = _boost(run, _features(run, window), dict(PARAMS))
         rows.append({"variant": name, "re-ranker": r, "trees": trees, "seconds": s})
+    method, weights, f = fusion(run, run.A, run.B)
+    rows.append({"variant": f"fusion alone ({method}, searched on A)", "re-ranker": run.recall(f, run.B), "trees": 0,
+                 "seconds": 0.0})  # fmt: skip
+    r, trees, s = _boost(run, _features(run, False, (method, weights)), dict(PARAMS))
+    rows.append({"variant": "+ the fold-A fusion's score gap and rank", "re-ranker": r, "trees": trees, "seconds": s})
     return rows
 
 

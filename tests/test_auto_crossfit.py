@@ -70,6 +70,38 @@ def test_out_of_fold_recall_of_members_and_fusion(dataset):
     assert cf.best_member() == ens.labels[int(np.argmax(means))]
 
 
+def test_more_cuts_choose_the_member_written_alone_over_every_cut(dataset, tmp_path, monkeypatch):
+    from toprec import models, split
+    from toprec.ensemble.members import ModelMember
+
+    folds = make_folds(dataset, "users", seed=0, last=1, random=4)
+    ens = Ensemble(["popularity", "ease:l2=60", "ease:l2=80", "ease:l2=120"], method="score", candidates=30)
+    ens.validate(dataset, search="both", random=4, folds=folds)
+    cf = CrossFit(ens, dataset, folds, k=10, seed=0)
+    one_cut = cf.best_member()
+    labels = cf.contenders()
+    assert one_cut in labels and "popularity" not in labels and len(labels) >= 2  # far behind: not refitted
+    # a box too small for one cut: nothing fitted, the pick is auto's cut alone
+    assert cf.more_cuts(1, 4, lambda lab: 10.0, box=5.0) == 0 and cf.cuts == {} and cf.best_member() == one_cut
+    # two cuts fit in the box (3 x 10 s each at most): each contender's recall on seed 1000 and 2000's holdouts
+    n = cf.more_cuts(1, 4, lambda lab: 10.0, box=10.0 * len(labels) * 2 + 1, saved=tmp_path / "cuts.json")
+    assert n == 2 and sorted(cf.cuts) == sorted(labels)
+    for r in (1, 2):
+        train, hold = split.competition(dataset, last=1, random=4, seed=1000 * r)
+        l2 = float(labels[0].split("=")[1])
+        recs = models.get("ease", l2=l2).fit(train).recommend(hold.users, k=10)
+        want = metrics.per_user("recall@10", recs.items, hold.matrix[hold.users]).mean()
+        assert cf.cuts[labels[0]][r - 1] == pytest.approx(want)
+    means = cf.cut_means()
+    assert means[labels[0]] == pytest.approx(np.mean([cf.member(labels[0]).mean(), *cf.cuts[labels[0]]]))
+    assert cf.best_member() == max(means, key=means.get)
+    # a resumed run reads the cuts back instead of fitting again
+    monkeypatch.setattr(ModelMember, "new_model", lambda self: pytest.fail("fitted again"))
+    again = CrossFit(ens, dataset, folds, k=10, seed=0)
+    assert again.more_cuts(1, 4, lambda lab: 10.0, box=1e9, saved=tmp_path / "cuts.json") == 2
+    assert again.cuts == cf.cuts and again.best_member() == cf.best_member()
+
+
 def test_the_re_ranker_is_scored_out_of_fold_and_written_trained_on_both_folds(dataset):
     pytest.importorskip("lightgbm")
     folds = make_folds(dataset, "users", seed=0, last=1, random=4)
@@ -101,6 +133,9 @@ def test_auto_on_small_data_logs_and_writes_its_cross_fitted_verdicts(dataset, t
     assert verdict["scored_on"] == "both folds, out of fold (120 users)"
     assert verdict["kept"] == (verdict["fold_b"] - verdict["written_fold_b"] > verdict["se"] > 0)
     assert (run.method == "rerank") == verdict["kept"]
+    cuts = json.loads((tmp_path / "auto" / "cuts.json").read_text())  # the contenders' extra validation cuts
+    assert cuts["labels"] == list(cuts["cuts"]) and all(len(v) == crossfit.EXTRA_CUTS for v in cuts["cuts"].values())
+    assert "validation cuts" in text
     if run.chosen == "ensemble":  # a kept fusion's weights were searched again on both folds
         wide = run.validation["widened"]
         assert wide["users"] == 120 and run.weights == pytest.approx(wide["weights"])
@@ -125,3 +160,4 @@ def test_a_kept_cross_fitted_reranker_keeps_the_fusion_verdict_and_its_page(data
     page = build_auto_page("toprec auto", [], run, 10)
     html = page.to_html()
     assert "re-ranker" in html and fusion["alternative"] in html
+    assert ("validation cuts" in html) == bool(fusion.get("members_over_cuts"))

@@ -52,6 +52,8 @@ RERANK_BASE_S, RERANK_ROW_S = 20.0, 4e-5
 #: own): with the box at exactly the kept time, ML-1M's boosting stopped at 160-205 trees (63-88 s) in two of
 #: two runs; its early stopping usually ends it within 50-180 s
 RERANK_SLACK = 0.05
+#: small data: the share of the time left (after what the later stages keep) the extra validation cuts may take
+CUTS_SHARE = 0.5
 #: the final refit on all the data, in units of a member's trial time (more users than the search data)
 REFIT = 1.3
 #: the machine's pace (measured / a-priori seconds) is taken within this range
@@ -461,13 +463,29 @@ def run_auto(ds, out: Path, budget_s: float, *, k: int = 10, last: int = 1, rand
         holds = None
         if len(members) > 1 and crossfits(folds):  # small data: both folds decide (see .crossfit)
             cf = CrossFit(ens, ds, folds, k, seed)
+            alt0 = cf.best_member()
+
+            def member_seconds(label: str) -> float:
+                st = studies[member_specs[label]["name"]]
+                t = st.fit_seconds()
+                return t if t == t else cost(st)  # a cut's training part is the size of the search data
+
+            later = refit_seconds(ens.labels) + rerank_s * rerank_fits + FIXED_RESERVE_S + 0.03 * clock.budget
+            n_cuts = cf.more_cuts(last, random, member_seconds, CUTS_SHARE * max(0.0, clock.left - later),
+                                  out / "cuts.json")  # fmt: skip
+            clock.save(stage="cuts")
             alt = cf.best_member()
+            if n_cuts:
+                log(f"{clock.stamp()} the member written alone is chosen over {1 + n_cuts} validation cuts: "
+                    + ", ".join(f"{lab} {v:.4f}" for lab, v in sorted(cf.cut_means().items(), key=lambda kv: -kv[1]))
+                    + (f" (auto's cut alone: {alt0})" if alt0 != alt else ""))  # fmt: skip
             d = cf.written("ensemble") - cf.member(alt)
             holds = beats(d)
             gain, se = paired(d)
             report["crossfit"] = {"users": len(d), "gain": gain, "se": se, "kept": holds, "alternative": alt,
                                   "best_member_fold_a": report["best_member_fold_a"],
-                                  "members": cf.member_means()}  # fmt: skip
+                                  "members": cf.member_means(), "cuts": 1 + n_cuts,
+                                  "members_over_cuts": cf.cut_means(), "alternative_one_cut": alt0}  # fmt: skip
             log(f"{clock.stamp()} ensemble ({report['method']}), cross-fitted over both folds ({len(d):,} users): "
                 f"{gain:+.4f} vs {alt}, se {se:.4f}: " + ("kept" if holds else "not kept"))  # fmt: skip
         chosen, fallback = ens.apply_fallback(report, against="alternative", holds=holds,

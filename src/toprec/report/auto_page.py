@@ -59,6 +59,9 @@ def build_auto_page(title: str, meta: list[str], run, k: int) -> Page:
             if cf.get("members"):
                 s.table("members over both folds", ["member", f"A + B {r}"], sorted(
                     ([lab, value] for lab, value in cf["members"].items()), key=lambda row: -row[1]))  # fmt: skip
+            if cf.get("members_over_cuts"):  # the contenders, fitted on more validation cuts
+                s.table(f"contenders over {cf['cuts']} validation cuts", ["member", f"mean {r}"], sorted(
+                    ([lab, value] for lab, value in cf["members_over_cuts"].items()), key=lambda row: -row[1]))  # fmt: skip
         wide = v.get("widened")
         if wide:  # the fold-B decision kept the fusion; its weights were then searched on both folds
             s.text.append(f"Fold B confirmed the fusion with the weights above (searched on fold A); the weights written "
