@@ -51,10 +51,6 @@ def labels_from(results: Path, dataset: str, seed: int) -> list[str]:
     raise SystemExit(f"{results}: no cross-fitted member list for {dataset} seed {seed}")
 
 
-def one_cut_pick(val: dict, labels: list[str]) -> str:
-    return max(labels, key=lambda lab: val[lab][0])
-
-
 def fit_score(label: str, train, test) -> np.ndarray:
     return per_user(parse_members([label])[0].new_model().fit(train), test)
 
@@ -85,8 +81,8 @@ def one(dataset: str, seed: int, cuts: int, labels: list[str], lighter: int | No
     if lighter is not None:
         ltrain, ltest = split.competition(train, last=last, random=lighter, seed=seed + 100)
         light = {lab: float(fit_score(lab, ltrain, ltest).mean()) for lab in labels}
-    pick_light = max(labels, key=light.get) if light else one_cut_pick(val, labels)
     one_cut = max(labels, key=lambda lab: val[lab][0])
+    pick_light = max(labels, key=light.get) if light else one_cut
     many = max(labels, key=lambda lab: np.mean(val[lab]))
     best = max(labels, key=lambda lab: tests[lab].mean())
 

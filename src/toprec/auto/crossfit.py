@@ -45,6 +45,7 @@ from typing import Callable
 
 import numpy as np
 
+from .. import progress
 from ..ensemble.folds import per_user_recall
 from ..ensemble.fusion import build_pool, fuse
 from ..ensemble.search import run_search
@@ -157,9 +158,9 @@ class CrossFit:
         t0 = time.perf_counter()
         for r in range(1, n + 1):
             train, hold = split.competition(self.data, last=last, random=random, seed=self.seed + 1000 * r)
-            for lab in labels:
-                model = members[lab].new_model().fit(train)
-                recs = model.recommend(hold.users, k=self.k)
+            for lab in labels:  # not ``Member.lists``: its cache would drop the member's search-stage model
+                with progress.task(f"{lab}: validation cut {r + 1} of {n + 1}, fit on {train.n_events:,} events"):
+                    recs = members[lab].new_model().fit(train).recommend(hold.users, k=self.k)
                 self.cuts[lab].append(float(per_user(f"recall@{self.k}", recs.items, hold.matrix[hold.users]).mean()))
             spent = time.perf_counter() - t0
             if r < n and spent * (r + 1) / r > box:  # the estimate was low (a busy machine): no cut past the box
