@@ -7,6 +7,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
 from toprec import metrics
 from toprec.auto import crossfit
@@ -81,11 +82,15 @@ def test_more_cuts_choose_the_member_written_alone_over_every_cut(dataset, tmp_p
     one_cut = cf.best_member()
     labels = cf.contenders()
     assert one_cut in labels and "popularity" not in labels and len(labels) >= 2  # far behind: not refitted
+
+    def seconds(lab):  # every member on a cut does not fit in the boxes below: the contenders alone
+        return 1000.0 if lab == "popularity" else 10.0
+
     # a box too small for one cut: nothing fitted, the pick is auto's cut alone
-    assert cf.more_cuts(1, 4, lambda lab: 10.0, box=5.0) == 0 and cf.cuts == {} and cf.best_member() == one_cut
+    assert cf.more_cuts(1, 4, seconds, box=5.0) == 0 and cf.cuts == {} and cf.best_member() == one_cut
     # two cuts fit in the box (3 x 10 s each at most): each contender's recall on seed 1000 and 2000's holdouts
-    n = cf.more_cuts(1, 4, lambda lab: 10.0, box=10.0 * len(labels) * 2 + 1, saved=tmp_path / "cuts.json")
-    assert n == 2 and sorted(cf.cuts) == sorted(labels)
+    n = cf.more_cuts(1, 4, seconds, box=10.0 * len(labels) * 2 + 1, saved=tmp_path / "cuts.json")
+    assert n == 2 and sorted(cf.cuts) == sorted(labels) and cf.cut_lists == [] and cf.pooled() is None
     for r in (1, 2):
         train, hold = split.competition(dataset, last=1, random=4, seed=1000 * r)
         l2 = float(labels[0].split("=")[1])
@@ -101,8 +106,79 @@ def test_more_cuts_choose_the_member_written_alone_over_every_cut(dataset, tmp_p
     # a resumed run reads the cuts back instead of fitting again
     monkeypatch.setattr(ModelMember, "new_model", lambda self: pytest.fail("fitted again"))
     again = CrossFit(ens, dataset, folds, k=10, seed=0)
-    assert again.more_cuts(1, 4, lambda lab: 10.0, box=1e9, saved=tmp_path / "cuts.json") == 2
+    assert again.more_cuts(1, 4, seconds, box=1e9, saved=tmp_path / "cuts.json") == 2
     assert again.cuts == cf.cuts and again.best_member() == cf.best_member()
+
+
+def test_every_member_on_every_cut_searches_and_judges_the_fusion_over_the_cuts(dataset, tmp_path, monkeypatch):
+    """With time for every member on each extra cut, their lists are kept; the fusion's weights are searched on
+    all the cuts' rows, and its verdict leaves one cut out (weights and the single member picked on the others)."""
+    from toprec import split
+    from toprec.auto.pooled import decide
+    from toprec.ensemble.members import ModelMember
+    from toprec.recommend import Recommendations
+
+    folds = make_folds(dataset, "users", seed=0, last=1, random=4)
+    ens = Ensemble(["popularity", "itemknn", "ease:l2=60"], method="score", candidates=30)
+    ens.validate(dataset, search="both", random=4, folds=folds)
+    cf = CrossFit(ens, dataset, folds, k=10, seed=0)
+    assert cf.more_cuts(1, 4, lambda lab: 1.0, box=1e9, saved=tmp_path / "cuts.json") == crossfit.EXTRA_CUTS
+    assert sorted(cf.cuts) == sorted(ens.labels) and len(cf.cut_lists) == crossfit.EXTRA_CUTS
+    # each cut: every member's top 30 of an independent fit, in member order
+    for r, cut in enumerate(cf.cut_lists, start=1):
+        train, hold = split.competition(dataset, last=1, random=4, seed=1000 * r)
+        assert np.array_equal(cut.users, hold.users)
+        for member, recs in zip(ens.members, cut.lists):
+            want = member.new_model().fit(train).recommend(hold.users, k=30)
+            assert np.array_equal(recs.items, want.items)
+    # the verdict, computed here for one method without the module's helpers
+    a, b = folds.fold_a, folds.fold_b
+    users0 = np.concatenate([a.users, b.users])
+    la = [m.lists(folds.search_train, a.users, 30, "search") for m in ens.members]
+    lb = [m.lists(folds.search_train, b.users, 30, "search") for m in ens.members]
+    cut0 = (users0, [np.concatenate([x.items, y.items]) for x, y in zip(la, lb)],
+            [np.concatenate([x.scores, y.scores]) for x, y in zip(la, lb)],
+            sp.vstack([a.truth[a.users], b.truth[b.users]]).tocsr())  # fmt: skip
+    cuts = [cut0] + [(c.users, [x.items for x in c.lists], [x.scores for x in c.lists], c.truth) for c in cf.cut_lists]
+
+    def recall(items, truth):
+        return metrics.per_user("recall@10", items[:, :10], truth)
+
+    def weights(part):
+        n = sum(len(c[0]) for c in part)
+        lists = [Recommendations(np.arange(n), np.concatenate([c[1][j] for c in part]),
+                                 np.concatenate([c[2][j] for c in part])) for j in range(3)]  # fmt: skip
+        truth = sp.vstack([c[3] for c in part]).tocsr()
+        return run_search(build_pool(lists, "score", np.arange(n)), truth, 10, "both", seed=0).weights
+
+    diffs, rows = [], []
+    for j, c in enumerate(cuts):
+        rest = [x for i, x in enumerate(cuts) if i != j]
+        w = weights(rest)
+        keep = np.flatnonzero(w > 0)
+        f = fuse([Recommendations(c[0], c[1][i], c[2][i]) for i in keep], w[keep], "score", 10, users=c[0])
+        single = int(np.argmax([np.mean([recall(x[1][m], x[3]).mean() for x in rest]) for m in range(3)]))
+        diffs.append(recall(f.items, c[3]) - recall(c[1][single], c[3]))
+        rows.append(c[0])
+    d, u = np.concatenate(diffs), np.concatenate(rows)
+    per_user = np.array([d[u == x].mean() for x in np.unique(u)])
+    got = decide([cf._cut(c[0], [Recommendations(c[0], i, s) for i, s in zip(c[1], c[2])], c[3]) for c in cuts],
+                 10, 0, methods=("score",))  # fmt: skip
+    assert got.gain == pytest.approx(per_user.mean()) and got.users == len(np.unique(u)) == 120
+    assert got.se == pytest.approx(per_user.std(ddof=1) / np.sqrt(len(per_user)))
+    assert got.kept == beats(per_user) and got.cuts == 1 + crossfit.EXTRA_CUTS
+    assert np.allclose(got.weights, weights(cuts))
+    # the pipeline's call: every method tried, the one with the highest gain left out kept
+    pool = cf.pooled()
+    assert pool.gains["score"] == pytest.approx(got.gain) and pool.gain == max(pool.gains.values())
+    assert pool.method == max(pool.gains, key=pool.gains.get)
+    assert cf.written("ensemble") is pool.first_cut and len(pool.first_cut) == 120
+    # a resumed run reads the lists back: the same verdict, nothing fitted again
+    monkeypatch.setattr(ModelMember, "new_model", lambda self: pytest.fail("fitted again"))
+    again = CrossFit(ens, dataset, folds, k=10, seed=0)
+    assert again.more_cuts(1, 4, lambda lab: 1.0, box=1e9, saved=tmp_path / "cuts.json") == crossfit.EXTRA_CUTS
+    back = again.pooled()
+    assert back.method == pool.method and np.allclose(back.weights, pool.weights) and back.gain == pool.gain
 
 
 def test_the_re_ranker_is_scored_out_of_fold_and_written_trained_on_both_folds(dataset):
@@ -126,7 +202,7 @@ def test_auto_on_small_data_logs_and_writes_its_cross_fitted_verdicts(dataset, t
     run = run_auto(dataset, tmp_path / "auto", 300, last=1, random=4, seed=3, candidates_n=30,
                    only=["ease", "rp3beta", "ials"], log=lines.append)  # fmt: skip
     text = "\n".join(lines)
-    assert "cross-fitted over both folds (120 users)" in text, text
+    assert "each judged on the cut left out (120 users)" in text, text
     assert run.validation["crossfit"]["users"] == 120
     cross = run.validation["crossfit"]
     assert cross["alternative"] == max(cross["members"], key=cross["members"].get)
@@ -139,9 +215,13 @@ def test_auto_on_small_data_logs_and_writes_its_cross_fitted_verdicts(dataset, t
     cuts = json.loads((tmp_path / "auto" / "cuts.json").read_text())  # the contenders' extra validation cuts
     assert cuts["labels"] == list(cuts["cuts"]) and all(len(v) == crossfit.EXTRA_CUTS for v in cuts["cuts"].values())
     assert "validation cuts" in text
-    if run.chosen == "ensemble":  # a kept fusion's weights were searched again on both folds
-        wide = run.validation["widened"]
-        assert wide["users"] == 120 and run.weights == pytest.approx(wide["weights"])
+    pool = cross["pooled"]  # every member on every cut (the box has the time): the fusion judged over the cuts
+    assert pool and pool["cuts"] == 1 + crossfit.EXTRA_CUTS and cuts["lists"] == crossfit.EXTRA_CUTS
+    assert (cross["kept"], cross["gain"], cross["se"]) == (pool["kept"], pool["gain"], pool["se"])
+    assert "judged on the cut left out" in text
+    if run.chosen == "ensemble":  # a kept fusion is written with the weights searched on every cut
+        assert run.method == pool["method"] and run.weights == pytest.approx(pool["weights"])
+        assert "widened" not in run.validation
 
 
 def test_a_kept_cross_fitted_reranker_keeps_the_fusion_verdict_and_its_page(dataset, tmp_path, monkeypatch):

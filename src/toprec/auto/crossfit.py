@@ -33,7 +33,11 @@ written alone is the best by its mean over all the cuts
 4 cuts, graded on the test): the pick changed in 2 of 6 small-data seeds,
 both times to a better member (ML-100K seed 2: 3.8 se below the best member on the test ->
 0.9; ML-latest-small seed 1: 1.1 se below -> the best), and never to a worse one.
-The fusion's verdict is still made on auto's own cut, out of fold.
+When one cut of *every* member fits in the box, every member is fitted on the
+extra cuts instead and their top-N lists are kept: the fusion is then searched
+and judged over all the cuts (:mod:`.pooled`), not on auto's cut alone. Else
+(little time left) the contenders alone, and the fusion's verdict is made on
+auto's own cut, out of fold.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import scipy.sparse as sp
 
 from .. import progress
 from ..ensemble.folds import per_user_recall
@@ -92,8 +97,11 @@ class CrossFit:
         self.lists_b = [m.lists(folds.search_train, self.b.users, n, "search") for m in ens.members]
         self._fusion: np.ndarray | None = None
         self._members: dict[str, np.ndarray] = {}
-        #: :meth:`more_cuts`: each contender's recall on each extra cut (all holdout users)
+        #: :meth:`more_cuts`: each member's (or contender's) recall on each extra cut (all holdout users)
         self.cuts: dict[str, list[float]] = {}
+        #: :meth:`more_cuts` with every member: each extra cut's users, lists and truth (see :meth:`pooled`)
+        self.cut_lists: list = []
+        self._pooled = None
 
     def _recall(self, recs, fold) -> np.ndarray:
         return per_user_recall(recs, fold, self.k)
@@ -136,42 +144,114 @@ class CrossFit:
 
     def more_cuts(self, last: int, random: int, seconds: Callable[[str], float], box: float,
                   saved: Path | None = None, cuts: int = EXTRA_CUTS) -> int:  # fmt: skip
-        """Fit the contenders on ``cuts`` more validation cuts of the data (``split.competition`` with seeds
+        """Fit members on ``cuts`` more validation cuts of the data (``split.competition`` with seeds
         ``seed + 1000 r``) and score each on its holdout; as many cuts as fit in ``box`` seconds, by
-        ``seconds(label)`` (a member's fit and scoring). ``saved``: a JSON of the results (a resumed run reads
-        it instead of fitting again). Returns the number of cuts made (0 when one contender, or no time)."""
+        ``seconds(label)`` (a member's fit and scoring). Every member when one cut of them all fits: their
+        top-N lists are kept (:attr:`cut_lists`) and the fusion is then searched and judged over all the cuts
+        (:meth:`pooled`); else the contenders alone, for the member written alone. ``saved``: a JSON of the
+        results, beside it a folder of the lists (a resumed run reads them instead of fitting again).
+        Returns the number of cuts made (0 when one contender, or no time)."""
         from .. import split
-        from ..metrics import per_user
 
-        labels = self.contenders()
         if saved is not None and saved.exists():
-            stored = json.loads(saved.read_text())
-            if stored.get("labels") == labels:
-                self.cuts = {lab: list(v) for lab, v in stored["cuts"].items()}
-                return len(next(iter(self.cuts.values()), []))
+            n = self._read(saved, last, random)
+            if n is not None:
+                return n
+        every = list(self.ens.labels)
+        labels, keep = every, True
+        need = sum(max(0.0, float(seconds(lab))) for lab in labels)
+        if len(labels) < 2 or (need > 0 and box < need):
+            labels, keep = self.contenders(), False
+            need = sum(max(0.0, float(seconds(lab))) for lab in labels)
         if len(labels) < 2:
             return 0
-        need = sum(max(0.0, float(seconds(lab))) for lab in labels)
         n = int(min(cuts, box // need)) if need > 0 else cuts
         members = {m.label: m for m in self.ens.members}
         self.cuts = {lab: [] for lab in labels} if n > 0 else {}
+        self.cut_lists = []
+        N = self.ens.candidates if keep else self.k
         t0 = time.perf_counter()
         for r in range(1, n + 1):
             train, hold = split.competition(self.data, last=last, random=random, seed=self.seed + 1000 * r)
+            truth = hold.matrix[hold.users].tocsr()
+            lists = []
             for lab in labels:  # not ``Member.lists``: its cache would drop the member's search-stage model
                 with progress.task(f"{lab}: validation cut {r + 1} of {n + 1}, fit on {train.n_events:,} events"):
-                    recs = members[lab].new_model().fit(train).recommend(hold.users, k=self.k)
-                self.cuts[lab].append(float(per_user(f"recall@{self.k}", recs.items, hold.matrix[hold.users]).mean()))
+                    recs = members[lab].new_model().fit(train).recommend(hold.users, k=N)
+                lists.append(recs)
+                self.cuts[lab].append(float(self._recall_rows(recs, truth).mean()))
+            if keep:
+                self.cut_lists.append(self._cut(hold.users, lists, truth))
             spent = time.perf_counter() - t0
             if r < n and spent * (r + 1) / r > box:  # the estimate was low (a busy machine): no cut past the box
                 n = r
                 break
         if saved is not None and n > 0:
-            from ..io import atomic_path
-
-            with atomic_path(saved) as tmp:
-                tmp.write_text(json.dumps({"labels": labels, "cuts": self.cuts}) + "\n")
+            self._write(saved, labels)
         return n
+
+    # ------------------------------------------------------------------ the cuts on disk (resume)
+    def _recall_rows(self, recs, truth) -> np.ndarray:
+        from ..metrics import per_user
+
+        return per_user(f"recall@{self.k}", recs.items[:, : self.k], truth)
+
+    @staticmethod
+    def _cut(users, lists, truth):
+        from .pooled import Cut
+
+        return Cut(np.asarray(users), lists, truth)
+
+    def _write(self, saved: Path, labels: list[str]) -> None:
+        from ..io import atomic_path
+
+        folder = saved.with_suffix("")
+        for r, cut in enumerate(self.cut_lists, start=1):
+            folder.mkdir(parents=True, exist_ok=True)
+            with atomic_path(folder / f"cut{r}.npz") as tmp:
+                with open(tmp, "wb") as fh:
+                    np.savez_compressed(fh, users=cut.users, items=np.stack([x.items for x in cut.lists]),
+                                        scores=np.stack([x.scores for x in cut.lists]))  # fmt: skip
+        with atomic_path(saved) as tmp:  # last: the lists before it exist when it does
+            tmp.write_text(json.dumps({"labels": labels, "cuts": self.cuts, "lists": len(self.cut_lists)}) + "\n")
+
+    def _read(self, saved: Path, last: int, random: int) -> int | None:
+        """The stored cuts when they are of this run's members (all, or the contenders); None otherwise."""
+        from .. import split
+
+        stored = json.loads(saved.read_text())
+        labels = stored.get("labels")
+        if labels not in (list(self.ens.labels), self.contenders()):
+            return None
+        self.cuts = {lab: list(v) for lab, v in stored["cuts"].items()}
+        self.cut_lists = []
+        for r in range(1, int(stored.get("lists", 0)) + 1):
+            with np.load(saved.with_suffix("") / f"cut{r}.npz") as z:
+                users, items, scores = z["users"], z["items"], z["scores"]
+            hold = split.competition(self.data, last=last, random=random, seed=self.seed + 1000 * r)[1]
+            from ..recommend import Recommendations
+
+            lists = [Recommendations(users, items[j], scores[j]) for j in range(len(labels))]
+            self.cut_lists.append(self._cut(users, lists, hold.matrix[users].tocsr()))
+        return len(next(iter(self.cuts.values()), []))
+
+    # ------------------------------------------------------------------ the fusion over every cut
+    def pooled(self):
+        """The fusion searched and judged over auto's cut (both folds) and the extra cuts
+        (:func:`toprec.auto.pooled.decide`); None unless every member was fitted on an extra cut. Afterwards
+        :meth:`written` of the ensemble is the fusion on auto's cut weighted on the other cuts."""
+        if not self.cut_lists:
+            return None
+        if self._pooled is None:
+            from .pooled import decide
+
+            users = np.concatenate([self.a.users, self.b.users])
+            lists = [type(la)(users, np.concatenate([la.items, lb.items]), np.concatenate([la.scores, lb.scores]))
+                     for la, lb in zip(self.lists_a, self.lists_b)]  # fmt: skip
+            truth = sp.vstack([self.a.truth[self.a.users], self.b.truth[self.b.users]]).tocsr()
+            self._pooled = decide([self._cut(users, lists, truth), *self.cut_lists], self.k, self.seed)
+            self._fusion = self._pooled.first_cut
+        return self._pooled
 
     def fusion(self) -> np.ndarray:
         """The ensemble's method: fold B scored with its (fold-A) weights; fold A with weights searched on fold B

@@ -35,6 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
+
 from .. import progress
 from ..errors import ToprecError
 from ..io import atomic_path, json_default
@@ -458,7 +460,7 @@ def run_auto(ds, out: Path, budget_s: float, *, k: int = 10, last: int = 1, rand
         with atomic_path(saved) as tmp:
             tmp.write_text(json.dumps({"labels": ens.labels, "report": report}, default=json_default) + "\n")
     chosen = f"member:{members[0].label}"
-    cf = None
+    cf, pooled = None, False
     if report is not None:
         holds = None
         if len(members) > 1 and crossfits(folds):  # small data: both folds decide (see .crossfit)
@@ -479,15 +481,29 @@ def run_auto(ds, out: Path, budget_s: float, *, k: int = 10, last: int = 1, rand
                 log(f"{clock.stamp()} the member written alone is chosen over {1 + n_cuts} validation cuts: "
                     + ", ".join(f"{lab} {v:.4f}" for lab, v in sorted(cf.cut_means().items(), key=lambda kv: -kv[1]))
                     + (f" (auto's cut alone: {alt0})" if alt0 != alt else ""))  # fmt: skip
-            d = cf.written("ensemble") - cf.member(alt)
-            holds = beats(d)
-            gain, se = paired(d)
-            report["crossfit"] = {"users": len(d), "gain": gain, "se": se, "kept": holds, "alternative": alt,
+            pool = cf.pooled()  # every member on every cut: the fusion searched and judged over all of them
+            if pool is not None:
+                n_rows, gain, se, holds = pool.users, pool.gain, pool.se, pool.kept
+                if holds:
+                    ens.method, ens.weights = pool.method, np.asarray(pool.weights, dtype=np.float64)
+                pooled = True
+            else:
+                d = cf.written("ensemble") - cf.member(alt)
+                n_rows, holds, (gain, se) = len(d), beats(d), paired(d)
+            report["crossfit"] = {"users": n_rows, "gain": gain, "se": se, "kept": holds, "alternative": alt,
                                   "best_member_fold_a": report["best_member_fold_a"],
                                   "members": cf.member_means(), "cuts": 1 + n_cuts,
-                                  "members_over_cuts": cf.cut_means(), "alternative_one_cut": alt0}  # fmt: skip
-            log(f"{clock.stamp()} ensemble ({report['method']}), cross-fitted over both folds ({len(d):,} users): "
-                f"{gain:+.4f} vs {alt}, se {se:.4f}: " + ("kept" if holds else "not kept"))  # fmt: skip
+                                  "members_over_cuts": cf.cut_means(), "alternative_one_cut": alt0,
+                                  "pooled": pool.report(ens.labels) if pool is not None else None}  # fmt: skip
+            if pool is not None:
+                log(f"{clock.stamp()} ensemble ({pool.method}) searched over {pool.cuts} validation cuts, each "
+                    f"judged on the cut left out ({n_rows:,} users): {gain:+.4f} vs the member the other cuts "
+                    f"pick, se {se:.4f}: " + ("kept, " + ", ".join(f"{lab} {w:.2f}" for lab, w in
+                                                                   zip(ens.labels, pool.weights) if w > 0)
+                                               if holds else f"not kept ({alt} alone)"))  # fmt: skip
+            else:
+                log(f"{clock.stamp()} ensemble ({report['method']}), cross-fitted over both folds ({n_rows:,} users): "
+                    f"{gain:+.4f} vs {alt}, se {se:.4f}: " + ("kept" if holds else "not kept"))  # fmt: skip
         chosen, fallback = ens.apply_fallback(report, against="alternative", holds=holds,
                                               alternative=report["crossfit"]["alternative"] if cf else None)
         if len(members) > 1 and cf is None:
@@ -501,7 +517,7 @@ def run_auto(ds, out: Path, budget_s: float, *, k: int = 10, last: int = 1, rand
         speed = pace([(t.fit_seconds(), t.c.cost) for t in studies.values()])
         ens, chosen, report = _maybe_rerank(ens, chosen, report, members, ds, folds, clock, out, k, seed, last,
                                             random, candidates_n, log, speed, refit_seconds(ens.labels), cf)  # fmt: skip
-        if chosen == "ensemble" and ens.method != "rerank":
+        if chosen == "ensemble" and ens.method != "rerank" and not pooled:  # pooled: searched on every cut
             _widen(ens, report, ds, folds, clock, k, seed, log,
                    refit_seconds([lab for lab, w in zip(ens.labels, ens.weights) if w > 0]))  # fmt: skip
     clock.save(stage="final")

@@ -51,7 +51,18 @@ def build_auto_page(title: str, meta: list[str], run, k: int) -> Page:
                           f"{cf.get('against', 'what would be written otherwise')}, se {cf['se']:.4f}: kept. The "
                           f"ranker written was trained on both folds ({cf['final_trees']} trees).")  # fmt: skip
             cf = cf.get("fusion")
-        if cf:  # small data: the fusion against the best member over both folds, out of fold
+        pool = (cf or {}).get("pooled")
+        if pool:  # small data, every member on every cut: the fusion searched and judged over the cuts
+            s.text.append(f"Small data: every member was also fitted on {pool['cuts'] - 1} more validation cuts, and the "
+                          f"fusion searched over all {pool['cuts']}. Each cut left out in turn was scored with the "
+                          f"weights searched on the others, against the member the others pick ({pool['users']:,} "
+                          f"users): {pool['gain']:+.4f} recall, se {pool['se']:.4f}: "
+                          + (f"kept ({pool['method']}, weights searched on every cut)." if pool["kept"]
+                             else f"not kept, {cf['alternative']} is written.")  # fmt: skip
+                          + " Gain by method: " + ", ".join(f"{m} {g:+.4f}" for m, g in pool["gains_by_method"].items()))
+            s.table("fusion weights over the validation cuts", ["member", "weight"],
+                    [[lab, w] for lab, w in pool["weights"].items()])
+        elif cf:  # small data: the fusion against the best member over both folds, out of fold
             s.text.append(f"Small data: decided over both folds' {cf['users']:,} users, out of fold. The fusion against "
                           f"the best member there ({cf['alternative']}; best on fold A: "
                           f"{cf.get('best_member_fold_a', cf['alternative'])}): {cf['gain']:+.4f} recall, se "
@@ -59,9 +70,9 @@ def build_auto_page(title: str, meta: list[str], run, k: int) -> Page:
             if cf.get("members"):
                 s.table("members over both folds", ["member", f"A + B {r}"], sorted(
                     ([lab, value] for lab, value in cf["members"].items()), key=lambda row: -row[1]))  # fmt: skip
-            if cf.get("members_over_cuts"):  # the contenders, fitted on more validation cuts
-                s.table(f"contenders over {cf['cuts']} validation cuts", ["member", f"mean {r}"], sorted(
-                    ([lab, value] for lab, value in cf["members_over_cuts"].items()), key=lambda row: -row[1]))  # fmt: skip
+        if cf and cf.get("members_over_cuts"):  # the contenders (or every member), fitted on more validation cuts
+            s.table(f"{'members' if pool else 'contenders'} over {cf['cuts']} validation cuts", ["member", f"mean {r}"],
+                    sorted(([lab, value] for lab, value in cf["members_over_cuts"].items()), key=lambda row: -row[1]))
         wide = v.get("widened")
         if wide:  # the fold-B decision kept the fusion; its weights were then searched on both folds
             s.text.append(f"Fold B confirmed the fusion with the weights above (searched on fold A); the weights written "
