@@ -168,10 +168,11 @@ def test_every_member_on_every_cut_searches_and_judges_the_fusion_over_the_cuts(
     assert got.se == pytest.approx(per_user.std(ddof=1) / np.sqrt(len(per_user)))
     assert got.kept == beats(per_user) and got.cuts == 1 + crossfit.EXTRA_CUTS
     assert np.allclose(got.weights, weights(cuts))
-    # the pipeline's call: every method tried, the one with the highest gain left out kept
+    # the pipeline's call: the score fusion; given more methods, the one with the highest gain left out
     pool = cf.pooled()
-    assert pool.gains["score"] == pytest.approx(got.gain) and pool.gain == max(pool.gains.values())
-    assert pool.method == max(pool.gains, key=pool.gains.get)
+    assert pool.method == "score" and list(pool.gains) == ["score"] and pool.gain == pytest.approx(got.gain)
+    two = decide(cf._pooled_cuts(), 10, 0, methods=("rank", "score"))
+    assert two.method == max(two.gains, key=two.gains.get) and two.gains["score"] == pytest.approx(got.gain)
     assert cf.written("ensemble") is pool.first_cut and len(pool.first_cut) == 120
     # a resumed run reads the lists back: the same verdict, nothing fitted again
     monkeypatch.setattr(ModelMember, "new_model", lambda self: pytest.fail("fitted again"))

@@ -245,13 +245,17 @@ class CrossFit:
         if self._pooled is None:
             from .pooled import decide
 
-            users = np.concatenate([self.a.users, self.b.users])
-            lists = [type(la)(users, np.concatenate([la.items, lb.items]), np.concatenate([la.scores, lb.scores]))
-                     for la, lb in zip(self.lists_a, self.lists_b)]  # fmt: skip
-            truth = sp.vstack([self.a.truth[self.a.users], self.b.truth[self.b.users]]).tocsr()
-            self._pooled = decide([self._cut(users, lists, truth), *self.cut_lists], self.k, self.seed)
+            self._pooled = decide(self._pooled_cuts(), self.k, self.seed)
             self._fusion = self._pooled.first_cut
         return self._pooled
+
+    def _pooled_cuts(self) -> list:
+        """Auto's cut (fold A's users then fold B's, every member's search lists) and the extra cuts."""
+        users = np.concatenate([self.a.users, self.b.users])
+        lists = [type(la)(users, np.concatenate([la.items, lb.items]), np.concatenate([la.scores, lb.scores]))
+                 for la, lb in zip(self.lists_a, self.lists_b)]  # fmt: skip
+        truth = sp.vstack([self.a.truth[self.a.users], self.b.truth[self.b.users]]).tocsr()
+        return [self._cut(users, lists, truth), *self.cut_lists]
 
     def fusion(self) -> np.ndarray:
         """The ensemble's method: fold B scored with its (fold-A) weights; fold A with weights searched on fold B
