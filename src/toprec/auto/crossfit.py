@@ -245,7 +245,9 @@ class CrossFit:
         if self._pooled is None:
             from .pooled import decide
 
-            self._pooled = decide(self._pooled_cuts(), self.k, self.seed)
+            cuts = self._pooled_cuts()
+            with progress.task(f"fusion over {len(cuts)} validation cuts, each left out in turn"):
+                self._pooled = decide(cuts, self.k, self.seed)
             self._fusion = self._pooled.first_cut
         return self._pooled
 
