@@ -83,14 +83,19 @@ def test_more_cuts_choose_the_member_written_alone_over_every_cut(dataset, tmp_p
     labels = cf.contenders()
     assert one_cut in labels and "popularity" not in labels and len(labels) >= 2  # far behind: not refitted
 
-    def seconds(lab):  # every member on a cut does not fit in the boxes below: the contenders alone
+    def seconds(lab):  # popularity does not fit in the boxes below: the contenders alone
         return 1000.0 if lab == "popularity" else 10.0
+
+    assert cf.cut_members(seconds, box=1e9) == ens.labels  # time for every member
+    assert cf.cut_members(seconds, box=10.0 * len(labels) * 3) == labels
 
     # a box too small for one cut: nothing fitted, the pick is auto's cut alone
     assert cf.more_cuts(1, 4, seconds, box=5.0) == 0 and cf.cuts == {} and cf.best_member() == one_cut
     # two cuts fit in the box (3 x 10 s each at most): each contender's recall on seed 1000 and 2000's holdouts
     n = cf.more_cuts(1, 4, seconds, box=10.0 * len(labels) * 2 + 1, saved=tmp_path / "cuts.json")
-    assert n == 2 and sorted(cf.cuts) == sorted(labels) and cf.cut_lists == [] and cf.pooled() is None
+    assert n == 2 and list(cf.cuts) == labels and len(cf.cut_lists) == 2
+    pool = cf.pooled()  # the fusion of the contenders over the cuts; popularity, not fitted there, weighs 0
+    assert pool.cuts == 3 and pool.weights[ens.labels.index("popularity")] == 0 and len(pool.weights) == 4
     for r in (1, 2):
         train, hold = split.competition(dataset, last=1, random=4, seed=1000 * r)
         l2 = float(labels[0].split("=")[1])

@@ -33,11 +33,11 @@ written alone is the best by its mean over all the cuts
 4 cuts, graded on the test): the pick changed in 2 of 6 small-data seeds,
 both times to a better member (ML-100K seed 2: 3.8 se below the best member on the test ->
 0.9; ML-latest-small seed 1: 1.1 se below -> the best), and never to a worse one.
-When one cut of *every* member fits in the box, every member is fitted on the
-extra cuts instead and their top-N lists are kept: the fusion is then searched
-and judged over all the cuts (:mod:`.pooled`), not on auto's cut alone. Else
-(little time left) the contenders alone, and the fusion's verdict is made on
-auto's own cut, out of fold.
+The other members join the contenders on the extra cuts, cheapest first,
+while all the cuts of them fit in the box (:meth:`CrossFit.cut_members`), and
+their top-N lists are kept: the fusion of those members is then searched and
+judged over all the cuts (:mod:`.pooled`), not on auto's cut alone. Without
+an extra cut, the fusion's verdict is made on auto's own cut, out of fold.
 """
 
 from __future__ import annotations
@@ -146,30 +146,27 @@ class CrossFit:
                   saved: Path | None = None, cuts: int = EXTRA_CUTS) -> int:  # fmt: skip
         """Fit members on ``cuts`` more validation cuts of the data (``split.competition`` with seeds
         ``seed + 1000 r``) and score each on its holdout; as many cuts as fit in ``box`` seconds, by
-        ``seconds(label)`` (a member's fit and scoring). Every member when one cut of them all fits: their
-        top-N lists are kept (:attr:`cut_lists`) and the fusion is then searched and judged over all the cuts
-        (:meth:`pooled`); else the contenders alone, for the member written alone. ``saved``: a JSON of the
-        results, beside it a folder of the lists (a resumed run reads them instead of fitting again).
-        Returns the number of cuts made (0 when one contender, or no time)."""
+        ``seconds(label)`` (a member's fit and scoring). The members (:meth:`cut_members`): the contenders,
+        then the others, cheapest first, while all the cuts of them fit. Their top-N lists are kept
+        (:attr:`cut_lists`): the fusion of those members is then searched and judged over all the cuts
+        (:meth:`pooled`). ``saved``: a JSON of the results, beside it a folder of the lists (a resumed run
+        reads them instead of fitting again). Returns the number of cuts made (0 when one member, or no
+        time)."""
         from .. import split
 
         if saved is not None and saved.exists():
             n = self._read(saved, last, random)
             if n is not None:
                 return n
-        every = list(self.ens.labels)
-        labels, keep = every, True
-        need = sum(max(0.0, float(seconds(lab))) for lab in labels)
-        if len(labels) < 2 or (need > 0 and box < need):
-            labels, keep = self.contenders(), False
-            need = sum(max(0.0, float(seconds(lab))) for lab in labels)
+        labels = self.cut_members(seconds, box, cuts)
         if len(labels) < 2:
             return 0
+        need = sum(max(0.0, float(seconds(lab))) for lab in labels)
         n = int(min(cuts, box // need)) if need > 0 else cuts
         members = {m.label: m for m in self.ens.members}
         self.cuts = {lab: [] for lab in labels} if n > 0 else {}
         self.cut_lists = []
-        N = self.ens.candidates if keep else self.k
+        N = self.ens.candidates
         t0 = time.perf_counter()
         for r in range(1, n + 1):
             train, hold = split.competition(self.data, last=last, random=random, seed=self.seed + 1000 * r)
@@ -180,8 +177,7 @@ class CrossFit:
                     recs = members[lab].new_model().fit(train).recommend(hold.users, k=N)
                 lists.append(recs)
                 self.cuts[lab].append(float(self._recall_rows(recs, truth).mean()))
-            if keep:
-                self.cut_lists.append(self._cut(hold.users, lists, truth))
+            self.cut_lists.append(self._cut(hold.users, lists, truth))
             spent = time.perf_counter() - t0
             if r < n and spent * (r + 1) / r > box:  # the estimate was low (a busy machine): no cut past the box
                 n = r
@@ -189,6 +185,20 @@ class CrossFit:
         if saved is not None and n > 0:
             self._write(saved, labels)
         return n
+
+    def cut_members(self, seconds: Callable[[str], float], box: float, cuts: int = EXTRA_CUTS) -> list[str]:
+        """The members fitted on the extra cuts, in the ensemble's order: the contenders (the member written
+        alone is one of them), then every other member, cheapest first, while ``cuts`` cuts of them all fit in
+        ``box``. On ML-latest-small Multi-VAE's time-boxed fit (~120 s) alone took more than the box left for
+        one cut of every member; without it the others fit three times."""
+        cost = {lab: max(0.0, float(seconds(lab))) for lab in self.ens.labels}
+        chosen = set(self.contenders())
+        need = sum(cost[lab] for lab in chosen)
+        for lab in sorted((lab for lab in self.ens.labels if lab not in chosen), key=cost.get):
+            if (need + cost[lab]) * cuts <= box:
+                chosen.add(lab)
+                need += cost[lab]
+        return [lab for lab in self.ens.labels if lab in chosen]
 
     # ------------------------------------------------------------------ the cuts on disk (resume)
     def _recall_rows(self, recs, truth) -> np.ndarray:
@@ -220,8 +230,8 @@ class CrossFit:
         from .. import split
 
         stored = json.loads(saved.read_text())
-        labels = stored.get("labels")
-        if labels not in (list(self.ens.labels), self.contenders()):
+        labels = stored.get("labels") or []
+        if not set(self.contenders()) <= set(labels) <= set(self.ens.labels):
             return None
         self.cuts = {lab: list(v) for lab, v in stored["cuts"].items()}
         self.cut_lists = []
@@ -238,8 +248,9 @@ class CrossFit:
     # ------------------------------------------------------------------ the fusion over every cut
     def pooled(self):
         """The fusion searched and judged over auto's cut (both folds) and the extra cuts
-        (:func:`toprec.auto.pooled.decide`); None unless every member was fitted on an extra cut. Afterwards
-        :meth:`written` of the ensemble is the fusion on auto's cut weighted on the other cuts."""
+        (:func:`toprec.auto.pooled.decide`), of the members fitted on the extra cuts (the others weigh 0); None
+        before any extra cut. Afterwards :meth:`written` of the ensemble is the fusion on auto's cut weighted
+        on the other cuts."""
         if not self.cut_lists:
             return None
         if self._pooled is None:
@@ -248,14 +259,18 @@ class CrossFit:
             cuts = self._pooled_cuts()
             with progress.task(f"fusion over {len(cuts)} validation cuts, each left out in turn"):
                 self._pooled = decide(cuts, self.k, self.seed)
+            w = np.zeros(len(self.ens.labels))
+            w[[self.ens.labels.index(lab) for lab in self.cuts]] = self._pooled.weights
+            self._pooled.weights = w  # every member's weight, 0 for those not fitted on the cuts
             self._fusion = self._pooled.first_cut
         return self._pooled
 
     def _pooled_cuts(self) -> list:
-        """Auto's cut (fold A's users then fold B's, every member's search lists) and the extra cuts."""
+        """Auto's cut (fold A's users then fold B's, the cut members' search lists) and the extra cuts."""
         users = np.concatenate([self.a.users, self.b.users])
+        idx = [self.ens.labels.index(lab) for lab in self.cuts]
         lists = [type(la)(users, np.concatenate([la.items, lb.items]), np.concatenate([la.scores, lb.scores]))
-                 for la, lb in zip(self.lists_a, self.lists_b)]  # fmt: skip
+                 for la, lb in ((self.lists_a[i], self.lists_b[i]) for i in idx)]  # fmt: skip
         truth = sp.vstack([self.a.truth[self.a.users], self.b.truth[self.b.users]]).tocsr()
         return [self._cut(users, lists, truth), *self.cut_lists]
 
