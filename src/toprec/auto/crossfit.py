@@ -54,6 +54,7 @@ from .. import progress
 from ..ensemble.folds import per_user_recall
 from ..ensemble.fusion import build_pool, fuse
 from ..ensemble.search import run_search
+from .margin import beats, paired  # noqa: F401 - re-exported: auto's margin
 
 #: fold-A users below which auto's ensemble and re-ranker choices are cross-fitted (ML-100K 455, the competition
 #: sample 822, Last.fm 946; ML-1M 2,542, where more training users did not help the re-ranker)
@@ -71,19 +72,6 @@ def crossfits(folds) -> bool:
     (disjoint) users."""
     a, b = folds.fold_a.users, folds.fold_b.users
     return bool(folds.same_fit and len(a) < CROSSFIT_USERS and len(np.intersect1d(a, b)) == 0)
-
-
-def paired(d: np.ndarray) -> tuple[float, float]:
-    """Mean of the per-user differences and its standard error."""
-    if len(d) < 2:
-        return float(d.mean()) if len(d) else 0.0, float("nan")
-    return float(d.mean()), float(d.std(ddof=1) / np.sqrt(len(d)))
-
-
-def beats(d: np.ndarray) -> bool:
-    """The margin every auto choice is held to: a gain larger than its one paired standard error."""
-    gain, se = paired(d)
-    return bool(se == se and gain > se > 0)
 
 
 class CrossFit:

@@ -42,7 +42,7 @@ from ..ensemble.fusion import build_pool, fuse
 from ..ensemble.search import run_search
 from ..metrics import per_user
 from ..recommend import Recommendations
-from .crossfit import beats, paired
+from .margin import beats, paired
 
 #: the fusion method searched over the cuts (see the module's docstring)
 METHOD = "score"
