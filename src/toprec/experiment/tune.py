@@ -121,11 +121,19 @@ def open_storage(url: str, heartbeat: int):
     path = sqlite_path(url)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        con = sqlite3.connect(str(path), timeout=60)
-        try:
-            con.execute("PRAGMA journal_mode=WAL")
-        finally:
-            con.close()
+        # switching to WAL takes an exclusive lock and does not wait on the busy timeout: two workers opening
+        # the study at once made one fail ("database is locked"; CI, two-worker test). Retry for up to ~60 s.
+        for attempt in range(120):
+            con = sqlite3.connect(str(path), timeout=60)
+            try:
+                con.execute("PRAGMA journal_mode=WAL")
+                break
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or attempt == 119:
+                    raise
+            finally:
+                con.close()
+            time.sleep(0.5)
         engine_kwargs = {"connect_args": {"timeout": 60}}
     elif url.startswith("sqlite"):
         raise ToprecError(f"--storage {shown}: use a file, sqlite:///path/study.db (several processes share it)")
