@@ -40,14 +40,14 @@ from toprec.ensemble import parse_members  # noqa: E402
 SKIP = ("seqrules", "sasrec")  # never the best single on these protocols (recall@10 40-60% below EASE)
 
 
-def labels_from(results: Path, dataset: str, seed: int) -> list[str]:
-    """The tuned members of the auto run (the report's cross-fitted member list)."""
+def labels_from(results: Path, dataset: str, seed: int, skip: tuple[str, ...] = SKIP) -> list[str]:
+    """The tuned members of the auto run (the report's cross-fitted member list), less those named in ``skip``."""
     for row in json.loads(results.read_text()):
         if row.get("dataset") == dataset and row["seed"] == seed:
             cross = (row.get("decision") or {}).get("crossfit") or {}
             members = cross.get("members") or (cross.get("fusion") or {}).get("members")
             if members:
-                return [lab for lab in members if not lab.startswith(SKIP)]
+                return [lab for lab in members if not lab.startswith(skip)]
     raise SystemExit(f"{results}: no cross-fitted member list for {dataset} seed {seed}")
 
 

@@ -35,6 +35,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from bench_auto import LOADERS  # noqa: E402
+from bench_auto_cuts import labels_from  # noqa: E402
 from toprec import metrics, progress, split  # noqa: E402
 from toprec.ensemble import parse_members  # noqa: E402
 from toprec.ensemble.fusion import build_pool, fuse  # noqa: E402
@@ -44,16 +45,6 @@ from toprec.recommend import Recommendations  # noqa: E402
 SKIP = ("sasrec",)  # slow on the CPU and 60% below EASE on these protocols; never in a small-data fusion's weights
 METHODS = ("score", "rank", "product")
 N, K = 100, 10
-
-
-def labels_from(results: Path, dataset: str, seed: int) -> list[str]:
-    for row in json.loads(results.read_text()):
-        if row.get("dataset") == dataset and row["seed"] == seed:
-            cross = (row.get("decision") or {}).get("crossfit") or {}
-            members = cross.get("members") or (cross.get("fusion") or {}).get("members")
-            if members:
-                return [lab for lab in members if not lab.startswith(SKIP)]
-    raise SystemExit(f"{results}: no cross-fitted member list for {dataset} seed {seed}")
 
 
 def member_lists(labels, train, hold) -> list[Recommendations]:
@@ -154,7 +145,7 @@ def main() -> None:
     progress.set_quiet(True)
     out = []
     for seed in a.seeds:
-        labels = a.labels or labels_from(HERE / "results" / a.source, a.dataset, seed)
+        labels = a.labels or labels_from(HERE / "results" / a.source, a.dataset, seed, SKIP)
         r = one(a.dataset, seed, a.cuts, labels)
         out.append(r)
         g, se = r["single_vs_best"]
