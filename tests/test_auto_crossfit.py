@@ -189,6 +189,48 @@ def test_every_member_on_every_cut_searches_and_judges_the_fusion_over_the_cuts(
     assert back.method == pool.method and np.allclose(back.weights, pool.weights) and back.gain == pool.gain
 
 
+def test_a_run_killed_between_cuts_makes_only_the_planned_cuts_left(dataset, tmp_path, monkeypatch):
+    """The plan (members, number of cuts) is stored before the first cut and each cut's lists as it ends: a run
+    killed after cut 2 of 5 fits cuts 3-5 on resume, and ends with the same lists and verdict as one that ran
+    through."""
+    from toprec import split
+    from toprec.ensemble.members import ModelMember
+
+    folds = make_folds(dataset, "users", seed=0, last=1, random=4)
+    ens = Ensemble(["popularity", "itemknn", "ease:l2=60"], method="score", candidates=30)
+    ens.validate(dataset, search="both", random=4, folds=folds)
+    box = 5 * 3 + 0.5  # 5 cuts of 3 members at 1 s each
+    whole = CrossFit(ens, dataset, folds, k=10, seed=0)
+    assert whole.more_cuts(1, 4, lambda lab: 1.0, box=box, saved=tmp_path / "whole.json") == 5
+
+    real = split.competition
+
+    def killed(data, *a, seed=0, **kw):
+        if seed == 3000:  # the third extra cut
+            raise KeyboardInterrupt
+        return real(data, *a, seed=seed, **kw)
+
+    monkeypatch.setattr(split, "competition", killed)
+    with pytest.raises(KeyboardInterrupt):
+        CrossFit(ens, dataset, folds, k=10, seed=0).more_cuts(1, 4, lambda lab: 1.0, box=box, saved=tmp_path / "c.json")
+    stored = json.loads((tmp_path / "c.json").read_text())
+    assert (stored["planned"], stored["lists"]) == (5, 2) and sorted(p.name for p in (tmp_path / "c").iterdir()) == [
+        "cut1.npz", "cut2.npz"]
+    monkeypatch.setattr(split, "competition", real)
+    fits = []
+    new_model = ModelMember.new_model
+    monkeypatch.setattr(ModelMember, "new_model", lambda self: fits.append(self.label) or new_model(self))
+    # the box now looks far larger (another machine's pace): the plan, not a new one, is finished
+    again = CrossFit(ens, dataset, folds, k=10, seed=0)
+    assert again.more_cuts(1, 4, lambda lab: 1e-3, box=box, saved=tmp_path / "c.json") == 5
+    assert len(fits) == 3 * 3  # cuts 3, 4 and 5 of the 3 members
+    assert again.cuts == whole.cuts
+    for a, b in zip(again.cut_lists, whole.cut_lists):
+        assert np.array_equal(a.users, b.users) and all(np.array_equal(x.items, y.items) for x, y in zip(a.lists, b.lists))
+    p, q = again.pooled(), whole.pooled()
+    assert np.allclose(p.weights, q.weights) and p.gain == q.gain and p.kept == q.kept
+
+
 def test_the_re_ranker_is_scored_out_of_fold_and_written_trained_on_both_folds(dataset):
     pytest.importorskip("lightgbm")
     folds = make_folds(dataset, "users", seed=0, last=1, random=4)

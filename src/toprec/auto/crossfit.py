@@ -142,26 +142,30 @@ class CrossFit:
         ``seconds(label)`` (a member's fit and scoring), at most ``most``. The members (:meth:`cut_members`):
         the contenders, then the others, cheapest first, while ``cuts`` cuts of them all fit. Their top-N lists are kept
         (:attr:`cut_lists`): the fusion of those members is then searched and judged over all the cuts
-        (:meth:`pooled`). ``saved``: a JSON of the results, beside it a folder of the lists (a resumed run
-        reads them instead of fitting again). Returns the number of cuts made (0 when one member, or no
-        time)."""
+        (:meth:`pooled`). ``saved``: a JSON of the plan and the results, beside it a folder of the lists, written
+        after every cut (a resumed run reads them and makes only the planned cuts not on disk yet). Returns the
+        number of cuts made (0 when one member, or no time)."""
         from .. import split
 
-        if saved is not None and saved.exists():
-            n = self._read(saved, last, random)
-            if n is not None:
-                return n
-        labels = self.cut_members(seconds, box, cuts)
-        if len(labels) < 2:
-            return 0
-        need = sum(max(0.0, float(seconds(lab))) for lab in labels)
-        n = int(min(max(cuts, most), box // need)) if need > 0 else max(cuts, most)
+        got = self._read(saved, last, random) if saved is not None and saved.exists() else None
+        if got is not None:  # a resumed run: the stored cuts, then the rest of the stored plan
+            labels, n = got
+            start = len(next(iter(self.cuts.values()), [])) + 1
+        else:
+            labels = self.cut_members(seconds, box, cuts)
+            if len(labels) < 2:
+                return 0
+            need = sum(max(0.0, float(seconds(lab))) for lab in labels)
+            n = int(min(max(cuts, most), box // need)) if need > 0 else max(cuts, most)
+            self.cuts = {lab: [] for lab in labels} if n > 0 else {}
+            self.cut_lists = []
+            start = 1
+            if saved is not None and n > 0:
+                self._write(saved, labels, n)  # the plan first: a run killed between cuts goes on where it stopped
         members = {m.label: m for m in self.ens.members}
-        self.cuts = {lab: [] for lab in labels} if n > 0 else {}
-        self.cut_lists = []
         N = self.ens.candidates
         t0 = time.perf_counter()
-        for r in range(1, n + 1):
+        for r in range(start, n + 1):
             train, hold = split.competition(self.data, last=last, random=random, seed=self.seed + 1000 * r)
             truth = hold.matrix[hold.users].tocsr()
             lists = []
@@ -171,12 +175,13 @@ class CrossFit:
                 lists.append(recs)
                 self.cuts[lab].append(float(self._recall_rows(recs, truth).mean()))
             self.cut_lists.append(self._cut(hold.users, lists, truth))
-            spent = time.perf_counter() - t0
-            if r < n and spent * (r + 1) / r > box:  # the estimate was low (a busy machine): no cut past the box
-                n = r
+            made = r - start + 1
+            if r < n and (time.perf_counter() - t0) * (made + 1) / made > box:
+                n = r  # the estimate was low (a busy machine): no cut past the box
+            if saved is not None:
+                self._write(saved, labels, n, cut=r)
+            if r == n:
                 break
-        if saved is not None and n > 0:
-            self._write(saved, labels)
         return n
 
     def cut_members(self, seconds: Callable[[str], float], box: float, cuts: int = EXTRA_CUTS) -> list[str]:
@@ -205,22 +210,28 @@ class CrossFit:
 
         return Cut(np.asarray(users), lists, truth)
 
-    def _write(self, saved: Path, labels: list[str]) -> None:
+    def _write(self, saved: Path, labels: list[str], planned: int, cut: int | None = None) -> None:
+        """The JSON of the cuts made (their members' recall) and ``planned``; with ``cut``, that cut's lists
+        first (``cutR.npz`` beside it): the JSON never names lists that are not on disk."""
         from ..io import atomic_path
 
-        folder = saved.with_suffix("")
-        for r, cut in enumerate(self.cut_lists, start=1):
+        if cut is not None:
+            folder = saved.with_suffix("")
             folder.mkdir(parents=True, exist_ok=True)
-            with atomic_path(folder / f"cut{r}.npz") as tmp:
+            c = self.cut_lists[cut - 1]
+            with atomic_path(folder / f"cut{cut}.npz") as tmp:
                 with open(tmp, "wb") as fh:
-                    np.savez_compressed(fh, users=cut.users, items=np.stack([x.items for x in cut.lists]),
-                                        scores=np.stack([x.scores for x in cut.lists]))  # fmt: skip
-        with atomic_path(saved) as tmp:  # last: the lists before it exist when it does
-            tmp.write_text(json.dumps({"labels": labels, "cuts": self.cuts, "lists": len(self.cut_lists)}) + "\n")
+                    np.savez_compressed(fh, users=c.users, items=np.stack([x.items for x in c.lists]),
+                                        scores=np.stack([x.scores for x in c.lists]))  # fmt: skip
+        with atomic_path(saved) as tmp:
+            tmp.write_text(json.dumps({"labels": labels, "cuts": self.cuts, "lists": len(self.cut_lists),
+                                       "planned": planned}) + "\n")  # fmt: skip
 
-    def _read(self, saved: Path, last: int, random: int) -> int | None:
-        """The stored cuts when they are of this run's members (all, or the contenders); None otherwise."""
+    def _read(self, saved: Path, last: int, random: int) -> tuple[list[str], int] | None:
+        """The stored cuts and the number planned, when they are of this run's members (all, or the
+        contenders); None otherwise."""
         from .. import split
+        from ..recommend import Recommendations
 
         stored = json.loads(saved.read_text())
         labels = stored.get("labels") or []
@@ -232,11 +243,10 @@ class CrossFit:
             with np.load(saved.with_suffix("") / f"cut{r}.npz") as z:
                 users, items, scores = z["users"], z["items"], z["scores"]
             hold = split.competition(self.data, last=last, random=random, seed=self.seed + 1000 * r)[1]
-            from ..recommend import Recommendations
-
             lists = [Recommendations(users, items[j], scores[j]) for j in range(len(labels))]
             self.cut_lists.append(self._cut(users, lists, hold.matrix[users].tocsr()))
-        return len(next(iter(self.cuts.values()), []))
+        done = len(next(iter(self.cuts.values()), []))
+        return labels, int(stored.get("planned", done))
 
     # ------------------------------------------------------------------ the fusion over every cut
     def pooled(self):
