@@ -475,11 +475,13 @@ def run_auto(ds, out: Path, budget_s: float, *, k: int = 10, last: int = 1, rand
                 return t if t == t else cost(st)  # a cut's training part is the size of the search data
 
             later = refit_seconds(ens.labels) + rerank_s * rerank_fits + FIXED_RESERVE_S + 0.03 * clock.budget
-            n_cuts = cf.more_cuts(last, random, member_seconds, CUTS_SHARE * max(0.0, clock.left - later),
-                                  out / "cuts.json")  # fmt: skip
+            cuts_box, cuts_t0 = CUTS_SHARE * max(0.0, clock.left - later), clock.elapsed
+            n_cuts = cf.more_cuts(last, random, member_seconds, cuts_box, out / "cuts.json")
             clock.save(stage="cuts")
             alt = cf.best_member()
             if n_cuts:
+                log(f"{clock.stamp()} {n_cuts} more validation cuts of {len(cf.cuts)} members in "
+                    f"{clock.elapsed - cuts_t0:.0f}s (box {cuts_box:.0f}s; the later stages keep {later:.0f}s)")
                 log(f"{clock.stamp()} the member written alone is chosen over {1 + n_cuts} validation cuts: "
                     + ", ".join(f"{lab} {v:.4f}" for lab, v in sorted(cf.cut_means().items(), key=lambda kv: -kv[1]))
                     + (f" (auto's cut alone: {alt0})" if alt0 != alt else ""))  # fmt: skip
