@@ -217,6 +217,12 @@ def test_a_run_killed_between_cuts_makes_only_the_planned_cuts_left(dataset, tmp
     assert (stored["planned"], stored["lists"]) == (5, 2) and sorted(p.name for p in (tmp_path / "c").iterdir()) == [
         "cut1.npz", "cut2.npz"]
     monkeypatch.setattr(split, "competition", real)
+    # no time left at all on resume: the 2 cuts on disk, nothing fitted
+    late = CrossFit(ens, dataset, folds, k=10, seed=0)
+    monkeypatch.setattr(ModelMember, "new_model", lambda self: pytest.fail("fitted with no time left"))
+    assert late.more_cuts(1, 4, lambda lab: 1.0, box=0.0, saved=tmp_path / "c.json") == 2
+    assert len(late.cut_lists) == 2 and all(len(v) == 2 for v in late.cuts.values())
+    monkeypatch.undo()
     fits = []
     new_model = ModelMember.new_model
     monkeypatch.setattr(ModelMember, "new_model", lambda self: fits.append(self.label) or new_model(self))

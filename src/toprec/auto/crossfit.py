@@ -151,6 +151,11 @@ class CrossFit:
         if got is not None:  # a resumed run: the stored cuts, then the rest of the stored plan
             labels, n = got
             start = len(next(iter(self.cuts.values()), [])) + 1
+            if start <= n and box <= 0:  # no time left for the rest of the plan: the cuts made are what there is
+                n = start - 1
+                if n == 0:
+                    self.cuts = {}
+                return n
         else:
             labels = self.cut_members(seconds, box, cuts)
             if len(labels) < 2:
