@@ -161,7 +161,8 @@ class CrossFit:
             if len(labels) < 2:
                 return 0
             need = sum(max(0.0, float(seconds(lab))) for lab in labels)
-            n = int(min(max(cuts, most), box // need)) if need > 0 else max(cuts, most)
+            top = max(cuts, most)
+            n = int(min(top, box // need)) if need > 0 else top
             self.cuts = {lab: [] for lab in labels} if n > 0 else {}
             self.cut_lists = []
             start = 1
@@ -181,12 +182,12 @@ class CrossFit:
                 self.cuts[lab].append(float(self._recall_rows(recs, truth).mean()))
             self.cut_lists.append(self._cut(hold.users, lists, truth))
             made = r - start + 1
-            if r < n and (time.perf_counter() - t0) * (made + 1) / made > box:
-                n = r  # the estimate was low (a busy machine): no cut past the box
+            # the estimate was low (a busy machine): no cut past the box
+            stop = r < n and (time.perf_counter() - t0) * (made + 1) / made > box
             if saved is not None:
-                self._write(saved, labels, n, cut=r)
-            if r == n:
-                break
+                self._write(saved, labels, r if stop else n, cut=r)
+            if stop:
+                return r
         return n
 
     def cut_members(self, seconds: Callable[[str], float], box: float, cuts: int = EXTRA_CUTS) -> list[str]:
