@@ -54,3 +54,19 @@ def test_the_rerankers_lightgbm_takes_the_cpu_budget_and_stops_at_a_deadline(mon
     assert boxed.out_of_time and boxed.predict(x[:5]).shape == (5,)
     with deadline(0.0):  # without early-stopping users: the trees so far
         assert boxed.fit(x, y, None, None, []) == 1
+
+
+@pytest.mark.parametrize(
+    "env, expected",
+    [({}, "1000"),  # toprec's default: idle OpenMP threads sleep soon, so two processes can share the cores
+     ({"GOMP_SPINCOUNT": "50"}, "50"),  # the user's value wins
+     ({"OMP_WAIT_POLICY": "active"}, None)],  # a wait policy the user chose is left alone
+)  # fmt: skip
+def test_importing_toprec_sets_a_short_openmp_spin_unless_the_user_chose_one(env, expected):
+    import subprocess
+    import sys
+
+    base = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
+    code = "import os, toprec; print(os.environ.get('GOMP_SPINCOUNT'))"
+    out = subprocess.run([sys.executable, "-c", code], env={**base, **env}, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == str(expected)

@@ -8,9 +8,20 @@ pandas and pyarrow.
 from __future__ import annotations
 
 import importlib
+import os
 from typing import TYPE_CHECKING, Any
 
 from .version import __version__  # noqa: F401 - re-exported
+
+#: how long (spins) an idle OpenMP thread of GNU libgomp - torch's CPU pool, LightGBM, implicit - busy-waits
+#: for more work before it sleeps. libgomp's default is 300,000; with it, two toprec processes on a 2-core
+#: machine (two benchmarks, an auto run beside a serve) trained Multi-VAE 2.8-3.5x slower each instead of ~2x, the
+#: spinning threads taking the cores the other process needed. 1,000 costs nothing alone
+#: (``python benchmarks/bench_threads.py``). It is a default: a GOMP_SPINCOUNT or OMP_WAIT_POLICY the user set
+#: wins, and it takes effect only when toprec is imported before torch (libgomp reads it when loaded).
+GOMP_SPINCOUNT = "1000"
+if "OMP_WAIT_POLICY" not in os.environ:
+    os.environ.setdefault("GOMP_SPINCOUNT", GOMP_SPINCOUNT)
 
 __all__ = ["Dataset", "Recommendations", "ToprecError", "metrics", "models", "split", "__version__"]
 
