@@ -250,6 +250,67 @@ def test_the_re_ranker_is_scored_out_of_fold_and_written_trained_on_both_folds(d
     on_b = rr.reranker.recommend(dataset, folds.search_train, b.users, lists_b, 10)
     assert oof[len(a.users):] == pytest.approx(metrics.per_user("recall@10", on_b.items, b.truth[b.users]))
     assert final is not rr.reranker and final.model is not None and final.labels == rr.labels
+    # a ranker of fewer members than the ensemble's (auto's: the members on the extra cuts) gets their lists
+    two = Ensemble(MEMBERS[:0:-1], method="rerank", candidates=30)
+    two.validate(dataset, search="both", random=4, folds=folds)
+    oof2, final2, _ = cf.reranker(two)
+    lists_b2 = [lists_b[MEMBERS.index(lab)] for lab in two.labels]
+    on_b2 = two.reranker.recommend(dataset, folds.search_train, b.users, lists_b2, 10)
+    assert oof2[len(a.users):] == pytest.approx(metrics.per_user("recall@10", on_b2.items, b.truth[b.users]))
+    assert final2.labels == two.labels == MEMBERS[:0:-1]
+
+
+def test_the_re_ranker_over_the_cuts_is_trained_and_judged_out_of_fold_by_user(dataset, tmp_path, monkeypatch):
+    """With extra cuts, the ranker learns from the rows of several cuts. No user's rows train a ranker that then
+    scores that user (on any cut); every row of the first ``most`` cuts is scored once; the verdict is each
+    row's recall against the written choice's left-out recall (:meth:`Pooled.written_rows`), averaged per user;
+    the ranker written is trained on every row of those cuts."""
+    pytest.importorskip("lightgbm")
+    from toprec.auto.pooled import per_user_mean
+    from toprec.ensemble.rerank import Reranker
+
+    folds = make_folds(dataset, "users", seed=0, last=1, random=4)
+    ens = Ensemble(["popularity", "itemknn", "ease:l2=60"], method="score", candidates=30)
+    ens.validate(dataset, search="both", random=4, folds=folds)
+    cf = CrossFit(ens, dataset, folds, k=10, seed=0)
+    assert cf.more_cuts(1, 4, lambda lab: 1.0, box=5 * 3 + 0.5) == 5
+    assert cf.cut_labels() == ens.labels
+    rr = Ensemble(ens.labels[::-1], method="rerank", candidates=30)  # another member order than the cuts'
+    rr.validate(dataset, search="both", random=4, folds=folds)
+    trained, scored = {}, []
+    fit_cuts, recommend = Reranker.fit_cuts, Reranker.recommend
+
+    def spy_fit(self, data, groups):
+        trained[id(self)] = [(t, np.asarray(u).copy()) for t, u, _, _ in groups]
+        return fit_cuts(self, data, groups)
+
+    def spy_recommend(self, data, train, users, lists, k, exclude=None):
+        recs = recommend(self, data, train, users, lists, k, exclude)
+        scored.append((id(self), train, np.asarray(users).copy(), recs))
+        return recs
+
+    monkeypatch.setattr(Reranker, "fit_cuts", spy_fit)
+    monkeypatch.setattr(Reranker, "recommend", spy_recommend)
+    res = cf.reranker_over_cuts(rr.reranker, most=3)
+    assert res.cuts == 3 and res.users == 120 and not res.out_of_time
+    assert res.final.labels == rr.labels and id(res.final) in trained
+    cuts = cf._pooled_cuts()[:3]
+    assert [len(u) for _, u in trained[id(res.final)]] == [len(c.users) for c in cuts]  # every row of 3 cuts
+    assert trained[id(res.final)][0][0] is folds.search_train  # auto's cut: its own training part
+    rows = {r: np.full(len(c.users), np.nan) for r, c in enumerate(cuts)}
+    for ranker, train, users, recs in scored:
+        fitted = np.unique(np.concatenate([u for _, u in trained[ranker]]))
+        assert not np.intersect1d(fitted, users).size  # never scores a user it learnt from
+        r = [i for i, (t, _) in enumerate(trained[id(res.final)]) if t is train][0]
+        sel = np.searchsorted(cuts[r].users, users) if r else np.concatenate(
+            [np.flatnonzero(cuts[0].users == u) for u in users])
+        assert np.all(np.isnan(rows[r][sel]))  # scored once
+        rows[r][sel] = metrics.per_user("recall@10", recs.items, cuts[r].truth[sel])
+    assert not any(np.isnan(v).any() for v in rows.values())
+    written = cf.pooled().written_rows()[:3]
+    d = per_user_mean(np.concatenate([c.users for c in cuts]),
+                      np.concatenate([rows[r] for r in range(3)]) - np.concatenate(written))
+    assert (res.gain, res.se, res.kept) == (pytest.approx(d.mean()), pytest.approx(paired(d)[1]), beats(d))
 
 
 def test_auto_on_small_data_logs_and_writes_its_cross_fitted_verdicts(dataset, tmp_path):
@@ -265,11 +326,14 @@ def test_auto_on_small_data_logs_and_writes_its_cross_fitted_verdicts(dataset, t
     if not cross["kept"] and run.method != "rerank":  # the fusion did not hold: that member is written alone
         assert run.chosen == f"member:{cross['alternative']}"
     verdict = json.loads((tmp_path / "auto" / "rerank.json").read_text())
-    assert verdict["scored_on"] == "both folds, out of fold (120 users)"
-    assert verdict["kept"] == (verdict["fold_b"] - verdict["written_fold_b"] > verdict["se"] > 0)
-    assert (run.method == "rerank") == verdict["kept"]
     cuts = json.loads((tmp_path / "auto" / "cuts.json").read_text())  # the contenders' extra validation cuts
     assert crossfit.EXTRA_CUTS <= cuts["lists"] <= crossfit.MAX_EXTRA_CUTS
+    # every member on the cuts and the time: the re-ranker learns from the rows of several cuts, judged on them
+    assert 2 <= verdict["cuts"] <= 1 + cuts["lists"]
+    assert verdict["scored_on"] == f"{verdict['cuts']} validation cuts, out of fold by user (120 users)"
+    assert verdict["kept"] == (verdict["gain"] > verdict["se"] > 0)
+    assert verdict["gain"] == pytest.approx(verdict["fold_b"] - verdict["written_fold_b"])
+    assert (run.method == "rerank") == verdict["kept"]
     assert cuts["labels"] == list(cuts["cuts"]) and all(len(v) == cuts["lists"] for v in cuts["cuts"].values())
     assert "validation cuts" in text
     pool = cross["pooled"]  # every member on every cut (the box has the time): the fusion judged over the cuts
@@ -289,15 +353,17 @@ def test_a_kept_cross_fitted_reranker_keeps_the_fusion_verdict_and_its_page(data
     from toprec.report.auto_page import build_auto_page
 
     monkeypatch.setattr(pipeline, "beats", lambda d: True)  # every cross-fitted choice kept: the ranker wins
+    monkeypatch.setattr(crossfit, "beats", lambda d: True)
     run = run_auto(dataset, tmp_path / "auto", 300, last=1, random=4, seed=3, candidates_n=30,
                    only=["ease", "rp3beta", "ials"], log=lambda m: None)  # fmt: skip
     assert run.method == "rerank" and run.chosen == "rerank"
     cross = run.validation["crossfit"]
-    assert cross["kept"] and cross["users"] == 120 and cross["final_trees"] >= 1
+    assert cross["kept"] and cross["users"] == 120 and cross["final_trees"] >= 1 and cross["cuts"] >= 2
     fusion = cross["fusion"]
     assert fusion["kept"] and fusion["users"] == 120
     assert fusion["alternative"] == max(fusion["members"], key=fusion["members"].get)
     page = build_auto_page("toprec auto", [], run, 10)
     html = page.to_html()
     assert "re-ranker" in html and fusion["alternative"] in html
+    assert f"learnt from the rows of {cross['cuts']} validation cuts" in html
     assert ("validation cuts" in html) == bool(fusion.get("members_over_cuts"))

@@ -54,6 +54,9 @@ RERANK_BASE_S, RERANK_ROW_S = 20.0, 4e-5
 #: own): with the box at exactly the kept time, ML-1M's boosting stopped at 160-205 trees (63-88 s) in two of
 #: two runs; its early stopping usually ends it within 50-180 s
 RERANK_SLACK = 0.05
+#: small data with extra validation cuts: the re-ranker trains on the rows of as many cuts as this share of its
+#: stage's box holds, by the time its first ranker (fold A of auto's cut) took
+OVER_CUTS_USE = 0.7
 #: small data: the share of the time left (after what the later stages keep) the extra validation cuts may take.
 #: At 0.5 the small-data runs ended at minute 10-25 of 30 while Multi-VAE, which carried ML-latest-small seed 0's
 #: fusion gain offline, did not fit on the cuts; the later stages' reserves are kept in full either way
@@ -269,15 +272,25 @@ def _maybe_rerank(ens, chosen, report, members, ds, folds, clock, out, k, seed, 
         log(f"{clock.stamp()} re-ranker skipped: ~{need:.0f}s, not within the budget left")
         return ens, chosen, report
     saved = out / "rerank.json"
+    over = cf.cut_labels() if cf is not None else []
+    if len(over) > 1:  # small data with extra cuts: the ranker of the cut members, trained on every cut's rows
+        members = [m for m in members if m.label in over]
     rr = Ensemble(members, method="rerank", candidates=candidates_n, recency=use_recency(ds, last))
     log(f"{clock.stamp()} re-ranker: trained on fold A, checked on fold B (~{need:.0f}s, at most {box:.0f}s"
         + (", with recency features)" if rr.recency else ")"))  # fmt: skip
-    crossed = None
+    crossed = cuts = None
     try:
         with deadline(box):
+            t0 = time.perf_counter()
             rep = rr.validate(ds, search="both", k=k, scheme="users", seed=seed, last=last, random=random,
                               folds=folds)  # fmt: skip
-            if cf is not None and not rep.get("rerank", {}).get("out_of_time"):
+            unit = time.perf_counter() - t0  # one ranker on fold A's rows, measured
+            n = int((box - unit) / max(unit, 1e-3) * OVER_CUTS_USE / 4) if len(over) > 1 else 0
+            if rep.get("rerank", {}).get("out_of_time"):
+                pass
+            elif n >= 2:  # rankers on half the users of n cuts (twice), then all of them: ~4n fold-A rankers
+                cuts = cf.reranker_over_cuts(rr.reranker, most=n)
+            elif cf is not None:
                 crossed = cf.reranker(rr)
     except ToprecError as exc:  # e.g. a fold without a positive to learn from: the fused choice stands
         log(f"{clock.stamp()} re-ranker skipped: {exc}")
@@ -287,7 +300,16 @@ def _maybe_rerank(ens, chosen, report, members, ds, folds, clock, out, k, seed, 
     clock.save(stage="rerank")
     r = f"recall@{k}"
     verdict: dict = {"trees": rep.get("rerank", {}).get("trees")}
-    if crossed is not None and not crossed[2]:  # out of fold over both folds' users; written: trained on both
+    if cuts is not None and not cuts.out_of_time:  # every cut's rows, out of fold by user, against the written
+        got, base, se, keep = cuts.mean, cuts.written_mean, cuts.se, cuts.kept
+        where = f"{cuts.cuts} validation cuts, out of fold by user ({cuts.users:,} users)"
+        verdict.update(scored_on=where, final_trees=cuts.final.trees, cuts=cuts.cuts, gain=cuts.gain)
+        if keep:
+            rr.reranker = cuts.final
+            rep["crossfit"] = {"users": cuts.users, "gain": cuts.gain, "se": se, "kept": True, "against": chosen,
+                               "cuts": cuts.cuts, "final_trees": cuts.final.trees,
+                               "fusion": report.get("crossfit")}  # fmt: skip
+    elif crossed is not None and not crossed[2]:  # out of fold over both folds' users; written: trained on both
         oof, final, _ = crossed
         written = cf.written(chosen)
         got, base = float(oof.mean()), float(written.mean())
@@ -301,7 +323,7 @@ def _maybe_rerank(ens, chosen, report, members, ds, folds, clock, out, k, seed, 
             rep["crossfit"] = {"users": len(oof), "gain": got - base, "se": se, "kept": True, "against": chosen,
                                "final_trees": final.trees, "fusion": report.get("crossfit")}  # fmt: skip
     else:
-        if crossed is not None:
+        if crossed is not None or cuts is not None:
             log(f"{clock.stamp()} re-ranker: cross-fitting stopped at the time box; fold B alone decides")
         base, got = written_fold_b(report, chosen), float(rep["ensemble"]["fold_b"][r])
         se = float(rep.get("gain_fold_b_se") or 0.0)

@@ -75,6 +75,13 @@ class Pooled:
     gains: dict[str, float] = field(default_factory=dict)
     #: per-row recall on the first cut (auto's own) of the fusion weighted on the other cuts
     first_cut: np.ndarray | None = None
+    #: each cut's per-row recall of the fusion weighted on the other cuts, and of the member picked on them
+    fused_rows: list[np.ndarray] = field(default_factory=list)
+    single_rows: list[np.ndarray] = field(default_factory=list)
+
+    def written_rows(self) -> list[np.ndarray]:
+        """Each cut's per-row recall, left out, of what is written: the fusion when kept, else the member."""
+        return self.fused_rows if self.kept else self.single_rows
 
     def report(self, labels: list[str]) -> dict[str, Any]:
         return {"method": self.method, "weights": dict(zip(labels, self.weights.tolist())), "gain": self.gain,
@@ -122,19 +129,17 @@ def decide(cuts: list[Cut], k: int, seed: int, methods: tuple[str, ...] = (METHO
     singles = [best_single([c for i, c in enumerate(cuts) if i != j], k) for j in range(len(cuts))]
     best: tuple | None = None
     gains: dict[str, float] = {}
+    alone = [cut.recall(cut.lists[singles[j]], k) for j, cut in enumerate(cuts)]
     for method in methods:
-        diffs, first = [], None
+        rows = []
         for j, cut in enumerate(cuts):
             w = search([c for i, c in enumerate(cuts) if i != j], method, k, seed)
-            got = cut.recall(fused(cut, w, method, k), k)
-            diffs.append(got - cut.recall(cut.lists[singles[j]], k))
-            if j == 0:
-                first = got
-        d = per_user_mean(users, np.concatenate(diffs))
+            rows.append(cut.recall(fused(cut, w, method, k), k))
+        d = per_user_mean(users, np.concatenate(rows) - np.concatenate(alone))
         gain, se = paired(d)
         gains[method] = gain
         if best is None or gain > best[1]:  # ties: the earlier method
-            best = (method, gain, se, d, first)
-    method, gain, se, d, first = best
+            best = (method, gain, se, d, rows)
+    method, gain, se, d, rows = best
     weights = search(cuts, method, k, seed)
-    return Pooled(method, weights, gain, se, beats(d), len(d), len(cuts), gains, first)
+    return Pooled(method, weights, gain, se, beats(d), len(d), len(cuts), gains, rows[0], rows, alone)

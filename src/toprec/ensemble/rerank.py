@@ -389,31 +389,62 @@ class Reranker:
         #: fit(k=...): the training users' top k by the fitted ranker (in-sample), without recomputing features
         self.fit_recs: Recommendations | None = None
         self._tables: tuple | None = None
+        self._fit_rows: tuple | None = None
 
     def fit(self, data, train, users: np.ndarray, lists: Sequence[Recommendations], truth: sp.csr_matrix,
             k: int | None = None):  # fmt: skip
         """``truth``: CSR rows aligned with ``users`` (the fold's held-out items)."""
+        self.fit_cuts(data, [(train, users, lists, truth)])
+        if k is not None:
+            items, feats = self._fit_rows
+            self.fit_recs = top_k(np.asarray(users, dtype=np.int64), items, self._predict(items, feats), k)
+        self._fit_rows = None
+        return self
+
+    def fit_cuts(self, data, cuts: Sequence[tuple]):
+        """Trained on the rows of several validation cuts at once: each ``(train, users, lists, truth)``, its
+        features from its own ``train`` (popularity, the users' histories, recency). A user's rows stop the
+        boosting in every cut or in none (the stopping users are drawn from the first cut's, as :meth:`fit`
+        draws them), so no early-stopping row is of a user the booster also learns from. Clusters (a factor model
+        over one ``train``) are fitted on the first cut's."""
         from ..metrics import hit_matrix
 
         backend = BACKENDS[self.ranker](self.seed, self.threads)  # a missing library: before any feature work
+        if self.cluster_spec is not None and len(cuts) > 1:
+            raise ToprecError("rerank: user clusters come from one training set; train on one cut")
+        first = cuts[0][0]
         if isinstance(self.cluster_spec, str) and self.cluster_spec:
             from ..features.clusters import user_clusters
 
-            self.clusters = user_clusters(train, self.cluster_spec, seed=self.seed)
+            self.clusters = user_clusters(first, self.cluster_spec, seed=self.seed)
         elif self.cluster_spec is not None:  # already fitted (UserClusters over train's users)
             self.clusters = self.cluster_spec
-        items, feats, self.feature_names = candidate_features(data, train, users, lists, self.labels, self.clusters,
-                                                              recency=self._recency(train))  # fmt: skip
-        valid = items >= 0
-        y = hit_matrix(items, sp.csr_matrix(truth))
-        if not y[valid].any():
+        stop_users = None
+        xs, ys, xs_stop, ys_stop, rows = [], [], [], [], None
+        for train, users, lists, truth in cuts:
+            users = np.asarray(users)
+            items, feats, self.feature_names = candidate_features(data, train, users, lists, self.labels, self.clusters,
+                                                                  recency=self._recency(train))  # fmt: skip
+            valid = items >= 0
+            y = hit_matrix(items, sp.csr_matrix(truth))
+            if stop_users is None:
+                fit_rows, stop_rows = split_users(len(users), self.seed)
+                stop_users = users[stop_rows]
+                rows = (items, feats)
+            else:
+                stop = np.isin(users, stop_users)
+                fit_rows, stop_rows = np.flatnonzero(~stop), np.flatnonzero(stop)
+            xs.append(feats[fit_rows][valid[fit_rows]])
+            ys.append(y[fit_rows][valid[fit_rows]])
+            xs_stop.append(feats[stop_rows][valid[stop_rows]])
+            ys_stop.append(y[stop_rows][valid[stop_rows]])
+        x_fit, y_fit = np.concatenate(xs), np.concatenate(ys)
+        if not y_fit.any() and not any(y.any() for y in ys_stop):
             raise ToprecError("rerank: no held-out item is among the members' candidates on fold A")
-        fit_rows, stop_rows = split_users(len(users), self.seed)
+        y_stop = np.concatenate(ys_stop)
+        x_stop = np.concatenate(xs_stop) if y_stop.any() else None
+        y_stop = y_stop if x_stop is not None else None
         categorical = [self.feature_names.index(CLUSTER)] if CLUSTER in self.feature_names else []
-        x_fit, y_fit = feats[fit_rows][valid[fit_rows]], y[fit_rows][valid[fit_rows]]
-        x_stop = y_stop = None
-        if len(stop_rows) and y[stop_rows][valid[stop_rows]].any():
-            x_stop, y_stop = feats[stop_rows][valid[stop_rows]], y[stop_rows][valid[stop_rows]]
         # without held-out users to stop on: a fixed, small number of trees
         self.trees = backend.fit(x_fit, y_fit, x_stop, y_stop, categorical)
         self.out_of_time = bool(getattr(backend, "out_of_time", False))
@@ -421,8 +452,7 @@ class Reranker:
         imp = backend.importance()
         imp = imp / imp.sum() if imp.sum() > 0 else imp
         self.importance = {name: round(float(v), 5) for name, v in zip(self.feature_names, imp)}
-        if k is not None:
-            self.fit_recs = top_k(np.asarray(users, dtype=np.int64), items, self._predict(items, feats), k)
+        self._fit_rows = rows  # the first cut's candidates and features (fit(k=...) ranks them)
         return self
 
     def _recency(self, train):

@@ -45,7 +45,14 @@ def build_auto_page(title: str, meta: list[str], run, k: int) -> Page:
         s.numbers = {"gain over the best member on fold B": v["gain_fold_b"],
                      "relative": v["relative_gain_fold_b"], "holds": v["holds"]}  # fmt: skip
         cf = v.get("crossfit")
-        if cf and v["method"] == "rerank":  # small data, the re-ranker kept: its verdict, then the fusion's
+        if cf and v["method"] == "rerank" and cf.get("cuts"):  # ... trained on the rows of several cuts
+            s.text.append(f"Small data: the re-ranker learnt from the rows of {cf['cuts']} validation cuts. Each user "
+                          f"was scored by a ranker trained on the other half of the users' rows ({cf['users']:,} "
+                          f"users, every cut): {cf['gain']:+.4f} recall over "
+                          f"{cf.get('against', 'what would be written otherwise')} left out, se {cf['se']:.4f}: kept. "
+                          f"The ranker written was trained on every row ({cf['final_trees']} trees).")  # fmt: skip
+            cf = cf.get("fusion")
+        elif cf and v["method"] == "rerank":  # small data, the re-ranker kept: its verdict, then the fusion's
             s.text.append(f"Small data: the re-ranker was scored over both folds' {cf['users']:,} users, out of fold "
                           f"(each fold by a ranker trained on the other): {cf['gain']:+.4f} recall over "
                           f"{cf.get('against', 'what would be written otherwise')}, se {cf['se']:.4f}: kept. The "
