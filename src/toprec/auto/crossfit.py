@@ -38,6 +38,14 @@ while all the cuts of them fit in the box (:meth:`CrossFit.cut_members`), and
 their top-N lists are kept: the fusion of those members is then searched and
 judged over all the cuts (:mod:`.pooled`), not on auto's cut alone. Without
 an extra cut, the fusion's verdict is made on auto's own cut, out of fold.
+
+The re-ranker then learns from those lists too (:meth:`CrossFit.reranker_over_cuts`):
+it is of the cut members, trained on the rows of as many cuts as its stage's
+time holds, each row scored by a ranker trained on the other half of the
+users, and judged row by row against what would be written, left out. On
+ML-100K (``benchmarks/bench_auto_rerank_cuts.py``) one cut's ~911 users left
+it below the best member out of fold on 2 of 3 seeds; 8 cuts' rows put it
+above on all 3, and +2.1% over default EASE on the test (median of 3 seeds).
 """
 
 from __future__ import annotations
