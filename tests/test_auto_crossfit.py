@@ -334,6 +334,8 @@ def test_auto_on_small_data_logs_and_writes_its_cross_fitted_verdicts(dataset, t
     assert verdict["kept"] == (verdict["gain"] > verdict["se"] > 0)
     assert verdict["gain"] == pytest.approx(verdict["fold_b"] - verdict["written_fold_b"])
     assert (run.method == "rerank") == verdict["kept"]
+    plan = json.loads((tmp_path / "auto" / "rerank_cuts.json").read_text())  # stored: a resumed run reuses it
+    assert plan["cuts"] == verdict["cuts"] and set(plan["labels"]) <= set(cuts["labels"])
     assert cuts["labels"] == list(cuts["cuts"]) and all(len(v) == cuts["lists"] for v in cuts["cuts"].values())
     assert "validation cuts" in text
     pool = cross["pooled"]  # every member on every cut (the box has the time): the fusion judged over the cuts
@@ -343,6 +345,18 @@ def test_auto_on_small_data_logs_and_writes_its_cross_fitted_verdicts(dataset, t
     if run.chosen == "ensemble":  # a kept fusion is written with the weights searched on every cut
         assert run.method == pool["method"] and run.weights == pytest.approx(pool["weights"])
         assert "widened" not in run.validation
+
+
+def test_the_re_rankers_number_of_cuts_is_stored_and_reused(tmp_path):
+    """How many cuts the re-ranker learns from depends on the time its first ranker took; a resumed run reads the
+    stored number (for the same members), so it trains the same ranker on a machine with another pace."""
+    from toprec.auto.pipeline import _stored_cuts
+
+    path = tmp_path / "rerank_cuts.json"
+    assert _stored_cuts(path, ["a", "b"], 5) == 5  # first: the measured number, stored
+    assert _stored_cuts(path, ["a", "b"], 2) == 5  # resumed, faster or slower: the stored one
+    assert _stored_cuts(path, ["a", "c"], 3) == 3  # other members: the new number, stored over it
+    assert json.loads(path.read_text()) == {"labels": ["a", "c"], "cuts": 3}
 
 
 def test_a_kept_cross_fitted_reranker_keeps_the_fusion_verdict_and_its_page(dataset, tmp_path, monkeypatch):

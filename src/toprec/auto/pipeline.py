@@ -286,6 +286,9 @@ def _maybe_rerank(ens, chosen, report, members, ds, folds, clock, out, k, seed, 
                               folds=folds)  # fmt: skip
             unit = time.perf_counter() - t0  # one ranker on fold A's rows, measured
             n = int((box - unit) / max(unit, 1e-3) * OVER_CUTS_USE / 4) if len(over) > 1 else 0
+            if len(over) > 1:
+                n = min(n, 1 + len(cf.cut_lists))  # the number of cuts, once: a resumed run trains the same ranker, whatever its pace
+                n = _stored_cuts(out / "rerank_cuts.json", rr.labels, n)
             if rep.get("rerank", {}).get("out_of_time"):
                 pass
             elif n >= 2:  # rankers on half the users of n cuts (twice), then all of them: ~4n fold-A rankers
@@ -339,6 +342,18 @@ def _maybe_rerank(ens, chosen, report, members, ds, folds, clock, out, k, seed, 
     if not keep:
         return ens, chosen, report
     return rr, "rerank", rep
+
+
+def _stored_cuts(path: Path, labels: list[str], n: int) -> int:
+    """The number of validation cuts the re-ranker learns from: the one stored at ``path`` for these members,
+    else ``n``, stored there."""
+    if path.exists():
+        stored = json.loads(path.read_text())
+        if stored.get("labels") == list(labels):
+            return int(stored["cuts"])
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps({"labels": list(labels), "cuts": int(n)}) + "\n")
+    return int(n)
 
 
 def _widen(ens, report, ds, folds, clock, k, seed, log, refit_s: float) -> None:
