@@ -394,14 +394,14 @@ class Reranker:
     def fit(self, data, train, users: np.ndarray, lists: Sequence[Recommendations], truth: sp.csr_matrix,
             k: int | None = None):  # fmt: skip
         """``truth``: CSR rows aligned with ``users`` (the fold's held-out items)."""
-        self.fit_cuts(data, [(train, users, lists, truth)])
+        self.fit_cuts(data, [(train, users, lists, truth)], keep_rows=k is not None)
         if k is not None:
             items, feats = self._fit_rows
             self.fit_recs = top_k(np.asarray(users, dtype=np.int64), items, self._predict(items, feats), k)
-        self._fit_rows = None
+            self._fit_rows = None
         return self
 
-    def fit_cuts(self, data, cuts: Sequence[tuple]):
+    def fit_cuts(self, data, cuts: Sequence[tuple], keep_rows: bool = False):
         """Trained on the rows of several validation cuts at once: each ``(train, users, lists, truth)``, its
         features from its own ``train`` (popularity, the users' histories, recency). A user's rows stop the
         boosting in every cut or in none (the stopping users are drawn from the first cut's, as :meth:`fit`
@@ -423,6 +423,8 @@ class Reranker:
         xs, ys, xs_stop, ys_stop, rows = [], [], [], [], None
         for train, users, lists, truth in cuts:
             users = np.asarray(users)
+            if not len(users) and stop_users is not None:  # a cut without users of this fold: nothing to add
+                continue
             items, feats, self.feature_names = candidate_features(data, train, users, lists, self.labels, self.clusters,
                                                                   recency=self._recency(train))  # fmt: skip
             valid = items >= 0
@@ -438,11 +440,12 @@ class Reranker:
             ys.append(y[fit_rows][valid[fit_rows]])
             xs_stop.append(feats[stop_rows][valid[stop_rows]])
             ys_stop.append(y[stop_rows][valid[stop_rows]])
-        x_fit, y_fit = np.concatenate(xs), np.concatenate(ys)
+        # one group (``fit``): its arrays as they are, no copy of the features
+        x_fit, y_fit = (xs[0], ys[0]) if len(xs) == 1 else (np.concatenate(xs), np.concatenate(ys))
         if not y_fit.any() and not any(y.any() for y in ys_stop):
             raise ToprecError("rerank: no held-out item is among the members' candidates on fold A")
         y_stop = np.concatenate(ys_stop)
-        x_stop = np.concatenate(xs_stop) if y_stop.any() else None
+        x_stop = (xs_stop[0] if len(xs_stop) == 1 else np.concatenate(xs_stop)) if y_stop.any() else None
         y_stop = y_stop if x_stop is not None else None
         categorical = [self.feature_names.index(CLUSTER)] if CLUSTER in self.feature_names else []
         # without held-out users to stop on: a fixed, small number of trees
@@ -452,7 +455,7 @@ class Reranker:
         imp = backend.importance()
         imp = imp / imp.sum() if imp.sum() > 0 else imp
         self.importance = {name: round(float(v), 5) for name, v in zip(self.feature_names, imp)}
-        self._fit_rows = rows  # the first cut's candidates and features (fit(k=...) ranks them)
+        self._fit_rows = rows if keep_rows else None  # the first cut's candidates and features, for fit(k=...)
         return self
 
     def _recency(self, train):
