@@ -48,7 +48,7 @@ def test_auto_end_to_end_and_pipeline_rebuilds_it(competition_dir, tmp_path, eve
     for m in tuned.values():  # every member ran its starting points, and TPE went on from there
         assert m["trials"] >= len(next(c for c in info["plan"] if c["name"] == m["name"])["starts"])
         assert 0 < m["best"]["value"] <= 1
-    assert info["chosen"] == "ensemble" or info["chosen"].startswith("member:")
+    assert info["chosen"] in ("ensemble", "rerank") or info["chosen"].startswith("member:")
     assert (out / "report.html").read_text().count("<tr>") >= 4
     page = json.loads((out / "report.json").read_text())["sections"]
     assert [r[0] for r in page["members"]["tables"][0]["rows"]] == [m["name"] for m in info["members"]]
@@ -63,6 +63,8 @@ def test_auto_end_to_end_and_pipeline_rebuilds_it(competition_dir, tmp_path, eve
     # pipeline.yaml: the same submission without any search
     pipe = yaml.safe_load((out / "pipeline.yaml").read_text())
     assert pipe["command"] == "ensemble" and pipe["ensemble"]["search"] == "none" and not pipe["ensemble"]["validate"]
+    if info["chosen"] == "rerank":  # the ranker auto trained (on every validation cut's rows), not trained again
+        assert pipe["ensemble"]["ranker_model"] == str(out / "model" / "rerank")
     first = sub.read_bytes()
     sub.unlink()
     p = toprec("run", out / "pipeline.yaml", "--no-track", "-q", cwd=tmp_path)

@@ -39,7 +39,7 @@ def test_recency_only_with_a_last_event_part_and_times(dataset):
     assert not use_recency(flat, last=1)
 
 
-def test_pipeline_yaml_of_a_reranked_run_keeps_the_recency_features(competition_dir):
+def test_pipeline_yaml_of_a_reranked_run_keeps_the_recency_features(competition_dir, tmp_path):
     from toprec.app.auto import pipeline_config
     from toprec.experiment.config import RunConfig
 
@@ -50,6 +50,11 @@ def test_pipeline_yaml_of_a_reranked_run_keeps_the_recency_features(competition_
     assert pipe.ensemble.method == "rerank" and pipe.ensemble.recency and pipe.ensemble.validate_folds
     run.recency = False
     assert not pipeline_config(cfg, run).ensemble.recency
+    # with the ranker auto saved (OUT/model/rerank): that ranker, used as it is, never trained again
+    model = tmp_path / "model"
+    (model / "rerank").mkdir(parents=True)
+    pipe = pipeline_config(cfg, run, model)
+    assert pipe.ensemble.ranker_model == str(model / "rerank") and not pipe.ensemble.validate_folds
 
 
 def test_pace_scales_the_members_not_yet_measured():
@@ -116,3 +121,21 @@ def test_a_final_refit_is_never_cut_below_its_estimate(dataset, tmp_path, monkey
                       only=["ease", "rp3beta"], log=lines.append)  # fmt: skip
     assert any("it may run past the budget rather than cut a member short" in line for line in lines), lines
     assert seen and seen[-1] > 0  # the final refit's deadline: the members' estimate, not the (negative) time left
+
+
+def test_a_ranker_model_that_cannot_be_used_gets_a_one_line_error(tmp_path):
+    from toprec.app.ensemble import _load_ranker
+    from toprec.ensemble import Ensemble
+    from toprec.errors import ToprecError
+    from toprec.experiment.config import EnsembleConfig
+
+    ens = Ensemble(["ease", "rp3beta"], method="rerank")
+    with pytest.raises(ToprecError, match=f"^{tmp_path / 'nope'}: cannot read the re-ranker"):
+        _load_ranker(ens, str(tmp_path / "nope"))
+    with pytest.raises(ValueError, match="need --method rerank"):  # only the re-ranker takes one
+        EnsembleConfig(members=["ease"], method="score", ranker_model=str(tmp_path))
+    with pytest.raises(ValueError, match="cannot run with --no-validate"):  # rerank without one: trained on fold A
+        EnsembleConfig(members=["ease", "rp3beta"], method="rerank", validate=False, search="none")
+    ok = EnsembleConfig(members=["ease", "rp3beta"], method="rerank", validate=False, search="none",
+                        ranker_model=str(tmp_path))  # fmt: skip
+    assert ok.ranker_model == str(tmp_path)

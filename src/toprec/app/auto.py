@@ -52,7 +52,7 @@ def auto(cfg) -> AutoResult:
         res = AutoResult(output=output, users=len(run.recs), k=k, chosen=run.chosen, method=run.method,
                          weights=run.weights, members=run.members, validation=run.validation, profile=run.profile,
                          elapsed_s=run.elapsed_s, budget_s=run.budget_s, out=out, warnings=run.warnings)  # fmt: skip
-        files.append(pipeline_config(cfg, run).save(out / "pipeline.yaml"))
+        files.append(pipeline_config(cfg, run, out / "model").save(out / "pipeline.yaml"))
         files.append(write_json(out / "auto.json", {
             "data": cfg.data.path, "profile": run.profile, "plan": run.plan, "members": run.members,
             "chosen": run.chosen, "method": run.method, "weights": run.weights, "specs": run.member_specs,
@@ -69,15 +69,20 @@ def auto(cfg) -> AutoResult:
     return res
 
 
-def pipeline_config(cfg, run):
-    """The ensemble config that rebuilds the submission without searching: chosen members, method, weights."""
+def pipeline_config(cfg, run, model_dir: Path | None = None):
+    """The ensemble config that rebuilds the submission without searching: chosen members, method, weights; a
+    re-ranked run's ranker from the servable pipeline saved in ``model_dir``."""
     from ..experiment.config import RunConfig
+    from .serving import RERANK_DIR
 
     used = [(lab, w) for lab, w in run.weights.items() if w > 0]
     ensemble = {"members": [lab for lab, _ in used], "weights": [w for _, w in used], "method": run.method,
                 "search": "none", "validate": False, "candidates": cfg.auto.candidates}
-    if run.method == "rerank":
-        # the ranker is trained on fold A again: the same folds (users scheme, the run's seed), no fallback
+    if run.method == "rerank" and model_dir is not None and (model_dir / RERANK_DIR).is_dir():
+        # the ranker auto wrote (trained on both folds, or on every validation cut's rows), used as it is
+        ensemble.update(ranker_model=str(model_dir / RERANK_DIR), recency=run.recency)
+    elif run.method == "rerank":
+        # no saved ranker: it is trained on fold A again (the same folds: users scheme, the run's seed), no fallback
         ensemble.update(validate=True, scheme="users", stratify=True, force=True, recency=run.recency)
     return RunConfig.make(
         command="ensemble", data=cfg.data, split=cfg.split, metrics=cfg.metrics, tracking=cfg.tracking,

@@ -12,8 +12,10 @@ clusters as features (``clusters``), and is never picked by ``auto``.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from .. import progress
+from ..errors import ToprecError
 from ..experiment import session
 from .data import check_k, expect, load_data, order_use, output_file, output_folder
 from .output import write_json
@@ -32,6 +34,17 @@ def _method(e) -> str:
     return e.method
 
 
+def _load_ranker(ens, folder: str) -> None:
+    """``ens.reranker`` from a saved ranker's folder; its members must be the ensemble's, in order."""
+    from ..ensemble.rerank import Reranker
+
+    ranker, _ = Reranker.load(Path(folder))  # unreadable: a one-line error naming the folder
+    if ranker.labels != ens.labels:
+        raise ToprecError(f"{folder}: the ranker was trained on members {', '.join(ranker.labels)}, not "
+                          f"{', '.join(ens.labels)}")  # fmt: skip
+    ens.reranker = ranker
+
+
 def ensemble(cfg) -> EnsembleResult:
     expect(cfg, "ensemble")
     from ..ensemble import Ensemble, parse_members
@@ -46,6 +59,8 @@ def ensemble(cfg) -> EnsembleResult:
                    clusters=e.clusters, recency=e.recency)  # fmt: skip
     if model_dir is not None:
         check_pipeline(ens)  # file members cannot be served: before any work
+    if e.ranker_model:  # a trained ranker (auto's): used as it is, never trained again
+        _load_ranker(ens, e.ranker_model)
     with session.tracked_run(cfg) as tracker:
         ds = load_data(cfg.data, order_use(cfg))
         check_k(ds, k, "ensemble")

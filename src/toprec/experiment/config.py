@@ -148,17 +148,21 @@ class EnsembleConfig(_Strict):
     recency: bool = Field(
         False, description="method rerank: recency features (similarity to the user's latest items, the "
         "candidate's popularity around the user's last event, ...)")
+    ranker_model: Optional[str] = Field(
+        None, description="method rerank: a trained ranker's folder (a saved pipeline's rerank/, as `toprec auto` "
+        "writes in OUT/model), used as it is: no fold-A training")
     model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
 
     @model_validator(mode="after")
     def _consistent(self) -> "EnsembleConfig":
-        if self.method != "rerank" and (self.ranker != RANKERS[0] or self.clusters or self.recency):
-            raise ValueError(f"--ranker, --clusters and --recency set up the re-ranker: they need --method rerank, "
-                             f"not '{self.method}'")  # fmt: skip
+        if self.method != "rerank" and (self.ranker != RANKERS[0] or self.clusters or self.recency
+                                        or self.ranker_model):  # fmt: skip
+            raise ValueError(f"--ranker, --clusters, --recency and ranker_model set up the re-ranker: they need "
+                             f"--method rerank, not '{self.method}'")  # fmt: skip
         if self.weights is not None and len(self.weights) != len(self.members):
             raise ValueError(f"--weights: {len(self.weights)} weights for {len(self.members)} members")
         if not self.validate_folds:
-            if self.method == "rerank":
+            if self.method == "rerank" and not self.ranker_model:
                 raise ValueError("--method rerank trains its ranker on fold A: it cannot run with --no-validate")
             if self.search != "none":
                 raise ValueError("--no-validate skips the search: add --search none (and --weights)")
