@@ -354,7 +354,7 @@ class CrossFit:
         0-2; on 8 cuts 0.2573 / 0.2572 / 0.2611 (default EASE 0.2521 / 0.2559 / 0.2536); out of fold on auto's
         cut 0.2056 -> 0.2099, 0.2022 -> 0.2052, 0.2011 -> 0.2050."""
         from .. import split
-        from ..ensemble.rerank import Reranker
+        from ..ensemble.rerank import Reranker, select_rows
 
         pooled = self.pooled()
         idx = [list(self.cuts).index(lab) for lab in rr.labels]  # the cuts' lists are of the cut members
@@ -371,8 +371,7 @@ class CrossFit:
             groups = []
             for t, c in zip(trains, pick):
                 sel = np.flatnonzero(np.isin(c.users, users))
-                groups.append((t, c.users[sel], [type(x)(x.users[sel], x.items[sel], x.scores[sel]) for x in c.lists],
-                               c.truth[sel]))  # fmt: skip
+                groups.append((t, c.users[sel], select_rows(c.lists, sel), c.truth[sel]))
             return Reranker(rr.labels, seed=self.seed, ranker=rr.ranker, recency=rr.recency).fit_cuts(self.data, groups)
 
         on_b, on_a = ranker(self.a.users), ranker(self.b.users)  # trained on fold A's users, fold B's
@@ -382,7 +381,7 @@ class CrossFit:
             got = np.full(len(c.users), np.nan)
             for fitted, fold in ((on_a, self.a.users), (on_b, self.b.users)):
                 sel = np.flatnonzero(np.isin(c.users, fold))
-                lists = [type(x)(x.users[sel], x.items[sel], x.scores[sel]) for x in c.lists]
+                lists = select_rows(c.lists, sel)
                 got[sel] = Cut(c.users[sel], lists, c.truth[sel]).recall(
                     fitted.recommend(self.data, t, c.users[sel], lists, self.k), self.k)
             keep.append(~np.isnan(got))

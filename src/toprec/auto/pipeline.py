@@ -289,11 +289,10 @@ def _maybe_rerank(ens, chosen, report, members, ds, folds, clock, out, k, seed, 
             if len(over) > 1:
                 n = min(n, 1 + len(cf.cut_lists))  # the number of cuts, once: a resumed run trains the same ranker, whatever its pace
                 n = _stored_cuts(out / "rerank_cuts.json", rr.labels, n)
-            if rep.get("rerank", {}).get("out_of_time"):
-                pass
-            elif n >= 2:  # rankers on half the users of n cuts (twice), then all of them: ~4n fold-A rankers
+            late = bool(rep.get("rerank", {}).get("out_of_time"))  # the box is spent: fold B alone decides
+            if not late and n >= 2:  # rankers on half the users of n cuts (twice), then all: ~4n fold-A rankers
                 cuts = cf.reranker_over_cuts(rr.reranker, most=n)
-            elif cf is not None:
+            elif not late and cf is not None:
                 crossed = cf.reranker(rr)
     except ToprecError as exc:  # e.g. a fold without a positive to learn from: the fused choice stands
         log(f"{clock.stamp()} re-ranker skipped: {exc}")
