@@ -46,6 +46,8 @@ VARIANTS = {
     "lr0.02": {"learning_rate": 0.02, "n_estimators": 3000},
     "col0.5": {"colsample_bytree": 0.5},
     "lambda10": {"reg_lambda": 10.0},
+    "lambdarank": {"objective": "lambdarank"},
+    "xendcg": {"objective": "rank_xendcg"},
 }
 
 

@@ -64,6 +64,10 @@ PARAMS = dict(
     force_row_wise=True,
 )
 EARLY_STOP = 50
+#: LightGBM objectives that rank each user's candidates (``LGBMRanker``, one group per user, early stopping
+#: on NDCG at ``RANK_AT``) rather than classify every row alone
+RANK_OBJECTIVES = ("lambdarank", "rank_xendcg")
+RANK_AT = 10
 #: fewer candidate rows than this are scored on one thread (see ``_Booster.predict``)
 SMALL_PREDICT = 20_000
 CATBOOST_PARAMS = dict(
@@ -133,7 +137,10 @@ class _LightGBM:
     def __init__(self, seed: int, threads: int):
         lgb = lightgbm()
         self.lgb = lgb
-        self.model = lgb.LGBMClassifier(**PARAMS, random_state=seed, n_jobs=threads or ranker_threads())
+        self.ranks = PARAMS["objective"] in RANK_OBJECTIVES  # one group per user: the booster learns an order
+        make = lgb.LGBMRanker if self.ranks else lgb.LGBMClassifier
+        extra = {"eval_at": [RANK_AT]} if self.ranks else {}
+        self.model = make(**PARAMS, **extra, random_state=seed, n_jobs=threads or ranker_threads())
 
     def _deadline_callback(self):
         """A LightGBM callback: boosting ends at :func:`toprec.train.deadline` (``toprec auto`` sets one around
@@ -157,20 +164,24 @@ class _LightGBM:
         stop.order = 40  # after early_stopping's (30)
         return stop
 
-    def fit(self, x, y, x_stop, y_stop, categorical: list[int]) -> int:
+    def fit(self, x, y, x_stop, y_stop, categorical: list[int], group=None, group_stop=None) -> int:
+        """``group`` / ``group_stop``: the rows per user (consecutive), for a ranking objective."""
         cat = categorical or "auto"
         self.out_of_time = False
+        kw = {"group": group} if self.ranks else {}
         if x_stop is not None:
-            self.model.fit(x, y, eval_X=(x_stop,), eval_y=(y_stop,), categorical_feature=cat,
+            if self.ranks:
+                kw["eval_group"] = [group_stop]
+            self.model.fit(x, y, eval_X=(x_stop,), eval_y=(y_stop,), categorical_feature=cat, **kw,
                            callbacks=[self.lgb.early_stopping(EARLY_STOP, verbose=False),
                                       self._deadline_callback()])  # fmt: skip
             return int(self.model.best_iteration_ or PARAMS["n_estimators"])
         self.model.set_params(n_estimators=100)
-        self.model.fit(x, y, categorical_feature=cat, callbacks=[self._deadline_callback()])
+        self.model.fit(x, y, categorical_feature=cat, **kw, callbacks=[self._deadline_callback()])
         return int(self.model.booster_.current_iteration())
 
     def predict(self, x) -> np.ndarray:
-        return self.model.predict_proba(x)[:, 1]
+        return self.model.predict(x) if self.ranks else self.model.predict_proba(x)[:, 1]
 
     def importance(self) -> np.ndarray:
         return self.model.booster_.feature_importance(self.importance_type).astype(np.float64)
@@ -218,7 +229,7 @@ class _CatBoost:
                                     cat_feature_data=cat)  # fmt: skip
         return self.cb.Pool(data, label=y)
 
-    def fit(self, x, y, x_stop, y_stop, categorical: list[int]) -> int:
+    def fit(self, x, y, x_stop, y_stop, categorical: list[int], group=None, group_stop=None) -> int:
         self.categorical = list(categorical)
         if x_stop is not None:
             self.model.set_params(od_type="Iter", od_wait=EARLY_STOP, use_best_model=True)
@@ -420,7 +431,7 @@ class Reranker:
         elif self.cluster_spec is not None:  # already fitted (UserClusters over train's users)
             self.clusters = self.cluster_spec
         stop_users = None
-        xs, ys, xs_stop, ys_stop, rows = [], [], [], [], None
+        xs, ys, xs_stop, ys_stop, rows, gs, gs_stop = [], [], [], [], None, [], []
         for train, users, lists, truth in cuts:
             users = np.asarray(users)
             if not len(users) and stop_users is not None:  # a cut without users of this fold: nothing to add
@@ -440,6 +451,8 @@ class Reranker:
             ys.append(y[fit_rows][valid[fit_rows]])
             xs_stop.append(feats[stop_rows][valid[stop_rows]])
             ys_stop.append(y[stop_rows][valid[stop_rows]])
+            gs.append(valid[fit_rows].sum(axis=1))  # each user's rows are consecutive: a ranking objective's groups
+            gs_stop.append(valid[stop_rows].sum(axis=1))
         # one group (``fit``): its arrays as they are, no copy of the features
         x_fit, y_fit = (xs[0], ys[0]) if len(xs) == 1 else (np.concatenate(xs), np.concatenate(ys))
         if not y_fit.any() and not any(y.any() for y in ys_stop):
@@ -449,7 +462,8 @@ class Reranker:
         y_stop = y_stop if x_stop is not None else None
         categorical = [self.feature_names.index(CLUSTER)] if CLUSTER in self.feature_names else []
         # without held-out users to stop on: a fixed, small number of trees
-        self.trees = backend.fit(x_fit, y_fit, x_stop, y_stop, categorical)
+        group, group_stop = (g[g > 0] for g in (np.concatenate(gs), np.concatenate(gs_stop)))
+        self.trees = backend.fit(x_fit, y_fit, x_stop, y_stop, categorical, group, group_stop)
         self.out_of_time = bool(getattr(backend, "out_of_time", False))
         self.model = backend
         imp = backend.importance()
