@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from toprec import Dataset, ToprecError, metrics
-from toprec.ensemble import Ensemble, make_folds
+from toprec.ensemble import Ensemble, make_folds, parse_members
 from toprec.ensemble.rerank import Reranker, candidate_features
 from toprec.recommend import Recommendations
 
@@ -266,3 +266,38 @@ def test_catboost_importance_is_in_our_column_order():
         backend.fit(x, y.astype(int), None, None, categorical=[1])
         imp = backend.importance()
         assert int(np.argmax(imp)) == signal and imp[signal] > 0.6 * imp.sum()
+
+
+@pytest.mark.parametrize("objective", ["lambdarank", "rank_xendcg"])
+def test_ranking_objectives_group_rows_by_user(dataset, monkeypatch, tmp_path, objective):
+    """A ranking objective trains ``LGBMRanker`` with one group per user (the groups cover every row, fit and
+    stop), ranks fold B far better than chance, and reads back from its text model with the same order."""
+    import lightgbm as lgb
+
+    from toprec.ensemble import rerank
+
+    monkeypatch.setitem(rerank.PARAMS, "objective", objective)
+    seen = []
+    fit = lgb.LGBMRanker.fit
+
+    def spy(self, x, y, **kw):
+        seen.append((len(x), np.asarray(kw["group"]), len(kw["eval_X"][0]), np.asarray(kw["eval_group"][0])))
+        return fit(self, x, y, **kw)
+
+    monkeypatch.setattr(lgb.LGBMRanker, "fit", spy)
+    ens = Ensemble(["popularity", "itemknn", "ease:l2=20"], method="rerank", candidates=30)
+    rep = ens.validate(dataset, random=4)
+    assert len(seen) == 1
+    rows, group, stop_rows, stop_group = seen[0]
+    assert group.sum() == rows and stop_group.sum() == stop_rows and (group > 0).all() and (stop_group > 0).all()
+    assert len(group) + len(stop_group) <= rep["fold_a"]["users"]  # one group per user at most
+    assert rep["ensemble"]["fold_b"]["recall@10"] > 1.5 * _shuffled_union_recall(ens, dataset, rep, 10)
+    rr = ens.reranker
+    folds = make_folds(dataset, random=4)
+    train, users = folds.search_train, folds.fold_a.users[:20]
+    lists = [m.new_model().fit(train).recommend(users, k=30) for m in parse_members(rr.labels)]
+    before = rr.recommend(dataset, train, users, lists, 10)
+    tables = rr.tables(dataset, train)
+    rr.save(tmp_path, tables)
+    back, tables = Reranker.load(tmp_path)
+    assert np.array_equal(back.recommend_tables(tables, users, lists, 10).items, before.items)

@@ -139,8 +139,7 @@ class _LightGBM:
         self.lgb = lgb
         self.ranks = PARAMS["objective"] in RANK_OBJECTIVES  # one group per user: the booster learns an order
         make = lgb.LGBMRanker if self.ranks else lgb.LGBMClassifier
-        extra = {"eval_at": [RANK_AT]} if self.ranks else {}
-        self.model = make(**PARAMS, **extra, random_state=seed, n_jobs=threads or ranker_threads())
+        self.model = make(**PARAMS, random_state=seed, n_jobs=threads or ranker_threads())
 
     def _deadline_callback(self):
         """A LightGBM callback: boosting ends at :func:`toprec.train.deadline` (``toprec auto`` sets one around
@@ -171,7 +170,7 @@ class _LightGBM:
         kw = {"group": group} if self.ranks else {}
         if x_stop is not None:
             if self.ranks:
-                kw["eval_group"] = [group_stop]
+                kw.update(eval_group=[group_stop], eval_at=[RANK_AT])
             self.model.fit(x, y, eval_X=(x_stop,), eval_y=(y_stop,), categorical_feature=cat, **kw,
                            callbacks=[self.lgb.early_stopping(EARLY_STOP, verbose=False),
                                       self._deadline_callback()])  # fmt: skip
