@@ -48,7 +48,29 @@ VARIANTS = {
     "lambda10": {"reg_lambda": 10.0},
     "lambdarank": {"objective": "lambdarank"},
     "xendcg": {"objective": "rank_xendcg"},
+    "bag3": {},  # three rankers (seeds seed, seed+1, seed+2: other stopping users, other bags) averaged
 }
+BAGS = {"bag3": 3}
+
+
+class _Mean:
+    """The mean of several boosters' probabilities."""
+
+    def __init__(self, models):
+        self.models = models
+
+    def predict(self, x) -> np.ndarray:
+        return np.mean([m.predict(x) for m in self.models], axis=0)
+
+
+def ranker(name: str, labels, seed: int, recency: bool, data, cuts):
+    """The variant's ranker trained on ``cuts``; a bag's members averaged behind one Reranker."""
+    rrs = [rerank.Reranker(labels, seed=seed + b, recency=recency).fit_cuts(data, cuts)
+           for b in range(BAGS.get(name, 1))]  # fmt: skip
+    if len(rrs) > 1:
+        rrs[0].model = _Mean([r.model for r in rrs])
+        rrs[0].trees = sum(r.trees for r in rrs)
+    return rrs[0]
 
 
 def main() -> None:
@@ -99,8 +121,7 @@ def main() -> None:
             t0 = time.perf_counter()
             us, got, trees = [], [], []
             for fit_users, eval_users in (halves[::-1], halves):
-                rr = rerank.Reranker(labels, seed=seed, recency=recency).fit_cuts(
-                    train, [rows_of(c, fit_users) for c in cuts])
+                rr = ranker(name, labels, seed, recency, train, [rows_of(c, fit_users) for c in cuts])
                 trees.append(rr.trees)
                 for c in cuts:
                     ev = rows_of(c, eval_users)
@@ -112,7 +133,7 @@ def main() -> None:
             per = per_user_mean(u, g)
             d = per_user_mean(u, g - base_rows[1]) if np.array_equal(u, base_rows[0]) else per * np.nan
             gain, se = paired(d)
-            rr = rerank.Reranker(labels, seed=seed, recency=recency).fit_cuts(train, cuts)
+            rr = ranker(name, labels, seed, recency, train, cuts)
             on_test = float(recall(rr.recommend(train, train, test.users, test_lists, K), test_truth).mean())
             s = time.perf_counter() - t0
             print(f"| {seed} | {name} | {trees[0]}/{trees[1]}/{rr.trees} | {per.mean():.4f} | {gain:+.4f} ({se:.4f}) "
