@@ -6,7 +6,8 @@
 For each seed of a ``bench_auto.py`` result: the test holdout is cut as bench_auto cuts it; on the rest,
 ``--cuts`` validation cuts (``split.competition`` seeds ``seed + 100 + 1000 r``), the run's cut members (its
 tuned specs; ``--skip`` drops the slow epoch-trained ones) fitted on each and their top-100 lists kept, once.
-Then for every variant of ``toprec.ensemble.rerank.PARAMS`` (``--variants``; ``base`` is the shipped one):
+Then for every variant of ``toprec.ensemble.rerank.PARAMS`` (``--variants``; ``base`` is the shipped one), and
+for every ``--add`` member (the run's members and that one, shipped settings):
 
 - ``oof``: the users of all cuts halved at random; a ranker trained on one half's rows of every cut scores the
   other half's rows of every cut, and the mirror (as auto's verdict does); each user's recall@10 averaged over
@@ -81,9 +82,12 @@ def main() -> None:
     ap.add_argument("--cuts", type=int, default=8, help="validation cuts the ranker trains on")
     ap.add_argument("--variants", default=",".join(VARIANTS), help=f"from {', '.join(VARIANTS)}")
     ap.add_argument("--skip", default="multivae,recvae,sasrec", help="member prefixes left out (slow to refit)")
+    ap.add_argument("--add", default="", help="member specs (comma-separated) each tried as one more ranker member, "
+                    "with the shipped settings: variant '+spec'")
     ap.add_argument("--json", default="", help="write the rows here (under benchmarks/results)")
     a = ap.parse_args()
     progress.set_quiet(True)
+    added = [x for x in a.add.split(",") if x]
     names = [v for v in a.variants.split(",") if v]
     for v in names:
         if v not in VARIANTS:
@@ -101,7 +105,7 @@ def main() -> None:
         data, last, random = LOADERS[a.dataset](seed)
         train, test = split.competition(data, last=last, random=random, seed=seed)
         labels = labels_of(run, skip)
-        members = parse_members(labels)
+        members = parse_members(labels + added)
         cuts = []
         for r in range(a.cuts):
             vt, hold = split.competition(train, last=last, random=random, seed=seed + 100 + 1000 * r)
@@ -115,15 +119,18 @@ def main() -> None:
         test_lists = [m.new_model().fit(train).recommend(test.users, k=N) for m in members]
         recency = last > 0 and has_time(train)
         base_rows = None
-        for name in names:
+        for name in names + [f"+{x}" for x in added]:
             rerank.PARAMS.clear()
-            rerank.PARAMS.update(shipped, **VARIANTS[name])
+            rerank.PARAMS.update(shipped, **VARIANTS.get(name, {}))
+            use = list(range(len(labels))) + ([len(labels) + added.index(name[1:])] if name.startswith("+") else [])
+            labs = [(labels + added)[j] for j in use]
+            vcuts = [(c[0], c[1], [c[2][j] for j in use], c[3]) for c in cuts]
             t0 = time.perf_counter()
             us, got, trees = [], [], []
             for fit_users, eval_users in (halves[::-1], halves):
-                rr = ranker(name, labels, seed, recency, train, [rows_of(c, fit_users) for c in cuts])
+                rr = ranker(name, labs, seed, recency, train, [rows_of(c, fit_users) for c in vcuts])
                 trees.append(rr.trees)
-                for c in cuts:
+                for c in vcuts:
                     ev = rows_of(c, eval_users)
                     got.append(recall(rr.recommend(train, ev[0], ev[1], ev[2], K), ev[3]))
                     us.append(ev[1])
@@ -133,14 +140,15 @@ def main() -> None:
             per = per_user_mean(u, g)
             d = per_user_mean(u, g - base_rows[1]) if np.array_equal(u, base_rows[0]) else per * np.nan
             gain, se = paired(d)
-            rr = ranker(name, labels, seed, recency, train, cuts)
-            on_test = float(recall(rr.recommend(train, train, test.users, test_lists, K), test_truth).mean())
+            rr = ranker(name, labs, seed, recency, train, vcuts)
+            on_test = float(recall(rr.recommend(train, train, test.users, [test_lists[j] for j in use], K),
+                                   test_truth).mean())  # fmt: skip
             s = time.perf_counter() - t0
             print(f"| {seed} | {name} | {trees[0]}/{trees[1]}/{rr.trees} | {per.mean():.4f} | {gain:+.4f} ({se:.4f}) "
                   f"| {on_test:.4f} | {s:.0f} |", flush=True)
-            out.append({"seed": seed, "variant": name, "params": VARIANTS[name], "oof": float(per.mean()),
+            out.append({"seed": seed, "variant": name, "params": VARIANTS.get(name, {}), "oof": float(per.mean()),
                         "vs_base": gain, "se": se, "test": on_test, "trees": [*trees, rr.trees],
-                        "members": labels, "cuts": a.cuts, "seconds": s})  # fmt: skip
+                        "members": labs, "cuts": a.cuts, "seconds": s})  # fmt: skip
         rerank.PARAMS.clear()
         rerank.PARAMS.update(shipped)
         if a.json:
