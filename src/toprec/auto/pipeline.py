@@ -77,7 +77,7 @@ CHEAP_SHARE = 0.02
 TRIAL_OVERHEAD_S = 0.5
 #: model families: the ensemble search gets the best member of each (its lists differ from the others')
 FAMILIES = {"item-item": ("ease", "edlae", "easer", "cease", "admm-slim", "sansa", "multi-ease"),
-            "graph": ("rp3beta", "itemknn"), "factor": ("ials", "bpr", "lmf"),
+            "graph": ("rp3beta", "itemknn"), "factor": ("ials", "lmf"), "pairwise": ("bpr",),
             "autoencoder": ("multivae", "recvae", "multidae", "vasp"), "sequential": ("seqrules", "sasrec")}  # fmt: skip
 #: members kept for the ensemble search whatever their overall rank (they serve the holdout's last event)
 SEQUENTIAL = ("seqrules", "sasrec")

@@ -86,6 +86,14 @@ def candidates(p: dict[str, Any], device: str = "auto", only: list[str] | None =
                    "alpha": ("log_float", 0.5, 50.0), "weighting": ("categorical", ("none", "bm25"))},
                   15 * (E * 128 * 4 + (U + I) * 128**2 * 4) / 2e9 + _gflops(2.0 * U * I * 128) + 1.0, 24, 2,
                   "factors 128 / reg 50 / alpha 10 won on Last.fm, BM25 confidences there; reg grows with users"),
+        # BPR: pair-wise matrix factorisation, weaker alone than the list-wise members but a different view of the
+        # data: one more ranker member on ML-100K's 8 cuts, out of fold +0.0013 / +0.0010 / (seed 2 pending)
+        # (benchmarks/bench_rerank_params.py --add bpr; auto_whatif.md, session 16); ~7e-9 s per event, factor and
+        # epoch on this CPU (one thread: implicit's SGD is only reproducible on one)
+        Candidate("bpr", {}, [{}], {"factors": ("log_int", 32, 256), "learning_rate": ("log_float", 3e-3, 0.1),
+                                    "regularization": ("log_float", 1e-4, 0.1)},
+                  60 * E * 64 * 7e-9 + _gflops(2.0 * U * I * 64) + 1.0, 6, 2,
+                  "pair-wise matrix factorisation: another view for the fusion and the re-ranker"),
         Candidate("edlae", {}, [{"l2": l2, "dropout": 0.25}, {"l2": round(l2 / 3, 2), "dropout": 0.5}],
                   {"l2": ("log_float", 1.0, 1e4), "dropout": ("float", 0.0, 0.75)},
                   _gflops(2 * n**3 + 2.0 * U * I * n) + E / 2e6, 8, 3,
