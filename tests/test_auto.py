@@ -186,6 +186,12 @@ def test_plan_adapts_to_the_data(dataset, events):
     plan = {c.name: c for c in candidates(wide)}
     assert "user-space" in plan["easer"].why and "user-space" in plan["edlae"].why
     assert plan["edlae"].cost < 60 and plan["easer"].cost < 60
+    # BPR: only on the data whose choices are cross-fitted (its gain was measured there, as a re-ranker member)
+    from toprec.auto.crossfit import CROSSFIT_USERS
+    from toprec.auto.plan import BPR_MAX_USERS
+
+    assert "bpr" in names and BPR_MAX_USERS == 2 * CROSSFIT_USERS
+    assert "bpr" not in [c.name for c in candidates(big)]
     tall = dict(p, items=20_000, users=40_000, events=900_000, mean_item_count=45.0)
     assert "easer" not in [c.name for c in candidates(tall)]
     assert next(c for c in candidates(wide) if c.name == "ease").starts[0]["l2"] == 22.5

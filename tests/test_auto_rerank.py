@@ -73,10 +73,11 @@ def test_the_ensemble_gets_the_top_five_and_the_best_of_every_other_family():
     def study(name):
         return SimpleNamespace(c=SimpleNamespace(name=name))
 
-    order = ["easer", "cease", "edlae", "ease", "ials", "multivae", "recvae", "rp3beta", "seqrules", "sasrec"]
+    order = ["easer", "cease", "edlae", "ease", "ials", "multivae", "recvae", "rp3beta", "bpr", "seqrules", "sasrec"]
     got = [s.c.name for s in ensemble_members([study(n) for n in order])]
-    # recvae is of Multi-VAE's family (already in); every sequential member stays
-    assert got == ["easer", "cease", "edlae", "ease", "ials", "multivae", "rp3beta", "seqrules", "sasrec"]
+    # recvae is of Multi-VAE's family (already in); BPR's pair-wise family is not iALS's; every sequential member
+    # stays
+    assert got == ["easer", "cease", "edlae", "ease", "ials", "multivae", "rp3beta", "bpr", "seqrules", "sasrec"]
     assert MAX_MEMBERS == 5
     assert [s.c.name for s in ensemble_members([study("ease"), study("ials")])] == ["ease", "ials"]
 

@@ -57,6 +57,12 @@ def _gpu(device: str) -> bool:
     return cuda_available(quick=True)
 
 
+#: BPR is planned up to this many users: the data whose choices are cross-fitted, with a re-ranker over every
+#: validation cut (:mod:`.crossfit`, fold A up to ``CROSSFIT_USERS`` = 2,000 users, about half the users). Its
+#: gain was measured there; on ML-1M (not cross-fitted, the budget already full) it would only take time
+BPR_MAX_USERS = 4000
+
+
 def _gflops(x: float) -> float:
     """Seconds for x floating-point operations at a sustained ~20 GFLOP/s (BLAS on 2 cores, float32)."""
     return x / 2e10
@@ -86,19 +92,21 @@ def candidates(p: dict[str, Any], device: str = "auto", only: list[str] | None =
                    "alpha": ("log_float", 0.5, 50.0), "weighting": ("categorical", ("none", "bm25"))},
                   15 * (E * 128 * 4 + (U + I) * 128**2 * 4) / 2e9 + _gflops(2.0 * U * I * 128) + 1.0, 24, 2,
                   "factors 128 / reg 50 / alpha 10 won on Last.fm, BM25 confidences there; reg grows with users"),
-        # BPR: pair-wise matrix factorisation, weaker alone than the list-wise members but a different view of the
-        # data: one more ranker member on ML-100K's 8 cuts, out of fold +0.0013 / +0.0010 / (seed 2 pending)
-        # (benchmarks/bench_rerank_params.py --add bpr; auto_whatif.md, session 16); ~7e-9 s per event, factor and
-        # epoch on this CPU (one thread: implicit's SGD is only reproducible on one)
-        Candidate("bpr", {}, [{}], {"factors": ("log_int", 32, 256), "learning_rate": ("log_float", 3e-3, 0.1),
-                                    "regularization": ("log_float", 1e-4, 0.1)},
-                  60 * E * 64 * 7e-9 + _gflops(2.0 * U * I * 64) + 1.0, 6, 2,
-                  "pair-wise matrix factorisation: another view for the fusion and the re-ranker"),
         Candidate("edlae", {}, [{"l2": l2, "dropout": 0.25}, {"l2": round(l2 / 3, 2), "dropout": 0.5}],
                   {"l2": ("log_float", 1.0, 1e4), "dropout": ("float", 0.0, 0.75)},
                   _gflops(2 * n**3 + 2.0 * U * I * n) + E / 2e6, 8, 3,
                   "full-rank dropout autoencoder" + (" (user-space Woodbury form: users < items)" if U < I else "")),
     ]
+    if U <= BPR_MAX_USERS:
+        # BPR: pair-wise matrix factorisation, weaker alone than the list-wise members but another view of the data,
+        # as one more re-ranker member on ML-100K's 8 cuts: out of fold +0.0013 / +0.0010 / +0.0005 (se ~0.0008;
+        # benchmarks/bench_rerank_params.py --add bpr, auto_whatif.md session 16). ~7e-9 s per event, factor and
+        # epoch on this CPU, one thread (implicit's SGD is reproducible only on one)
+        out.append(Candidate("bpr", {}, [{}], {"factors": ("log_int", 32, 256),
+                                               "learning_rate": ("log_float", 3e-3, 0.1),
+                                               "regularization": ("log_float", 1e-4, 0.1)},
+                             60 * E * 64 * 7e-9 + _gflops(2.0 * U * I * 64) + 1.0, 6, 2,
+                             "pair-wise matrix factorisation: another view for the re-ranker over the cuts"))
     if p["side_files"]:
         # EASE's l2 grid too (Last.fm with tags: l2 105 = 5x the start scored 0.163 on validation against 0.150;
         # TPE over (l2, side_weight) did not find it in five trials)
