@@ -51,6 +51,18 @@ def rows_of(cut, keep):
     return train, users[sel], select_rows(lists, sel), truth[sel]
 
 
+def member_cuts(train, members, last: int, random: int, seed: int, n: int) -> list[tuple]:
+    """``n`` validation cuts of ``train`` (``split.competition`` seeds ``seed + 100 + 1000 r``), each
+    ``(its train, its users, every member's top-N lists, its truth)``."""
+    cuts = []
+    for r in range(n):
+        vt, hold = split.competition(train, last=last, random=random, seed=seed + 100 + 1000 * r)
+        users = hold.users
+        cuts.append((vt, users, [m.new_model().fit(vt).recommend(users, k=N) for m in members],
+                     hold.matrix[users].tocsr()))  # fmt: skip
+    return cuts
+
+
 def labels_of(run: dict, skip: tuple[str, ...]) -> list[str]:
     cf = run.get("decision", {}).get("crossfit") or {}
     cf = cf.get("fusion", cf)
@@ -83,12 +95,7 @@ def main() -> None:
         train, test = split.competition(data, last=last, random=random, seed=seed)
         labels = labels_of(run, skip)
         members = parse_members(labels)
-        cuts = []
-        for r in range(ns[-1] + 1):
-            vt, hold = split.competition(train, last=last, random=random, seed=seed + 100 + 1000 * r)
-            users = hold.users
-            cuts.append((vt, users, [m.new_model().fit(vt).recommend(users, k=N) for m in members],
-                         hold.matrix[users].tocsr()))  # fmt: skip
+        cuts = member_cuts(train, members, last, random, seed, ns[-1] + 1)
         u0 = cuts[0][1]
         perm = np.random.default_rng(seed).permutation(len(u0))
         halves = (np.sort(u0[perm[: len(u0) // 2]]), np.sort(u0[perm[len(u0) // 2:]]))

@@ -30,7 +30,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from bench_auto import LOADERS  # noqa: E402
-from bench_auto_rerank_cuts import labels_of, recall, rows_of  # noqa: E402
+from bench_auto_rerank_cuts import labels_of, member_cuts, recall, rows_of  # noqa: E402
 from toprec import progress, split  # noqa: E402
 from toprec.auto.margin import paired  # noqa: E402
 from toprec.auto.pooled import per_user_mean  # noqa: E402
@@ -106,12 +106,7 @@ def main() -> None:
         train, test = split.competition(data, last=last, random=random, seed=seed)
         labels = labels_of(run, skip)
         members = parse_members(labels + added)
-        cuts = []
-        for r in range(a.cuts):
-            vt, hold = split.competition(train, last=last, random=random, seed=seed + 100 + 1000 * r)
-            users = hold.users
-            cuts.append((vt, users, [m.new_model().fit(vt).recommend(users, k=N) for m in members],
-                         hold.matrix[users].tocsr()))  # fmt: skip
+        cuts = member_cuts(train, members, last, random, seed, a.cuts)
         everyone = np.unique(np.concatenate([c[1] for c in cuts]))
         perm = np.random.default_rng(seed).permutation(len(everyone))
         halves = (np.sort(everyone[perm[: len(everyone) // 2]]), np.sort(everyone[perm[len(everyone) // 2:]]))
