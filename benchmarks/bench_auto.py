@@ -113,22 +113,17 @@ def ml1m_x6(seed: int = 0) -> tuple[Dataset, int, int]:
     """A scale check near the competition's shape (31,360 users x 6,807 movies, 5.15M events): ML-1M ratings >= 4
     with every user copied 6 times, each copy keeping a seeded 95% of the user's events (36,228 users x ~3,700
     items, ~3.3M events; copies are not new people, so its accuracy says little: its time and memory do)."""
-    import bench_side
+    from bench_side import ml1m as load
 
-    ev = pd.read_csv(bench_side.SHARED / "ml-1m" / "derived" / "ml1m_ratings_ge4_with_time.csv.gz")
-    movies = pd.read_csv(bench_side.SHARED / "ml-1m" / "movies.dat", sep="::", engine="python", header=None,
-                         names=["item", "title", "genres"], encoding="latin-1")  # fmt: skip
-    items = movies["item"].to_numpy()
-    feats = {"genres": bench_side._explode(items, movies["genres"], "|"),
-             "years": bench_side._years_from_titles(items, movies["title"])}  # fmt: skip
-    rng = np.random.default_rng(12345)
-    parts = []
-    for c in range(COPIES):
-        part = ev[rng.random(len(ev)) < KEEP]
-        parts.append(part.assign(user=part["user"].astype(np.int64) * COPIES + c))
-    ev = pd.concat(parts, ignore_index=True)
-    return Dataset.from_events(ev["user"].to_numpy(), ev["item"].to_numpy(), ev["timestamp"].to_numpy(),
-                               features=feats, name="ml-1m-x6"), 1, 9  # fmt: skip
+    def copies(ev: pd.DataFrame) -> pd.DataFrame:
+        rng = np.random.default_rng(12345)
+        parts = []
+        for c in range(COPIES):
+            part = ev[rng.random(len(ev)) < KEEP]
+            parts.append(part.assign(user=part["user"].astype(np.int64) * COPIES + c))
+        return pd.concat(parts, ignore_index=True)
+
+    return load(copies, name="ml-1m-x6")
 
 
 #: name -> loader(test seed): lastfm's side feature depends on the seed's test holdout

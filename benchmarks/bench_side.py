@@ -59,14 +59,17 @@ def comp_sample() -> tuple[Dataset, int, int]:
         return Dataset.load(Path(tmp) / "sample", cache=False), 0, 10
 
 
-def ml1m() -> tuple[Dataset, int, int]:
+def ml1m(events=None, name: str = "ml-1m") -> tuple[Dataset, int, int]:
+    """ML-1M ratings >= 4 with genres and years; ``events``: a function of the events frame (user, item,
+    timestamp) whose result is loaded instead."""
     ev = pd.read_csv(SHARED / "ml-1m" / "derived" / "ml1m_ratings_ge4_with_time.csv.gz")
+    ev = events(ev) if events is not None else ev
     movies = pd.read_csv(SHARED / "ml-1m" / "movies.dat", sep="::", engine="python", header=None,
                          names=["item", "title", "genres"], encoding="latin-1")  # fmt: skip
     items = movies["item"].to_numpy()  # genres and years parsed as the ml-1m folder loader does
     feats = {"genres": _explode(items, movies["genres"], "|"), "years": _years_from_titles(items, movies["title"])}
     return Dataset.from_events(ev["user"].to_numpy(), ev["item"].to_numpy(), ev["timestamp"].to_numpy(),
-                               features=feats, name="ml-1m"), 1, 9  # fmt: skip
+                               features=feats, name=name), 1, 9  # fmt: skip
 
 
 def grid(spec: dict[str, list]) -> list[dict]:
