@@ -111,8 +111,8 @@ COPIES, KEEP = 6, 0.95
 
 def ml1m_x6(seed: int = 0) -> tuple[Dataset, int, int]:
     """A scale check near the competition's shape (31,360 users x 6,807 movies, 5.15M events): ML-1M ratings >= 4
-    with every user copied 6 times, each copy keeping a seeded 95% of the user's events (36,228 users x ~3,700
-    items, ~3.3M events; copies are not new people, so its accuracy says little: its time and memory do)."""
+    with every user copied 6 times, each copy keeping a seeded 95% of the user's events (36,226 users x 3,533
+    items, 3.28M events; copies are not new people, so its accuracy says little: its time and memory do)."""
     from bench_side import ml1m as load
 
     def copies(ev: pd.DataFrame) -> pd.DataFrame:
