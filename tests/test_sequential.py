@@ -180,13 +180,65 @@ def test_planted_next_item_beats_popularity(name):
     assert got > max(0.9, base + 0.3), (got, base)  # the next item is nearly always found
 
 
-@pytest.mark.parametrize("loss", ["bce", "sampled_softmax"])
+@pytest.mark.parametrize("loss", ["bce", "sampled_softmax", "shared_softmax"])
 def test_sampled_losses_train(loss, dataset):
     model = models.get("sasrec", loss=loss, n_negatives=8, factors=16, max_len=16, epochs=3, batch_size=32,
                        valid_last=0, valid_random=0)  # fmt: skip
     model.fit(dataset)
     assert all(np.isfinite(h["loss"]) for h in model.history)
     assert model.history[-1]["loss"] < model.history[0]["loss"]
+
+
+def test_shared_softmax_finds_the_planted_next_item():
+    """Negatives shared by the batch (a fifth of the catalogue) still learn the next item; a row's own target
+    among them is dropped, so its loss is the sampled softmax over the others."""
+    data = _planted()
+    train, test = split.leave_last(data, n=1)
+    model = models.get("sasrec", loss="shared_softmax", n_negatives=max(2, data.n_items // 5), factors=32, heads=2,
+                       blocks=1, max_len=12, epochs=25, lr=0.01, batch_size=32, dropout=0.0, valid_last=0,
+                       valid_random=0).fit(train)  # fmt: skip
+    got = metrics.evaluate(model.recommend(test.users, k=10), test, ["recall@10"])["recall@10"]
+    assert got > 0.9, got
+
+
+def test_shared_softmax_masks_each_rows_own_target():
+    import torch
+
+    model = models.get("sasrec", loss="shared_softmax", n_negatives=3)
+    model.n_items = 6
+
+    class M:  # item weights only: 6 items, one dimension
+        item_emb = torch.nn.Embedding(7, 1)
+
+    with torch.no_grad():
+        M.item_emb.weight[:] = torch.arange(7.0)[:, None] / 2
+    hidden = torch.tensor([[1.0], [-1.0], [0.5]])
+    targets = torch.tensor([0, 3, 5])
+    for seed in range(5):
+        torch.manual_seed(seed)
+        loss = model._target_loss(M, hidden, targets)
+        torch.manual_seed(seed)
+        neg = torch.randperm(6)[:3]
+        W = M.item_emb.weight[1:7, 0]
+        want = []
+        for h, t in zip(hidden[:, 0].tolist(), targets.tolist()):
+            others = [h * float(W[j]) for j in neg.tolist() if j != t]
+            logits = torch.tensor([h * float(W[t]), *others])
+            want.append(float(-torch.log_softmax(logits, 0)[0]))
+        assert abs(float(loss) - np.mean(want)) < 1e-5, seed
+
+
+def test_cpu_dropout_keeps_the_mean_and_the_rate():
+    import torch
+
+    from toprec.models.sequential import cpu_dropout
+
+    torch.manual_seed(0)
+    x = torch.ones(200_000)
+    y = cpu_dropout(x, 0.3, True)
+    assert abs(float((y == 0).float().mean()) - 0.3) < 0.01
+    assert abs(float(y.mean()) - 1.0) < 0.01
+    assert torch.equal(cpu_dropout(x, 0.3, False), x) and torch.equal(cpu_dropout(x, 0.0, True), x)
 
 
 def test_validation_early_stopping_restores_best(dataset):
@@ -216,3 +268,29 @@ def test_save_load_keeps_time_order_for_explicit_histories(dataset, tmp_path):
     assert np.array_equal(model.score(users, history=hist), loaded.score(users, history=hist))
     # the order matters: the same items as an unknown user (item-index order) score differently
     assert not np.allclose(model.score(users[:1], history=hist[:1]), model.score(np.array([-1]), history=hist[:1]))
+
+
+@pytest.mark.parametrize("name", ["sasrec", "bert4rec"])
+def test_scoring_by_length_and_last_query_matches_the_full_forward(name):
+    """Scoring sorts users by history length (common padding trimmed) and runs the last block for the last
+    position only: the same scores as the whole network on every user's untrimmed sequence, in the users' order."""
+    import torch
+
+    from toprec.models.sequential import history_sequences
+
+    rng = np.random.default_rng(5)
+    lengths = rng.integers(2, 60, 90)  # histories of many lengths: the sort and the trim matter
+    users = np.repeat(np.arange(len(lengths)), lengths)
+    data = Dataset.from_events(users, rng.integers(0, 70, len(users)), np.arange(len(users)))
+    model = models.get(name, factors=16, max_len=50, epochs=1, batch_size=32, valid_last=0, valid_random=0)
+    model.fit(data)
+    users = np.arange(data.n_users)[::-1].copy()  # not in length order
+    history = model.train_matrix
+    got = model._score_with(model.module, users, history)
+    L = model.params.max_len - (0 if model.causal else 1)
+    seq = torch.from_numpy(history_sequences(users, history, model._order, None, L))
+    assert len(set((seq != 0).sum(1).tolist())) > 3  # lengths differ: the sort and the trim matter
+    with torch.inference_mode():
+        h = model.module(model._inference_input(seq))[:, -1, :]
+        want = (h @ model._item_weights(model.module).T).numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
