@@ -88,6 +88,15 @@ def test_more_cuts_choose_the_member_written_alone_over_every_cut(dataset, tmp_p
 
     assert cf.cut_members(seconds, box=1e9) == ens.labels  # time for every member
     assert cf.cut_members(seconds, box=10.0 * len(labels) * 3) == labels
+    # a box that depends on the members: popularity's cuts would fit only if its own final refit were not kept
+    # for; without it on the cuts the submission never refits it, so the contenders get the larger box
+    refit = {lab: 4000.0 if lab == "popularity" else 1.0 for lab in ens.labels}
+
+    def box_of(chosen):
+        return 6000.0 - sum(refit[lab] for lab in chosen)
+
+    assert cf.cut_members(seconds, box=box_of) == labels
+    assert cf.cut_members(seconds, box=lambda chosen: 1e9 - len(chosen)) == ens.labels
 
     # a box too small for one cut: nothing fitted, the pick is auto's cut alone
     assert cf.more_cuts(1, 4, seconds, box=5.0) == 0 and cf.cuts == {} and cf.best_member() == one_cut
@@ -108,6 +117,11 @@ def test_more_cuts_choose_the_member_written_alone_over_every_cut(dataset, tmp_p
     # an estimate far too low (a busy machine): the cut that ran past the box is the last one
     fast = CrossFit(ens, dataset, folds, k=10, seed=0)
     assert fast.more_cuts(1, 4, lambda lab: 1e-9, box=1e-6) == 1 and all(len(v) == 1 for v in fast.cuts.values())
+    # the box of the members chosen decides how many cuts: with popularity's refit kept for, none would fit
+    boxed = CrossFit(ens, dataset, folds, k=10, seed=0)
+    assert boxed.more_cuts(1, 4, seconds, box=lambda chosen: 10.0 * len(chosen) * 2 + 1
+                           - (1e6 if "popularity" in chosen else 0.0)) == 2  # fmt: skip
+    assert list(boxed.cuts) == labels
     # a resumed run reads the cuts back instead of fitting again
     monkeypatch.setattr(ModelMember, "new_model", lambda self: pytest.fail("fitted again"))
     again = CrossFit(ens, dataset, folds, k=10, seed=0)

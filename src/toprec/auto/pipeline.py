@@ -510,14 +510,24 @@ def run_auto(ds, out: Path, budget_s: float, *, k: int = 10, last: int = 1, rand
                 t = st.fit_seconds()
                 return t if t == t else cost(st)  # a cut's training part is the size of the search data
 
-            later = refit_seconds(ens.labels) + rerank_s * rerank_fits + FIXED_RESERVE_S + 0.03 * clock.budget
-            cuts_box, cuts_t0 = CUTS_SHARE * max(0.0, clock.left - later), clock.elapsed
+            def later(labels: list[str]) -> float:
+                """What the stages after the cuts keep when the cuts fit ``labels``: the submission is then made
+                of those members alone (see :meth:`CrossFit.cut_members`)."""
+                return refit_seconds(labels) + rerank_s * rerank_fits + FIXED_RESERVE_S + 0.03 * clock.budget
+
+            t_left, cuts_t0 = clock.left, clock.elapsed
+
+            def cuts_box(labels: list[str]) -> float:
+                return CUTS_SHARE * max(0.0, t_left - later(labels))
+
             n_cuts = cf.more_cuts(last, random, member_seconds, cuts_box, out / "cuts.json")
             clock.save(stage="cuts")
             alt = cf.best_member()
             if n_cuts:
+                kept_s = later(cf.cut_labels())
                 log(f"{clock.stamp()} {n_cuts} more validation cuts of {len(cf.cuts)} members in "
-                    f"{clock.elapsed - cuts_t0:.0f}s (box {cuts_box:.0f}s; the later stages keep {later:.0f}s)")
+                    f"{clock.elapsed - cuts_t0:.0f}s (box {cuts_box(cf.cut_labels()):.0f}s; the later stages keep "
+                    f"{kept_s:.0f}s)")  # fmt: skip
                 log(f"{clock.stamp()} the member written alone is chosen over {1 + n_cuts} validation cuts: "
                     + ", ".join(f"{lab} {v:.4f}" for lab, v in sorted(cf.cut_means().items(), key=lambda kv: -kv[1]))
                     + (f" (auto's cut alone: {alt0})" if alt0 != alt else ""))  # fmt: skip
@@ -556,7 +566,9 @@ def run_auto(ds, out: Path, budget_s: float, *, k: int = 10, last: int = 1, rand
             warnings.append(fallback)
         speed = pace([(t.fit_seconds(), t.c.cost) for t in studies.values()])
         ens, chosen, report = _maybe_rerank(ens, chosen, report, members, ds, folds, clock, out, k, seed, last,
-                                            random, candidates_n, log, speed, refit_seconds(ens.labels), cf)  # fmt: skip
+                                            random, candidates_n, log, speed,
+                                            refit_seconds(cf.cut_labels() if cf is not None and cf.cut_labels()
+                                                          else ens.labels), cf)  # fmt: skip
         if chosen == "ensemble" and ens.method != "rerank" and not pooled:  # pooled: searched on every cut
             _widen(ens, report, ds, folds, clock, k, seed, log,
                    refit_seconds([lab for lab, w in zip(ens.labels, ens.weights) if w > 0]))  # fmt: skip
