@@ -111,6 +111,11 @@ def crossfits(folds) -> bool:
     return bool(folds.same_fit and len(a) < CROSSFIT_USERS and len(np.intersect1d(a, b)) == 0)
 
 
+def _box_fn(box: float | Callable[[list[str]], float]) -> Callable[[list[str]], float]:
+    """A cuts' box as a function of the members fitted on them (a number: the same box for any members)."""
+    return box if callable(box) else (lambda labels, b=float(box): b)
+
+
 class CrossFit:
     """Out-of-fold per-user recall@k over fold A then fold B's users, for the choices auto makes."""
 
@@ -185,7 +190,7 @@ class CrossFit:
 
         self.protocol = (last, random)
         got = self._read(saved, last, random) if saved is not None and saved.exists() else None
-        box_of = box if callable(box) else (lambda labels, b=float(box): b)
+        box_of = _box_fn(box)
         if got is not None:  # a resumed run: the stored cuts, then the rest of the stored plan
             labels, n = got
             box = box_of(labels)
@@ -240,7 +245,7 @@ class CrossFit:
         made of their members only (the fusion over the cuts, the re-ranker of the cut members, or the member
         written alone, a contender), so the time kept for the final refit is theirs (Last.fm, session 17: the
         refit of a Multi-VAE that no cut had kept 380 s of a 30-minute run, which ended at minute 20 with 3 cuts)."""
-        box_of = box if callable(box) else (lambda labels, b=float(box): b)
+        box_of = _box_fn(box)
         cost = {lab: max(0.0, float(seconds(lab))) for lab in self.ens.labels}
         chosen = set(self.contenders())
         need = sum(cost[lab] for lab in chosen)

@@ -524,10 +524,10 @@ def run_auto(ds, out: Path, budget_s: float, *, k: int = 10, last: int = 1, rand
             clock.save(stage="cuts")
             alt = cf.best_member()
             if n_cuts:
-                kept_s = later(cf.cut_labels())
+                fitted = cf.cut_labels()
                 log(f"{clock.stamp()} {n_cuts} more validation cuts of {len(cf.cuts)} members in "
-                    f"{clock.elapsed - cuts_t0:.0f}s (box {cuts_box(cf.cut_labels()):.0f}s; the later stages keep "
-                    f"{kept_s:.0f}s)")  # fmt: skip
+                    f"{clock.elapsed - cuts_t0:.0f}s (box {cuts_box(fitted):.0f}s; the later stages keep "
+                    f"{later(fitted):.0f}s)")  # fmt: skip
                 log(f"{clock.stamp()} the member written alone is chosen over {1 + n_cuts} validation cuts: "
                     + ", ".join(f"{lab} {v:.4f}" for lab, v in sorted(cf.cut_means().items(), key=lambda kv: -kv[1]))
                     + (f" (auto's cut alone: {alt0})" if alt0 != alt else ""))  # fmt: skip
