@@ -78,9 +78,6 @@ def pipeline_config(cfg, run, model_dir: Path | None = None):
     used = [(lab, w) for lab, w in run.weights.items() if w > 0]
     ensemble = {"members": [lab for lab, _ in used], "weights": [w for _, w in used], "method": run.method,
                 "search": "none", "validate": False, "candidates": cfg.auto.candidates}
-    saved = getattr(run, "member_models", None)
-    if saved:  # tuned models that served the submission as they are: used again, not fitted
-        ensemble["member_models"] = dict(saved)
     if run.method == "rerank" and model_dir is not None and (model_dir / RERANK_DIR).is_dir():
         # the ranker auto wrote (trained on both folds, or on every validation cut's rows), used as it is
         ensemble.update(ranker_model=str(model_dir / RERANK_DIR), recency=run.recency)

@@ -45,20 +45,6 @@ def _load_ranker(ens, folder: str) -> None:
     ens.reranker = ranker
 
 
-def _saved(member, folder: str):
-    """The member ``member`` served by the saved model in ``folder`` (``member_models``), under its label."""
-    from ..ensemble import ModelMember, SavedMember
-
-    path = Path(folder)
-    if not isinstance(member, ModelMember) or not (path / "model.json").is_file():
-        raise ToprecError(f"member_models: '{member.label}' -> {folder}: not a saved model folder of a model member")
-    saved = SavedMember(member.label, path)  # unreadable: a one-line error naming the folder
-    if saved.name != member.name:
-        raise ToprecError(f"member_models: {folder} holds a '{saved.name}' model, not the member's "
-                          f"'{member.name}'")  # fmt: skip
-    return saved
-
-
 def ensemble(cfg) -> EnsembleResult:
     expect(cfg, "ensemble")
     from ..ensemble import Ensemble, parse_members
@@ -69,8 +55,6 @@ def ensemble(cfg) -> EnsembleResult:
     model_dir = output_folder(cfg.output.model_dir, cfg.data, "--save-model", replaced=True)
     method = _method(e)
     members = parse_members(e.members)  # unknown models / bad parameters: before any work
-    if e.member_models:
-        members = [_saved(m, e.member_models[m.label]) if m.label in e.member_models else m for m in members]
     ens = Ensemble(members, method=method, weights=e.weights, candidates=e.candidates, ranker=e.ranker,
                    clusters=e.clusters, recency=e.recency)  # fmt: skip
     if model_dir is not None:

@@ -91,12 +91,6 @@ def check_pipeline(ens) -> None:
             raise ToprecError(f"--save-model: member '{m.label}' is a file of lists, not a model: it cannot be served")
 
 
-def member_folder(ens, label: str) -> str:
-    """The folder of member ``label`` inside the pipeline :func:`save_pipeline` writes for ``ens``."""
-    keep = [m.label for m, w in zip(ens.members, ens.weights) if w > 0]
-    return f"members/{keep.index(label)}"
-
-
 def save_pipeline(ens, ds, path: str | os.PathLike) -> Path:
     """The fused pipeline (members with weight > 0, fitted on ``ds``; method; weights) as a servable folder."""
     check_pipeline(ens)
@@ -110,8 +104,8 @@ def save_pipeline(ens, ds, path: str | os.PathLike) -> Path:
     with atomic_dir(path) as tmp:
         for j, i in enumerate(keep):
             m = ens.members[i]
-            m.model_for(ds).save(tmp / member_folder(ens, m.label))
-            members.append({"label": m.label, "path": member_folder(ens, m.label), "weight": float(ens.weights[i])})
+            m.model_for(ds).save(tmp / "members" / str(j))
+            members.append({"label": m.label, "path": f"members/{j}", "weight": float(ens.weights[i])})
         (tmp / IDS_FILE).write_bytes(_ids_json(ds))
         meta = {"toprec_version": __version__, "kind": "ensemble", "method": method,
                 "candidates": int(ens.candidates), "members": members, "trained_at": _now(),

@@ -63,9 +63,6 @@ OVER_CUTS_USE = 0.7
 CUTS_SHARE = 0.9
 #: the final refit on all the data, in units of a member's trial time (more users than the search data)
 REFIT = 1.3
-#: the final stage of a member whose tuned model serves as it is (:func:`.tuning.keeps_model`), in units of its
-#: trial time before one is measured (then: its measured scoring, over all the users)
-REBASE = 0.1
 #: the machine's pace (measured / a-priori seconds) is taken within this range
 PACE_RANGE = (0.5, 10.0)
 #: an epoch-trained trial stops after the epoch that ends past this many times its (estimated or measured) cost
@@ -132,9 +129,6 @@ class AutoRun:
     warnings: list[str] = field(default_factory=list)
     #: the re-ranker (method ``rerank``) used the recency features
     recency: bool = False
-    #: members whose tuned model served the submission as it is (not fitted again): label -> its folder in the
-    #: servable pipeline (``model_dir``), which ``pipeline.yaml`` names so ``toprec run`` uses the same model
-    member_models: dict[str, str] = field(default_factory=dict)
 
     @property
     def used(self) -> dict[str, float]:
@@ -208,18 +202,16 @@ def cheap(cost: float, trials_left: int, budget_s: float) -> bool:
     return (cost + TRIAL_OVERHEAD_S) * trials_left <= CHEAP_SHARE * budget_s
 
 
-def trial_box(cost: float, left: float, reserve: float, tried: bool, epochs: bool,
-              refit: float = REFIT) -> tuple[bool, float | None]:  # fmt: skip
+def trial_box(cost: float, left: float, reserve: float, tried: bool, epochs: bool) -> tuple[bool, float | None]:
     """Whether a member's next trial runs, and its time box (seconds; None: not epoch-trained, no box).
 
-    A member without a finished trial also needs its own final stage (``refit`` x its cost: ``REFIT`` for a
-    refit, ``REBASE`` for a member whose tuned model serves as it is) within the budget.
+    A member without a finished trial also needs its own final refit (``REFIT`` x its cost) within the budget.
     An epoch-trained trial may not eat the reserve (nor its own refit), nor more than ``BOX_FACTOR`` x its cost
     (a loaded machine made Multi-VAE's first trial 4-10x its estimate): it stops after the epoch that ends past
     either, keeping its best epoch. Its first trial runs even when its whole cost does not fit, if ``MIN_BOX``
     of it does.
     """
-    share = 1.0 if tried else 1.0 + refit
+    share = 1.0 if tried else 1.0 + REFIT
     room = (left - reserve) / share
     if room < cost and not (epochs and not tried and room >= MIN_BOX * cost):
         return False, None
@@ -392,8 +384,8 @@ def run_auto(ds, out: Path, budget_s: float, *, k: int = 10, last: int = 1, rand
     tables too); a pipeline that cannot be saved is a warning, not a failure.
     """
     from .. import models
-    from ..ensemble import Ensemble, ListedMember, ModelMember, TrialMember, make_folds
-    from .tuning import MemberStudy, epoch_trained, keeps_model, open_studies
+    from ..ensemble import Ensemble, ListedMember, ModelMember, make_folds
+    from .tuning import MemberStudy, epoch_trained, open_studies
 
     out.mkdir(parents=True, exist_ok=True)
     clock = Clock(out / "state.json", budget_s)
@@ -419,19 +411,6 @@ def run_auto(ds, out: Path, budget_s: float, *, k: int = 10, last: int = 1, rand
             return measured
         return s.c.cost * pace([(t.fit_seconds(), t.c.cost) for t in studies.values()])
 
-    def kept_model(s) -> bool:
-        return keeps_model(models.get_class(s.c.name))
-
-    def final_cost(s) -> float:
-        """The member's final stage: a refit (``REFIT`` x a trial), or for a member whose tuned model serves
-        as it is, its scoring of every user (measured on fold A's and B's users; before: ``REBASE`` x a trial)."""
-        if not kept_model(s):
-            return REFIT * cost(s)
-        measured = s.score_seconds()
-        if math.isnan(measured):
-            return REBASE * cost(s)
-        return measured * ds.n_users / max(1, len(s.users_ab)) + 1.0
-
     rerank_s = rerank_seconds(len(folds.fold_a.users), candidates_n, min(MAX_MEMBERS, len(studies)))
     rerank_fits = RERANK_FITS if crossfits(folds) else 1.0  # small data: the stage trains three rankers
 
@@ -443,16 +422,15 @@ def run_auto(ds, out: Path, budget_s: float, *, k: int = 10, last: int = 1, rand
         ranked = sorted((s for s in studies.values() if s.best), key=lambda s: -s.best["value"])
         kept = ensemble_members(ranked)
         stage = rerank_seconds(len(folds.fold_a.users), candidates_n, len(kept)) if len(kept) > 1 else 0.0
-        return (sum(final_cost(s) for s in kept) + max(stage, rerank_s) * rerank_fits + FIXED_RESERVE_S
+        return (REFIT * sum(cost(s) for s in kept) + max(stage, rerank_s) * rerank_fits + FIXED_RESERVE_S
                 + 0.03 * clock.budget)  # fmt: skip
 
     def refit_seconds(labels) -> float:
         """The final refit's estimate for the members ``labels``."""
-        return sum(final_cost(studies[member_specs[lab]["name"]]) for lab in labels)
+        return REFIT * sum(cost(studies[member_specs[lab]["name"]]) for lab in labels)
 
     def run_trial(s) -> bool:
-        go, box = trial_box(cost(s), clock.left, reserve(), bool(s.best), epoch_trained(models.get_class(s.c.name)),
-                            REBASE if kept_model(s) else REFIT)  # fmt: skip
+        go, box = trial_box(cost(s), clock.left, reserve(), bool(s.best), epoch_trained(models.get_class(s.c.name)))
         if not go:
             return False
         r = s.trial(seconds=box)
@@ -504,13 +482,9 @@ def run_auto(ds, out: Path, budget_s: float, *, k: int = 10, last: int = 1, rand
         params = s.best["params"]
         label = spec(cls.name, params, cls.Params().model_dump())
         member_specs[label] = {"name": cls.name, "params": params, "fold_a": s.best["value"]}
-        lists, saved_model = s.best_lists(), s.best_model()
-        if lists is not None and saved_model is not None:  # the tuned model serves the submission as it is
-            members.append(TrialMember(label, cls.name, params, lists, folds.search_train.matrix, saved_model, ds))
-        elif lists is not None:
-            members.append(ListedMember(label, cls.name, params, lists, folds.search_train.matrix))
-        else:
-            members.append(ModelMember(label, cls.name, params))
+        lists = s.best_lists()
+        members.append(ListedMember(label, cls.name, params, lists, folds.search_train.matrix) if lists is not None
+                       else ModelMember(label, cls.name, params))  # fmt: skip
     ens = Ensemble(members, method="auto" if len(members) > 1 else "rank", candidates=candidates_n)
     saved = out / "ensemble.json"
     warnings: list[str] = []
@@ -615,20 +589,14 @@ def run_auto(ds, out: Path, budget_s: float, *, k: int = 10, last: int = 1, rand
     with deadline(max(clock.left - after, refit_need)):
         ens.prepare_final(ds, k=k)
         recs = ens.recommend(ds.users, k=k)
-    member_models: dict[str, str] = {}
-    trial_models = [m.label for m, w in zip(ens.members, ens.weights) if w > 0 and isinstance(m, TrialMember)]
     if model_dir is not None:
-        from ..app.serving import member_folder, save_pipeline
+        from ..app.serving import save_pipeline
 
         try:
             save_pipeline(ens, ds, model_dir)
             log(f"{clock.stamp()} servable pipeline saved: {model_dir} (toprec serve {model_dir})")
-            member_models = {lab: str(model_dir / member_folder(ens, lab)) for lab in trial_models}
         except ToprecError as exc:
             warnings.append(f"no servable model saved: {exc}")
-    if model_dir is not None and trial_models and not member_models:
-        warnings.append(f"pipeline.yaml fits {', '.join(trial_models)} again: the tuned model that served the "
-                        "submission was not saved, so `toprec run` will not write the same file")  # fmt: skip
     ens.release()
     clock.save(stage="done")
     curves = [{"name": s.c.name, "why": s.c.why, "trials": s.n_complete, "best": s.best, "curve": s.curve(),
@@ -638,4 +606,4 @@ def run_auto(ds, out: Path, budget_s: float, *, k: int = 10, last: int = 1, rand
     return AutoRun(profile=prof, plan=plan, members=curves, chosen=chosen, method=ens.method,
                    weights={lab: float(w) for lab, w in zip(ens.labels, ens.weights)}, validation=report, recs=recs,
                    member_specs=member_specs, elapsed_s=clock.elapsed, budget_s=clock.budget, warnings=warnings,
-                   recency=bool(getattr(ens, "recency", False)), member_models=member_models)  # fmt: skip
+                   recency=bool(getattr(ens, "recency", False)))  # fmt: skip

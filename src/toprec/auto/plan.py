@@ -151,9 +151,7 @@ def candidates(p: dict[str, Any], device: str = "auto", only: list[str] | None =
         # SASRec: full softmax over the items for every event, ~20 epochs (ML-1M on this CPU: 15 s an epoch in
         # batches of similar lengths, 28 s in random ones, ~2.5x that beside other jobs; minutes on a GPU): it
         # finds the held-out last event ~3x as often as EASE
-        # its tuned model serves the submission as it is (no refit, see .tuning.keeps_model), so a CPU trial gets
-        # the time a refit would have taken: up to 50 epochs (an H200 stopped on patience at 25-28)
-        out.append(Candidate("sasrec", {"epochs": 50, "patience": 3}, [{}],
+        out.append(Candidate("sasrec", {"epochs": 30, "patience": 3}, [{}],
                              {"lr": ("log_float", 3e-4, 3e-3), "dropout": ("float", 0.1, 0.5)},
                              20 * E * I * 2e-8 / speedup + 20, 2, 7,
                              "the test holds each user's last event: a sequential transformer"

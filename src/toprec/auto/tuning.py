@@ -22,7 +22,6 @@ again.
 from __future__ import annotations
 
 import math
-import shutil
 import time
 import warnings
 from pathlib import Path
@@ -62,16 +61,6 @@ def starts(c) -> list[dict[str, Any]]:
 def epoch_trained(cls) -> bool:
     """Trained in epochs with early stopping on a validation holdout (the torch models)."""
     return "patience" in cls.Params.model_fields and "epochs" in cls.Params.model_fields
-
-
-def keeps_model(cls) -> bool:
-    """An epoch-trained member whose model can serve the whole data unchanged (:meth:`Recommender.rebase`):
-    its trials keep the fitted model beside the lists, and the submission uses the chosen trial's model
-    instead of training it again. Its trial was fitted on the search data, which is every event but ~10 per
-    validation user (the refit would hold out the same number again for its own early stopping), so the
-    refit's time is better spent on the trial's epochs: a sequential member's trial is time-boxed on a CPU
-    (SASRec on ML-1M: 15-16 epochs, 335-370 s, and the refit as long again)."""
-    return epoch_trained(cls) and bool(getattr(cls, "rebasable", False))
 
 
 def _order(t) -> tuple[int, int]:
@@ -246,7 +235,6 @@ class MemberStudy:
         value = float(per_user.mean())
         elapsed = time.perf_counter() - t0
         t.set_user_attr("fit_s", round(fit_s, 3))
-        t.set_user_attr("score_s", round(elapsed - fit_s, 3))
         t.set_user_attr("seconds", round(elapsed, 3))
         if boxed:
             t.set_user_attr("epochs_run", int(boxed[0]))
@@ -254,8 +242,6 @@ class MemberStudy:
         first = t.user_attrs.get("start") == 0 or not done
         if first or value > max(d.value for d in done):  # the first start, or a new top: keep its lists
             self.save_lists(recs, t.number)
-            if keeps_model(cls):  # and the model, which serves the submission (see keeps_model)
-                model.save(self.model_path(t.number))
         self.save_per_user(t.number, per_user)
         self.study.tell(t, value)
         self.prune_lists()
@@ -291,7 +277,7 @@ class MemberStudy:
                 np.savez(fh, users=recs.users, items=recs.items, scores=recs.scores)
 
     def prune_lists(self) -> None:
-        """Keep the lists (and models) of the first and the top trial only (the two the choice can fall on)."""
+        """Keep the lists of the first and the top trial only (the two the choice can fall on)."""
         done = self.complete()
         if not done:
             return
@@ -300,25 +286,6 @@ class MemberStudy:
             number = path.name[len(self.c.name) + 1 : -len(".npz")]
             if number.isdigit() and int(number) not in keep:
                 path.unlink(missing_ok=True)
-        for path in self.model_path(0).parent.glob(f"{self.c.name}.*"):
-            number = path.name[len(self.c.name) + 1 :]
-            if number.isdigit() and int(number) not in keep:
-                shutil.rmtree(path, ignore_errors=True)
-
-    def model_path(self, trial: int) -> Path:
-        return self.out / "models" / f"{self.c.name}.{trial}"
-
-    def best_model(self) -> Path | None:
-        """The chosen trial's saved model folder (:func:`keeps_model` members), if it is on disk."""
-        b = self.best
-        if b is None or not (self.model_path(b["trial"]) / "model.json").exists():
-            return None
-        return self.model_path(b["trial"])
-
-    def score_seconds(self) -> float:
-        """Median measured seconds of a trial's scoring (fold A's and B's users; nan before the first)."""
-        done = [t.user_attrs.get("score_s") for t in self.complete() if t.user_attrs.get("score_s") is not None]
-        return float(np.median(done)) if done else math.nan
 
     def best_lists(self) -> Recommendations | None:
         """The chosen trial's lists (fold A and B users), if they are on disk."""

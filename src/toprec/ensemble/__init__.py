@@ -28,8 +28,7 @@ from .ensemble import Ensemble
 from .fold_eval import evaluate_folds, summarize_folds
 from .folds import SCHEMES, Fold, Folds, make_folds
 from .fusion import METHODS, CandidatePool, build_pool, contributions, fuse
-from .members import (FileMember, ListedMember, Member, ModelMember, SavedMember, TrialMember, parse_members,
-                      read_member_file)
+from .members import FileMember, ListedMember, Member, ModelMember, SavedMember, parse_members, read_member_file
 from .search import SEARCHES, run_search
 
 __all__ = [
@@ -45,7 +44,6 @@ __all__ = [
     "Member",
     "ModelMember",
     "SavedMember",
-    "TrialMember",
     "align",
     "align_seeds",
     "build_pool",

@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 
 from .. import progress
 from ..errors import ToprecError
@@ -46,15 +45,6 @@ def _same_matrix(a, b) -> bool:
         and np.array_equal(np.asarray(a.indptr), np.asarray(b.indptr))
         and np.array_equal(np.asarray(a.indices), np.asarray(b.indices))
     )
-
-
-def _within(a, b) -> bool:
-    """Whether every stored entry of ``a`` is stored in ``b`` too (the same shape)."""
-    if a.shape != b.shape:
-        return False
-    a = sp.csr_matrix((np.ones(a.nnz, dtype=np.float32), a.indices, a.indptr), shape=a.shape)
-    b = sp.csr_matrix((np.ones(b.nnz, dtype=np.float32), b.indices, b.indptr), shape=b.shape)
-    return int(round(a.multiply(b).sum())) == a.nnz
 
 
 class Member(abc.ABC):
@@ -141,38 +131,6 @@ class ListedMember(ModelMember):
             rows = self._order[at]
             return Recommendations(users, self.stored.items[rows, :n], self.stored.scores[rows, :n])
         return super().lists(train, users, n, stage)
-
-
-class TrialMember(ListedMember):
-    """A :class:`ListedMember` whose tuning trial also kept its fitted model (``model_path``): on the
-    ``final`` dataset, which holds every event that model trained on, the model serves as it is
-    (:meth:`Recommender.rebase`: the same weights, the final data's users and histories) instead of being
-    fitted again; on any other data (a validation cut) it is fitted like a :class:`ModelMember`."""
-
-    def __init__(self, label: str, name: str, params: dict[str, Any], lists: Recommendations, train_matrix,
-                 model_path: Path, final) -> None:  # fmt: skip
-        super().__init__(label, name, params, lists, train_matrix)
-        self.model_path, self.final = Path(model_path), final
-
-    def model_for(self, train):
-        if train is not self.final:
-            return super().model_for(train)
-        key = id(train)
-        if key not in self._fitted:
-            from ..models import Recommender
-
-            model = Recommender.load(self.model_path)
-            if model.name != self.name or not _within(model.train_matrix, train.matrix):
-                raise ToprecError(f"{self.model_path}: not a '{self.name}' model fitted on part of the final data")
-            with progress.task(f"{self.label}: the tuned model over {train.n_users:,} users (not fitted again)"):
-                model.rebase(train)
-            self._fitted = {key: (model, train)}
-        return self._fitted[key][0]
-
-    def describe(self):
-        d = super().describe()
-        d.update(kind="trial", path=str(self.model_path))
-        return d
 
 
 class SavedMember(ModelMember):

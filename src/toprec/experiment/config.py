@@ -151,17 +151,10 @@ class EnsembleConfig(_Strict):
     ranker_model: Optional[str] = Field(
         None, description="method rerank: a trained ranker's folder (a saved pipeline's rerank/, as `toprec auto` "
         "writes in OUT/model), used as it is: no fold-A training")
-    member_models: Optional[dict[str, str]] = Field(
-        None, description="members fitted already: member -> a saved model folder of that model (as `toprec "
-        "auto` writes in OUT/model/members), used as it is where the stage's data is the one it was saved with; "
-        "elsewhere the member is fitted")
     model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
 
     @model_validator(mode="after")
     def _consistent(self) -> "EnsembleConfig":
-        for label in self.member_models or {}:
-            if label not in self.members:
-                raise ValueError(f"member_models: '{label}' is not one of the members")
         if self.method != "rerank" and (self.ranker != RANKERS[0] or self.clusters or self.recency
                                         or self.ranker_model):  # fmt: skip
             raise ValueError(f"--ranker, --clusters, --recency and ranker_model set up the re-ranker: they need "

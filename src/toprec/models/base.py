@@ -79,9 +79,6 @@ class Recommender(abc.ABC):
     #: hyperparameter search space for tuning: name -> (kind, low, high) with kind in
     #: "float", "log_float", "int", "log_int", or ("categorical", [choices...])
     search_space: ClassVar[dict[str, tuple]] = {}
-    #: :meth:`rebase` is supported: the learned state indexes no user (items only), so the same weights can
-    #: serve another dataset's users and histories over the same items
-    rebasable: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any):
         super().__init_subclass__(**kwargs)
@@ -120,29 +117,6 @@ class Recommender(abc.ABC):
             self.valid = self.callback = None  # only for the duration of the fit
         self.fitted = True
         return self
-
-    def rebase(self, train) -> "Recommender":
-        """The same learned weights over ``train``'s users and histories (the same items): no training.
-
-        For a model fitted on part of a dataset that then serves all of it, e.g. ``toprec auto``'s tuned
-        sequential member, whose trial was fitted on the search data (every event but the validation
-        holdout) and which would otherwise be trained again from scratch for the submission. Only models
-        whose learned state indexes no user (``rebasable``); ``train`` must have the model's items.
-        """
-        self._check_fitted()
-        if not self.rebasable:
-            raise ToprecError(f"model '{self.name}' cannot serve another dataset's users without training again")
-        X = train.matrix
-        if X.shape[1] != self.n_items:
-            raise ToprecError(f"model '{self.name}': rebase onto {X.shape[1]:,} items, the model has {self.n_items:,}")
-        self.n_users = X.shape[0]
-        self.train_matrix = X
-        self.item_popularity = np.asarray(train.item_counts, dtype=np.float32)
-        self._rebase(X, train)
-        return self
-
-    def _rebase(self, X: sp.csr_matrix, train) -> None:
-        """What :meth:`rebase` changes besides the training matrix and the popularity (e.g. the time order)."""
 
     def memory_estimate(self, n_users: int, n_items: int, nnz: int) -> MemoryEstimate | None:
         """Estimated peak memory of a fit on a (n_users x n_items, nnz events) matrix, beyond the data.

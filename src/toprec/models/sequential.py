@@ -354,17 +354,13 @@ class _SequentialBase(TorchRecommender):
     causal: ClassVar[bool] = True
     extra_tokens: ClassVar[int] = 1  # padding (0); BERT4Rec adds the mask token
     search_space: ClassVar[dict[str, tuple]] = _SEQ_SPACE
-    rebasable: ClassVar[bool] = True  # item embeddings and the network: no user is indexed
 
     # ----- data
     def _fit(self, X: sp.csr_matrix, train) -> None:
         super()._fit(X, train)
-        self._rebase(X, train)
-
-    def _rebase(self, X: sp.csr_matrix, train) -> None:
-        # scoring: the whole training data's time order (a phase may have trained on less)
+        # scoring after fit: the whole training data's time order (a phase may have trained on less)
         self.order_rank = csr_order_rank(train)
-        self._order = rank_matrix(X, self.order_rank)
+        self._order = rank_matrix(self.train_matrix, self.order_rank)
 
     def _prepare(self, X: sp.csr_matrix, train) -> None:
         """Every user's last ``max_len`` (+1 for SASRec's shifted targets) items; users with >= 2 events."""
