@@ -42,7 +42,10 @@ VARIANTS = {"random batches": {"length_batches": False}, "length batches": {"len
             # session 17: one set of distinct negatives shared by the batch instead of the full softmax (~1.8x / ~2.2x
             # faster steps on ML-1M at 1,024 / 512 of its 3,533 items)
             "shared softmax 1024": {"loss": "shared_softmax", "n_negatives": 1024},
-            "shared softmax 512": {"loss": "shared_softmax", "n_negatives": 512}}
+            "shared softmax 512": {"loss": "shared_softmax", "n_negatives": 512},
+            # session 18: shorter sequences (attention ~L^2, the softmax over the items for every position ~L) and
+            # a higher learning rate: more of a CPU time box's epochs
+            "max_len 50": {"max_len": 50}, "max_len 100": {"max_len": 100}, "lr 5e-3": {"lr": 5e-3}}
 DEFAULT_VARIANTS = ["random batches", "length batches"]
 
 
