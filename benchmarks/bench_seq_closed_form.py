@@ -46,21 +46,6 @@ def decayed_previous(user: np.ndarray, item: np.ndarray, n_items: int, n: int, d
                          shape=(len(item), n_items))  # fmt: skip
 
 
-def latest(user: np.ndarray, item: np.ndarray, n_users: int, n_items: int, n: int, decay: float) -> sp.csr_matrix:
-    """(users, items): each user's last ``n`` items, the newest weighted 1, then ``decay**p``."""
-    ends = np.r_[np.flatnonzero(np.diff(user)), len(user) - 1]
-    owner = user[ends]
-    rows, cols, vals = [], [], []
-    for p in range(n):
-        idx = ends - p
-        ok = (idx >= 0) & (user[np.maximum(idx, 0)] == owner)
-        rows.append(owner[ok])
-        cols.append(item[idx[ok]])
-        vals.append(np.full(int(ok.sum()), decay**p))
-    return sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
-                         shape=(n_users, n_items))  # fmt: skip
-
-
 def main() -> None:
     from bench_auto import LOADERS
 
@@ -98,7 +83,9 @@ def main() -> None:
         G = (X.T @ X).toarray()
         G[np.diag_indices(I)] += lam
         B = np.linalg.solve(G, (X.T @ Y).toarray())
-        S = latest(user, item, tr.n_users, I, n, decay)[users] @ B
+        # the user's last n items, the newest weighted 1, then decay**p: seqrules' own vote matrix
+        votes = models.get("seqrules", last_n=n, recency_decay=decay).fit(tr).vote_matrix(users, tr.matrix[users])
+        S = votes @ B
         rows.append((f"ridge, n={n} d={decay:g} lam={lam:g}", parts(S), time.perf_counter() - t0))
     print(f"ML-1M ratings >= 4, validation holdout (seed 100) of bench_auto's training part; {len(users):,} users\n")
     print("| model | recall@10 | last event | random part | seconds |")
