@@ -57,6 +57,9 @@ RERANK_SLACK = 0.05
 #: small data with extra validation cuts: the re-ranker trains on the rows of as many cuts as this share of its
 #: stage's box holds, by the time its first ranker (fold A of auto's cut) took
 OVER_CUTS_USE = 0.7
+#: ... each cut costing this many of those first rankers (two rankers on half the users of the cuts, one on all,
+#: each row scored: 4 by the rows; the stages measured 1.1-3 on 2026-12-05's runs, where the box was the limit)
+OVER_CUT_UNITS = 3.0
 #: small data: the share of the time left (after what the later stages keep) the extra validation cuts may take.
 #: At 0.5 the small-data runs ended at minute 10-25 of 30 while Multi-VAE, which carried ML-latest-small seed 0's
 #: fusion gain offline, did not fit on the cuts; the later stages' reserves are kept in full either way
@@ -241,15 +244,21 @@ def use_recency(ds, last: int) -> bool:
     return last > 0 and has_time(ds)
 
 
-def rerank_box(need: float, left: float, refit_s: float, pace: float = 1.0, slack: float = 0.0) -> float:
+def rerank_box(need: float, left: float, refit_s: float, pace: float = 1.0, slack: float = 0.0,
+               fill: bool = False) -> float:
     """Seconds the re-ranker stage may take (0: skip it). ``room``: ``left`` less the final refit (``refit_s``)
     and the writing -- what tuning kept back for the stage (see ``reserve`` in :func:`run_auto`) -- plus
     ``slack``, the part of the budget's tolerance the stage may run into (``RERANK_SLACK``). It runs when half
     its a-priori estimate ``need`` fits there (the estimate is rough: ML-1M 50-180 s against 112 s, the
     competition sample 2-5 s against 40 s), and may take up to ``BOX_FACTOR`` x the estimate on this machine
-    (``pace``: a slow machine gets more), never more than that room."""
-    room = left - refit_s - FIXED_RESERVE_S + slack
-    return min(BOX_FACTOR * need * max(1.0, pace), room) if room >= 0.5 * need else 0.0
+    (``pace``: a slow machine gets more), never more than that room. ``fill`` (small data with extra validation
+    cuts, whose rows the ranker may learn from as many of as fit): the whole room, without the slack -- the
+    stage is the last before the refit, and on ML-latest-small (session 18) the run ended at minute 22 of 30 with
+    a ranker of 3 cuts of 6, boxed at 3 x its estimate."""
+    room = left - refit_s - FIXED_RESERVE_S + (0.0 if fill else slack)
+    if room < 0.5 * need:
+        return 0.0
+    return room if fill else min(BOX_FACTOR * need * max(1.0, pace), room)
 
 
 def _maybe_rerank(ens, chosen, report, members, ds, folds, clock, out, k, seed, last, random, candidates_n, log,
@@ -267,31 +276,34 @@ def _maybe_rerank(ens, chosen, report, members, ds, folds, clock, out, k, seed, 
     need = rerank_seconds(len(folds.fold_a.users), candidates_n, len(members)) * (RERANK_FITS if cf else 1.0)
     if not need:
         return ens, chosen, report
-    box = rerank_box(need, clock.left - 0.03 * clock.budget, refit_s, pace, RERANK_SLACK * clock.budget)
+    over = cf.cut_labels() if cf is not None else []
+    box = rerank_box(need, clock.left - 0.03 * clock.budget, refit_s, pace, RERANK_SLACK * clock.budget,
+                     fill=len(over) > 1)  # fmt: skip
     if box <= 0:
         log(f"{clock.stamp()} re-ranker skipped: ~{need:.0f}s, not within the budget left")
         return ens, chosen, report
     saved = out / "rerank.json"
-    over = cf.cut_labels() if cf is not None else []
     if len(over) > 1:  # small data with extra cuts: the ranker of the cut members, trained on every cut's rows
         members = [m for m in members if m.label in over]
     rr = Ensemble(members, method="rerank", candidates=candidates_n, recency=use_recency(ds, last))
     log(f"{clock.stamp()} re-ranker: trained on fold A, checked on fold B (~{need:.0f}s, at most {box:.0f}s"
         + (", with recency features)" if rr.recency else ")"))  # fmt: skip
     crossed = cuts = None
+    timed = ""
     try:
         with deadline(box):
             t0 = time.perf_counter()
             rep = rr.validate(ds, search="both", k=k, scheme="users", seed=seed, last=last, random=random,
                               folds=folds)  # fmt: skip
             unit = time.perf_counter() - t0  # one ranker on fold A's rows, measured
-            n = int((box - unit) / max(unit, 1e-3) * OVER_CUTS_USE / 4) if len(over) > 1 else 0
+            n = int((box - unit) / max(unit, 1e-3) * OVER_CUTS_USE / OVER_CUT_UNITS) if len(over) > 1 else 0
             if len(over) > 1:
                 n = min(n, 1 + len(cf.cut_lists))  # the number of cuts, once: a resumed run trains the same ranker, whatever its pace
                 n = _stored_cuts(out / "rerank_cuts.json", rr.labels, n)
             late = bool(rep.get("rerank", {}).get("out_of_time"))  # the box is spent: fold B alone decides
-            if not late and n >= 2:  # rankers on half the users of n cuts (twice), then all: ~4n fold-A rankers
+            if not late and n >= 2:  # rankers on half the users of n cuts (twice), then all (OVER_CUT_UNITS)
                 cuts = cf.reranker_over_cuts(rr.reranker, most=n)
+                cuts_s = time.perf_counter() - t0 - unit
             elif not late and cf is not None:
                 crossed = cf.reranker(rr)
     except ToprecError as exc:  # e.g. a fold without a positive to learn from: the fused choice stands
@@ -305,6 +317,7 @@ def _maybe_rerank(ens, chosen, report, members, ds, folds, clock, out, k, seed, 
     if cuts is not None and not cuts.out_of_time:  # every cut's rows, out of fold by user, against the written
         got, base, se, keep = cuts.mean, cuts.written_mean, cuts.se, cuts.kept
         where = f"{cuts.cuts} validation cuts, out of fold by user ({cuts.users:,} users)"
+        timed = f" (first ranker {unit:.0f}s, the cuts' {cuts_s:.0f}s)"
         verdict.update(scored_on=where, final_trees=cuts.final.trees, cuts=cuts.cuts, gain=cuts.gain)
         if keep:
             rr.reranker = cuts.final
@@ -337,7 +350,7 @@ def _maybe_rerank(ens, chosen, report, members, ds, folds, clock, out, k, seed, 
         tmp.write_text(json.dumps({"fold_b": got, "written_fold_b": base, "se": se, "kept": keep,
                                    **verdict}) + "\n")  # fmt: skip
     log(f"{clock.stamp()} re-ranker: {where} {got:.4f} vs {base:.4f} ({chosen}), se {se:.4f}: "
-        + ("kept" if keep else "not kept"))  # fmt: skip
+        + ("kept" if keep else "not kept") + timed)  # fmt: skip
     if not keep:
         return ens, chosen, report
     return rr, "rerank", rep
