@@ -97,6 +97,18 @@ def test_more_cuts_choose_the_member_written_alone_over_every_cut(dataset, tmp_p
 
     assert cf.cut_members(seconds, box=box_of) == labels
     assert cf.cut_members(seconds, box=lambda chosen: 1e9 - len(chosen)) == ens.labels
+    # a member far behind the best on auto's cut (below CUT_FLOOR of its recall) is not fitted on the cuts,
+    # whatever the time; the contenders always are
+    means, floor = cf.member_means(), crossfit.CUT_FLOOR
+    share = means["popularity"] / max(means.values())
+    assert crossfit.CUT_FLOOR <= share < 1.0
+    monkeypatch.setattr(crossfit, "CUT_FLOOR", share + 1e-9)
+    assert cf.cut_members(seconds, box=1e9) == labels
+    monkeypatch.setattr(crossfit, "CUT_FLOOR", share)
+    assert cf.cut_members(seconds, box=1e9) == ens.labels
+    monkeypatch.setattr(crossfit, "CUT_FLOOR", 1.0)  # the floor never drops a contender
+    assert set(labels) <= set(cf.cut_members(seconds, box=1e9))
+    monkeypatch.setattr(crossfit, "CUT_FLOOR", floor)
 
     # a box too small for one cut: nothing fitted, the pick is auto's cut alone
     assert cf.more_cuts(1, 4, seconds, box=5.0) == 0 and cf.cuts == {} and cf.best_member() == one_cut
