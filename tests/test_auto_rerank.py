@@ -95,9 +95,9 @@ def test_rerank_box_leaves_the_final_refit_its_time():
     refit, need, budget = 130.0, 40.0, 420.0
     left = refit + need + FIXED_RESERVE_S + 0.03 * budget
     assert rerank_box(need, left - 0.03 * budget, refit) == need
-    # a ranker over the validation cuts fills the room (not the slack): the cuts it learns from are sized to it
-    assert rerank_box(20.0, 1000.0, 50.0, slack=15.0, fill=True) == 1000.0 - 50.0 - FIXED_RESERVE_S
-    assert rerank_box(20.0, 65.0, 50.0, slack=15.0, fill=True) == 0.0
+    # a ranker over the validation cuts fills the room: the cuts it learns from are sized to it
+    assert rerank_box(20.0, 1000.0, 50.0, slack=15.0, fill=True) == 1000.0 - 50.0 - FIXED_RESERVE_S + 15.0
+    assert rerank_box(20.0, 65.0, 50.0, fill=True) == 0.0
 
 
 def test_a_final_refit_is_never_cut_below_its_estimate(dataset, tmp_path, monkeypatch):

@@ -252,10 +252,10 @@ def rerank_box(need: float, left: float, refit_s: float, pace: float = 1.0, slac
     its a-priori estimate ``need`` fits there (the estimate is rough: ML-1M 50-180 s against 112 s, the
     competition sample 2-5 s against 40 s), and may take up to ``BOX_FACTOR`` x the estimate on this machine
     (``pace``: a slow machine gets more), never more than that room. ``fill`` (small data with extra validation
-    cuts, whose rows the ranker may learn from as many of as fit): the whole room, without the slack -- the
-    stage is the last before the refit, and on ML-latest-small (session 18) the run ended at minute 22 of 30 with
-    a ranker of 3 cuts of 6, boxed at 3 x its estimate."""
-    room = left - refit_s - FIXED_RESERVE_S + (0.0 if fill else slack)
+    cuts, whose rows the ranker may learn from as many of as fit): the whole room -- the stage is the last before
+    the refit, and on ML-latest-small (session 18) the run ended at minute 22 of 30 with a ranker of 3 cuts of 6,
+    boxed at 3 x its estimate."""
+    room = left - refit_s - FIXED_RESERVE_S + slack
     if room < 0.5 * need:
         return 0.0
     return room if fill else min(BOX_FACTOR * need * max(1.0, pace), room)
