@@ -72,9 +72,10 @@ CROSSFIT_USERS = 2000
 #: small data: validation cuts, besides auto's own, over which the member written alone is chosen; the members
 #: on them are those of which this many cuts fit in the box (:meth:`CrossFit.cut_members`)
 EXTRA_CUTS = 3
-#: ... and, when the box holds more cuts of those members, up to this many (ML-100K, offline, the fusion searched
-#: and graded on the test over 8 cuts instead of 4: +0.0009 / +0.0013 / +0.0017 recall@10 on seeds 0-2;
-#: ``benchmarks/bench_auto_pooled.py --cuts 8``)
+#: ... and, when the box holds more cuts of those members, up to this many (ML-100K, offline, graded on the test,
+#: seeds 0-2: the fusion searched over 8 cuts instead of 4 +0.0009 / +0.0013 / +0.0017 recall@10,
+#: ``benchmarks/bench_auto_pooled.py --cuts 8``; the re-ranker trained on 16 cuts' rows instead of 8
+#: +0.0035 / +0.0026 / -0.0003, ``benchmarks/bench_auto_rerank_cuts.py --cuts 7,15``)
 MAX_EXTRA_CUTS = 15
 #: members within this many paired standard errors of the best on auto's own cut are fitted on the extra cuts
 CONTENDER_SE = 2.0
