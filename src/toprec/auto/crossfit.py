@@ -72,19 +72,12 @@ CROSSFIT_USERS = 2000
 #: small data: validation cuts, besides auto's own, over which the member written alone is chosen; the members
 #: on them are those of which this many cuts fit in the box (:meth:`CrossFit.cut_members`)
 EXTRA_CUTS = 3
-#: ... and, when the box holds more cuts of those members, up to this many (ML-100K, offline, graded on the test,
-#: seeds 0-2: the fusion searched over 8 cuts instead of 4 +0.0009 / +0.0013 / +0.0017 recall@10,
-#: ``benchmarks/bench_auto_pooled.py --cuts 8``; the re-ranker trained on 16 cuts' rows instead of 8
-#: +0.0035 / +0.0026 / -0.0003, ``benchmarks/bench_auto_rerank_cuts.py --cuts 7,15``)
-MAX_EXTRA_CUTS = 15
+#: ... and, when the box holds more cuts of those members, up to this many (ML-100K, offline, the fusion searched
+#: and graded on the test over 8 cuts instead of 4: +0.0009 / +0.0013 / +0.0017 recall@10 on seeds 0-2;
+#: ``benchmarks/bench_auto_pooled.py --cuts 8``)
+MAX_EXTRA_CUTS = 7
 #: members within this many paired standard errors of the best on auto's own cut are fitted on the extra cuts
 CONTENDER_SE = 2.0
-#: ... and the others when their recall there is at least this share of the best member's (and the cuts fit).
-#: SASRec on the last-1 + random-9 protocol of small MovieLens sets is at 48-50% (ML-100K 0.096 / 0.200,
-#: ML-latest-small 0.071 / 0.143, fold A), weighs 0 in every fusion over the cuts, and took ~45% of each cut's
-#: time on ML-latest-small (62 of ~136 s), leaving its re-ranker 3 cuts of 6 (session 18); the weakest member
-#: kept otherwise, BPR on Last.fm, is at 60%
-CUT_FLOOR = 0.55
 #: the re-ranker stage's cost when cross-fitted, in single trainings: fold A, fold B, and both folds (twice the rows)
 RERANK_FITS = 4.0
 
@@ -251,16 +244,12 @@ class CrossFit:
         labels, a member joins when the cuts with it fit in the box with it: after the cuts the submission is
         made of their members only (the fusion over the cuts, the re-ranker of the cut members, or the member
         written alone, a contender), so the time kept for the final refit is theirs (Last.fm, session 17: the
-        refit of a Multi-VAE that no cut had kept 380 s of a 30-minute run, which ended at minute 20 with 3 cuts).
-        A member below ``CUT_FLOOR`` of the best member's recall on auto's cut does not join."""
+        refit of a Multi-VAE that no cut had kept 380 s of a 30-minute run, which ended at minute 20 with 3 cuts)."""
         box_of = _box_fn(box)
         cost = {lab: max(0.0, float(seconds(lab))) for lab in self.ens.labels}
         chosen = set(self.contenders())
         need = sum(cost[lab] for lab in chosen)
-        means = self.member_means()
-        floor = CUT_FLOOR * max(means.values())
-        others = (lab for lab in self.ens.labels if lab not in chosen and means[lab] >= floor)
-        for lab in sorted(others, key=cost.get):
+        for lab in sorted((lab for lab in self.ens.labels if lab not in chosen), key=cost.get):
             if (need + cost[lab]) * cuts <= box_of([x for x in self.ens.labels if x in chosen or x == lab]):
                 chosen.add(lab)
                 need += cost[lab]
