@@ -58,7 +58,7 @@ RERANK_SLACK = 0.05
 #: stage's box holds, by the time its first ranker (fold A of auto's cut) took
 OVER_CUTS_USE = 0.7
 #: ... each cut costing this many of those first rankers (two rankers on half the users of the cuts, one on all,
-#: each row scored: 4 by the rows; the stages measured 1.1-3 on 2026-12-05's runs, where the box was the limit)
+#: each row scored: 4 by the rows; measured in session 19's logs: ML-latest-small 2.5, ML-100K 3.4)
 OVER_CUT_UNITS = 3.0
 #: small data: the share of the time left (after what the later stages keep) the extra validation cuts may take.
 #: At 0.5 the small-data runs ended at minute 10-25 of 30 while Multi-VAE, which carried ML-latest-small seed 0's
