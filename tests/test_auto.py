@@ -292,6 +292,17 @@ def test_an_epoch_trained_trial_past_its_time_box_stops_and_caps_the_final_refit
     s2 = MemberStudy(c, folds, open_studies(tmp_path / "other.db"), tmp_path / "other", 10, 20, 0)
     r2 = s2.trial(seconds=None)
     assert "time_boxed" not in r2 and sorted(s2.complete()[0].intermediate_values) == list(range(1, 9))
+    # fitted again (cuts, final refit): the best validated epoch count, on all the data, no holdout cut from it
+    t2 = s2.complete()[0]
+    curve = t2.intermediate_values
+    best_epoch = min(curve, key=lambda e: (-curve[e], e))
+    assert t2.user_attrs["best_epoch"] == best_epoch and t2.user_attrs["epochs_trained"] == 8
+    params = s2.best["params"]
+    assert params["epochs"] == best_epoch and params["valid_last"] == 0 and params["valid_random"] == 0
+    again_s = t2.user_attrs["fit_again_s"]
+    assert 0 < again_s < t2.user_attrs["seconds"] and s2.best["refit_share"] == pytest.approx(again_s / t2.user_attrs["seconds"])
+    again = models.get("multivae", **params).fit(folds.search_train)
+    assert len(again.history) == best_epoch and all(h["recall@10"] != h["recall@10"] for h in again.history)
 
 
 def _trial_order(lines: list[str]) -> list[tuple[str, int]]:

@@ -162,8 +162,9 @@ def test_callback_logs_history_and_stop(train):
     m = models.get("multidae", **FAST).fit(train, callback=lambda e, logs: seen.append((e, dict(logs))))
     assert [e for e, _ in seen] == list(range(1, 7)) and len(m.history) == 6
     for _, logs in seen:
-        assert set(logs) == {"loss", "recall@10", "seconds"} and all(isinstance(v, float) for v in logs.values())
-        assert 0 <= logs["recall@10"] <= 1 and logs["seconds"] > 0
+        assert set(logs) == {"loss", "recall@10", "seconds", "train_s"}
+        assert all(isinstance(v, float) for v in logs.values())
+        assert 0 <= logs["recall@10"] <= 1 and 0 < logs["train_s"] < logs["seconds"]  # seconds: training + validation
 
     class Stop(Exception):
         pass

@@ -424,6 +424,11 @@ def run_auto(ds, out: Path, budget_s: float, *, k: int = 10, last: int = 1, rand
             return measured
         return s.c.cost * pace([(t.fit_seconds(), t.c.cost) for t in studies.values()])
 
+    def fit_again(s) -> float:
+        """Seconds of the member fitted again with its chosen settings (a validation cut, the final refit): an
+        epoch-trained one runs its best epoch count, no more (``refit_share`` of its trial's epochs)."""
+        return cost(s) * float((s.best or {}).get("refit_share", 1.0))
+
     rerank_s = rerank_seconds(len(folds.fold_a.users), candidates_n, min(MAX_MEMBERS, len(studies)))
     rerank_fits = RERANK_FITS if crossfits(folds) else 1.0  # small data: the stage trains three rankers
 
@@ -435,12 +440,12 @@ def run_auto(ds, out: Path, budget_s: float, *, k: int = 10, last: int = 1, rand
         ranked = sorted((s for s in studies.values() if s.best), key=lambda s: -s.best["value"])
         kept = ensemble_members(ranked)
         stage = rerank_seconds(len(folds.fold_a.users), candidates_n, len(kept)) if len(kept) > 1 else 0.0
-        return (REFIT * sum(cost(s) for s in kept) + max(stage, rerank_s) * rerank_fits + FIXED_RESERVE_S
+        return (REFIT * sum(fit_again(s) for s in kept) + max(stage, rerank_s) * rerank_fits + FIXED_RESERVE_S
                 + 0.03 * clock.budget)  # fmt: skip
 
     def refit_seconds(labels) -> float:
         """The final refit's estimate for the members ``labels``."""
-        return REFIT * sum(cost(studies[member_specs[lab]["name"]]) for lab in labels)
+        return REFIT * sum(fit_again(studies[member_specs[lab]["name"]]) for lab in labels)
 
     def run_trial(s) -> bool:
         go, box = trial_box(cost(s), clock.left, reserve(), bool(s.best), epoch_trained(models.get_class(s.c.name)))
@@ -519,9 +524,7 @@ def run_auto(ds, out: Path, budget_s: float, *, k: int = 10, last: int = 1, rand
             alt0 = cf.best_member()
 
             def member_seconds(label: str) -> float:
-                st = studies[member_specs[label]["name"]]
-                t = st.fit_seconds()
-                return t if t == t else cost(st)  # a cut's training part is the size of the search data
+                return fit_again(studies[member_specs[label]["name"]])  # a cut's training part: the search data's size
 
             def later(labels: list[str]) -> float:
                 """What the stages after the cuts keep when the cuts fit ``labels``: the submission is then made

@@ -141,6 +141,7 @@ def run_phase(model, phase: str, X: sp.csr_matrix, train, holdout, max_epochs: i
             t0 = time.perf_counter()
             module.train()
             loss = model._train_epoch(module, optimizers, epoch, generator)
+            trained_s = time.perf_counter() - t0
             rec = float("nan")
             diverged = not math.isfinite(float(loss))
             if diverged and loop.best_state is None:
@@ -155,7 +156,7 @@ def run_phase(model, phase: str, X: sp.csr_matrix, train, holdout, max_epochs: i
             elif validate and (epoch % p.valid_every == 0 or epoch == max_epochs):
                 rec = model._validate(module, holdout, X)
                 loop.improve(rec, module)
-            logs = {"loss": float(loss), "recall@10": rec, "seconds": time.perf_counter() - t0}
+            logs = {"loss": float(loss), "recall@10": rec, "seconds": time.perf_counter() - t0, "train_s": trained_s}
             if phase == "refit":
                 logs["refit"] = 1.0
             model.history.append(logs)
