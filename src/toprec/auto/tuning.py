@@ -60,10 +60,10 @@ def starts(c) -> list[dict[str, Any]]:
 
 #: how a tuned epoch-trained member is fitted again (on the extra validation cuts and in the final refit): for
 #: its trial's best validated epoch count, on all of its data, with no validation holdout cut from it (the trial
-#: stopped early on such a holdout; the refit has no use for one). Measured on a validation cut, fit with the
-#: trial's settings against fit this way (benchmarks/bench_refit_epochs.py): ML-100K Multi-VAE 0.1935 -> 0.1973
-#: in 15 -> 6 s, RecVAE 0.1863 -> 0.1900 (26 -> 18 s), SASRec 0.0931 -> 0.0968 (52 -> 28 s); ML-latest-small
-#: Multi-VAE 0.1319 -> 0.1350 (54 -> 23 s), RecVAE 0.1232 -> 0.1236 (59 -> 58 s), SASRec 0.0454 -> 0.0523
+#: stopped early on such a holdout; the refit has no use for one). On a validation cut, against the trial's
+#: settings fitted again (``benchmarks/bench_refit_epochs.py``, seed 0): ML-100K Multi-VAE, RecVAE and SASRec
+#: +0.0037 each in 40-70% of the time; ML-latest-small Multi-VAE +0.0031, RecVAE +0.0005, SASRec -0.0058 (it
+#: had stopped at epoch 4 of 7); ML-1M SASRec (16 epochs, auto's CPU box) -0.0005 in 80% of the time
 NO_HOLDOUT = {"valid_last": 0, "valid_random": 0}
 
 
