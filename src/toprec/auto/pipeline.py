@@ -426,7 +426,7 @@ def run_auto(ds, out: Path, budget_s: float, *, k: int = 10, last: int = 1, rand
 
     def fit_again(s) -> float:
         """Seconds of the member fitted again with its chosen settings (a validation cut, the final refit): an
-        epoch-trained one runs its best epoch count, no more (``refit_share`` of its trial's epochs)."""
+        epoch-trained one trains its best epoch count and no validation (``refit_share`` of its trial's seconds)."""
         return cost(s) * float((s.best or {}).get("refit_share", 1.0))
 
     rerank_s = rerank_seconds(len(folds.fold_a.users), candidates_n, min(MAX_MEMBERS, len(studies)))

@@ -190,8 +190,8 @@ class MemberStudy:
 
         ``seconds``: an epoch-trained member stops after the first epoch that ends past it, keeping its best
         validated epoch (a time box: its cost is estimated from the data's shape, and a loaded machine can
-        make it several times that). The epochs it ran are kept (``epochs_run``) and cap the member's final
-        refit.
+        make it several times that). Its best validated epoch is kept (``best_epoch``): the member is fitted
+        again (validation cuts, final refit) for that many epochs with no holdout (:data:`NO_HOLDOUT`).
         """
         optuna = _optuna()
         from ..experiment.tune import suggest
