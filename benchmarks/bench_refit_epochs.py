@@ -33,6 +33,8 @@ def main() -> None:
     import bench_auto
 
     from toprec import metrics, models, split
+    from toprec.auto.plan import candidates
+    from toprec.auto.profile import profile
     from toprec.auto.tuning import NO_HOLDOUT
 
     ap = argparse.ArgumentParser()
@@ -62,11 +64,9 @@ def main() -> None:
                     out[part] = float(metrics.per_user("recall@10", top, M[users]).mean())
                 return out
 
+            fixed = {c.name: c.fixed for c in candidates(profile(data, last, rnd))}  # auto's fixed settings
             for m in a.models.split(","):
-                base = {"threads": 1, "seed": 0, **({"epochs": a.cap} if a.cap else {})}
-                if m == "sasrec":
-                    base.setdefault("epochs", 30)
-                    base["patience"] = 3  # auto's SASRec candidate
+                base = {"threads": 1, "seed": 0, **fixed.get(m, {}), **({"epochs": a.cap} if a.cap else {})}
                 t0 = time.perf_counter()
                 early = models.get(m, **base).fit(tr)
                 early_s = time.perf_counter() - t0
