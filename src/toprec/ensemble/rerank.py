@@ -477,7 +477,7 @@ class Reranker:
             return None
         from .recency import Recency
 
-        return Recency(train)
+        return Recency.of(train)
 
     def describe(self) -> dict:
         """What the report shows: backend, trees, features by importance, the clusters (if any)."""
