@@ -143,18 +143,11 @@ def candidates(p: dict[str, Any], device: str = "auto", only: list[str] | None =
     out.append(Candidate("multivae", {}, [{}], {"dropout": ("float", 0.2, 0.7), "lr": ("log_float", 3e-4, 3e-3)},
                          60 * _gflops(6.0 * U * I * 600) / speedup + 10, 3, 5,
                          "epoch-trained; only with budget to spare"))
-    sequential = bool(p["ordered"] and p["last_share"] > 0)
-    # RecVAE: ~40 epochs of 3 encoder + 1 decoder passes over U x I (ML-1M: 407 s, ML-100K: 48 s on this CPU).
-    # It is of Multi-VAE's family, and the ensemble search takes one member a family: in the 30-minute runs of
-    # sessions 15-20 (benchmarks/results/auto_30m_*session1[5-9]*.json, *session20*.json) its lists were used in
-    # 1 of 51 pipelines written, SASRec's in 24 of the 33 with a last-event holdout. With a last-event holdout it
-    # therefore comes after SASRec, whose time box it shortened (ML-1M, session 20: RecVAE's trial took 175 s
-    # before SASRec's first, and its lists were not used)
+    # RecVAE: ~40 epochs of 3 encoder + 1 decoder passes over U x I (ML-1M: 407 s, ML-100K: 48 s on this CPU)
     out.append(Candidate("recvae", {}, [{}], {"gamma": ("log_float", 2e-3, 0.05), "lr": ("log_float", 3e-4, 3e-3),
                                               "dropout": ("float", 0.2, 0.7)},
-                         40 * U * I * 6e-7 / speedup + 15, 3, 8 if sequential else 6,
-                         "epoch-trained, list-wise; with budget to spare"))
-    if sequential:
+                         40 * U * I * 6e-7 / speedup + 15, 3, 6, "epoch-trained, list-wise; with budget to spare"))
+    if p["ordered"] and p["last_share"] > 0:
         # SASRec: full softmax over the items for every event, ~20 epochs (ML-1M on this CPU: 15 s an epoch in
         # batches of similar lengths, 28 s in random ones, ~2.5x that beside other jobs; minutes on a GPU): it
         # finds the held-out last event ~3x as often as EASE
