@@ -195,27 +195,6 @@ def test_every_member_on_every_cut_searches_and_judges_the_fusion_over_the_cuts(
     two = decide(cf._pooled_cuts(), 10, 0, methods=("rank", "score"))
     assert two.method == max(two.gains, key=two.gains.get) and two.gains["score"] == pytest.approx(got.gain)
     assert cf.written("ensemble") is pool.first_cut and len(pool.first_cut) == 120
-    # more cuts than MAX_GROUPS: groups of neighbouring cuts left out together, each scored by the rest's weights
-    from toprec.auto import pooled as pooled_mod
-
-    max_groups = pooled_mod.MAX_GROUPS
-    monkeypatch.setattr(pooled_mod, "MAX_GROUPS", 2)
-    assert pooled_mod.groups(6) == [[0, 1, 2], [3, 4, 5]] and pooled_mod.groups(1) == [[0]]
-    diffs2 = []
-    for g in ([0, 1, 2], [3, 4, 5]):
-        rest = [x for i, x in enumerate(cuts) if i not in g]
-        w = weights(rest)
-        keep = np.flatnonzero(w > 0)
-        single = int(np.argmax([np.mean([recall(x[1][m], x[3]).mean() for x in rest]) for m in range(3)]))
-        for j in g:
-            c = cuts[j]
-            f = fuse([Recommendations(c[0], c[1][i], c[2][i]) for i in keep], w[keep], "score", 10, users=c[0])
-            diffs2.append(recall(f.items, c[3]) - recall(c[1][single], c[3]))
-    d2 = np.concatenate(diffs2)
-    grouped = decide(cf._pooled_cuts(), 10, 0)
-    assert grouped.gain == pytest.approx(np.mean([d2[u == x].mean() for x in np.unique(u)]))
-    assert np.allclose(grouped.weights, weights(cuts)) and grouped.cuts == 6
-    monkeypatch.setattr(pooled_mod, "MAX_GROUPS", max_groups)
     # a resumed run reads the lists back: the same verdict, nothing fitted again
     monkeypatch.setattr(ModelMember, "new_model", lambda self: pytest.fail("fitted again"))
     again = CrossFit(ens, dataset, folds, k=10, seed=0)

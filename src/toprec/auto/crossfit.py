@@ -75,7 +75,7 @@ EXTRA_CUTS = 3
 #: ... and, when the box holds more cuts of those members, up to this many (ML-100K, offline, the fusion searched
 #: and graded on the test over 8 cuts instead of 4: +0.0009 / +0.0013 / +0.0017 recall@10 on seeds 0-2;
 #: ``benchmarks/bench_auto_pooled.py --cuts 8``)
-MAX_EXTRA_CUTS = 15
+MAX_EXTRA_CUTS = 7
 #: members within this many paired standard errors of the best on auto's own cut are fitted on the extra cuts
 CONTENDER_SE = 2.0
 #: the re-ranker stage's cost when cross-fitted, in single trainings: fold A, fold B, and both folds (twice the rows)

@@ -46,8 +46,6 @@ from .margin import beats, paired
 
 #: the fusion method searched over the cuts (see the module's docstring)
 METHOD = "score"
-#: more cuts than this are left out in this many groups (:func:`groups`)
-MAX_GROUPS = 8
 
 
 @dataclass
@@ -124,32 +122,19 @@ def per_user_mean(users: np.ndarray, d: np.ndarray) -> np.ndarray:
     return np.bincount(inv, weights=d) / np.bincount(inv)
 
 
-def groups(n: int) -> list[list[int]]:
-    """The cuts left out together: one at a time up to ``MAX_GROUPS`` cuts, then ``MAX_GROUPS`` groups of
-    neighbouring cuts (the searches cost groups x cuts, not cuts^2)."""
-    return [g.tolist() for g in np.array_split(np.arange(n), min(n, MAX_GROUPS))]
-
-
 def decide(cuts: list[Cut], k: int, seed: int, methods: tuple[str, ...] = (METHOD,)) -> Pooled:
-    """Leave one cut (or :func:`groups` of cuts) out per method; the method with the highest gain (one by
-    default); its weights searched on every cut."""
+    """Leave one cut out per method; the method with the highest gain (one by default); its weights searched
+    on every cut."""
     users = np.concatenate([c.users for c in cuts])
-    parts = groups(len(cuts))
-    rests = [[c for i, c in enumerate(cuts) if i not in g] for g in parts]
-    singles = [0] * len(cuts)
-    for g, rest in zip(parts, rests):
-        pick = best_single(rest, k)
-        for j in g:
-            singles[j] = pick
+    singles = [best_single([c for i, c in enumerate(cuts) if i != j], k) for j in range(len(cuts))]
     best: tuple | None = None
     gains: dict[str, float] = {}
     alone = [cut.recall(cut.lists[singles[j]], k) for j, cut in enumerate(cuts)]
     for method in methods:
-        rows: list = [None] * len(cuts)
-        for g, rest in zip(parts, rests):
-            w = search(rest, method, k, seed)
-            for j in g:
-                rows[j] = cuts[j].recall(fused(cuts[j], w, method, k), k)
+        rows = []
+        for j, cut in enumerate(cuts):
+            w = search([c for i, c in enumerate(cuts) if i != j], method, k, seed)
+            rows.append(cut.recall(fused(cut, w, method, k), k))
         d = per_user_mean(users, np.concatenate(rows) - np.concatenate(alone))
         gain, se = paired(d)
         gains[method] = gain
