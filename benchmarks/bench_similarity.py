@@ -96,7 +96,10 @@ def main() -> None:
         lines.append(row)
         print(row, flush=True)
     if a.out:
-        Path(a.out).write_text("\n".join(lines) + "\n")
+        head = ["# Item-item top-k similarity (benchmarks/bench_similarity.py)", "",
+                f"python benchmarks/bench_similarity.py --datasets {a.datasets} --repeats {a.repeats}", "",
+                "Seconds, medians; this CPU. See the script's docstring for the columns.", ""]
+        Path(a.out).write_text("\n".join(head + lines) + "\n")
 
 
 if __name__ == "__main__":
