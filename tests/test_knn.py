@@ -78,3 +78,16 @@ def test_rp3beta_matches_dense_reference(normalize):
     if normalize:
         W = W / W.sum(1, keepdims=True)
     np.testing.assert_allclose(m.similarity.toarray(), W, rtol=1e-4, atol=1e-7)
+
+
+def test_rows_topk_keeps_the_k_largest_positive_values_of_each_row_with_ties_and_zeros():
+    from toprec.models.knn import rows_topk
+
+    rng = np.random.default_rng(0)
+    # sparse rows of tied values (a co-occurrence's 0s and equal cosines), negatives never kept
+    R = rng.choice([0.0, 0.0, 0.0, 0.25, 0.5, 0.5, -0.5], size=(40, 40)).astype(np.float32)
+    S = rows_topk(lambda s, e: R[s:e].copy(), 40, 5, block=6).toarray()
+    for row, kept in zip(R, S):
+        want = np.sort(row[row > 0])[::-1][:5]
+        assert np.array_equal(np.sort(kept[kept > 0])[::-1], want)
+        assert np.all(row[kept > 0] == kept[kept > 0])  # each kept value is the row's own at that column

@@ -96,3 +96,13 @@ def test_candidate_features_append_recency_and_reranker_switch():
     assert names[: len(names0)] == names0 and names[len(names0):][0] == "sim_last"
     np.testing.assert_array_equal(feats[..., : len(names0)], base)
     assert Reranker(["m"])._recency(data) is not None and Reranker(["m"], recency=False)._recency(data) is None
+
+
+def test_recency_tables_are_built_once_per_training_set():
+    """Auto's three rankers over the same cuts share each cut's tables; another training set gets its own."""
+    data, other = _timed(), _timed(seed=1)
+    first = Recency.of(data)
+    assert Recency.of(data) is first and Recency.of(other) is not first
+    np.testing.assert_array_equal(first.S.toarray(), Recency(data).S.toarray())
+    rr = Reranker(["m"], recency=True)
+    assert rr._recency(data) is first

@@ -88,8 +88,8 @@ class Recency:
     def of(cls, train) -> "Recency":
         """The tables of ``train``, built once per training set: auto's re-ranker stage trains three rankers
         over the same validation cuts (fold A's users, fold B's, all), and on a wide catalogue the item similarity
-        is most of a ranker's time (ML-latest-small, 9,066 items: 7.4 of a ranker's 9.3 s a cut before
-        ``rows_topk`` selected its neighbours at kth = k - 1)."""
+        is a large part of a ranker's time (ML-latest-small, 9,066 items: 1.9 s, of which the neighbour selection
+        took 6.5 s before ``rows_topk`` selected at kth = k - 1; ``benchmarks/results/similarity.md``)."""
         kept = getattr(train, "__dict__", None)
         if kept is None:
             return cls(train)

@@ -32,8 +32,8 @@ def rows_topk(block_fn: Callable[[int, int], np.ndarray], n: int, k: int, block:
             e = min(n, s + block)
             R = block_fn(s, e)
             if kk < n:
-                # the k smallest of -R: numpy's introselect slows down 3-7x on rows full of tied zeros (sparse
-                # co-occurrence) when asked for the k largest at kth = n - k, not at kth = k - 1
+                # the k smallest of -R: on rows full of tied zeros (sparse co-occurrence) numpy's introselect at
+                # kth = n - k took 2.6-11.6x as long as at kth = k - 1 (benchmarks/results/similarity.md)
                 np.negative(R, out=R)
                 top = np.argpartition(R, kk - 1, axis=1)[:, :kk]
                 np.negative(R, out=R)
