@@ -34,21 +34,13 @@ sys.path.insert(0, str(HERE))
 from bench_auto import LOADERS  # noqa: E402
 from toprec import models, progress, split  # noqa: E402
 from toprec.ensemble.recency import NEIGHBOURS  # noqa: E402
-from toprec.models.knn import ItemKNNParams, knn_similarity  # noqa: E402
+from toprec.models.knn import ItemKNNParams, knn_similarity, similarity_rows  # noqa: E402
 
 
-def blocks(X: sp.csr_matrix, block: int = 2048):
-    """The cosine similarity's dense row blocks, as ``knn_similarity`` makes them (shrink 10, zero diagonal)."""
-    W = sp.csr_matrix(X, dtype=np.float32)
-    n = W.shape[1]
-    sq = np.asarray(W.multiply(W).sum(axis=0)).ravel().astype(np.float32)
-    Wt = W.T.tocsr()
-    for s in range(0, n, block):
-        e = min(n, s + block)
-        G = (Wt[s:e] @ W).toarray()
-        G /= np.sqrt(sq[s:e, None]) * np.sqrt(sq[None, :]) + 10.0 + 1e-12
-        G[np.arange(e - s), np.arange(s, e)] = 0.0
-        yield G.astype(np.float32, copy=False)
+def blocks(X: sp.csr_matrix, p: ItemKNNParams) -> list[np.ndarray]:
+    """The similarity's dense row blocks, as ``knn_similarity`` makes them (``similarity_rows``)."""
+    rows, n = similarity_rows(X, p), X.shape[1]
+    return [rows(s, min(n, s + p.block)) for s in range(0, n, p.block)]
 
 
 def select_high(R: np.ndarray, k: int) -> np.ndarray:
@@ -83,13 +75,14 @@ def main() -> None:
         data, last, random = LOADERS[name](1)
         train, _ = split.competition(data, last=last, random=random, seed=1)
         X = sp.csr_matrix(train.matrix, dtype=np.float32)
-        B = list(blocks(X))
+        p = ItemKNNParams(k=NEIGHBOURS, shrink=10.0)
+        B = blocks(X, p)
         k = min(NEIGHBOURS, X.shape[1])
         hi_s, hi = timed(lambda: [select_high(R.copy(), k) for R in B], a.repeats)
         lo_s, lo = timed(lambda: [select_low(R.copy(), k) for R in B], a.repeats)
         for h, low in zip(hi, lo):  # the same kept values: count and sum of the positive ones
             assert (h > 0).sum() == (low > 0).sum() and np.isclose(h[h > 0].sum(), low[low > 0].sum(), rtol=1e-6)
-        sim_s, _ = timed(lambda: knn_similarity(X, ItemKNNParams(k=NEIGHBOURS, shrink=10.0)), a.repeats)
+        sim_s, _ = timed(lambda: knn_similarity(X, p), a.repeats)
         rp_s, _ = timed(lambda: models.get("rp3beta", alpha=0.6, beta=0.6).fit(train), a.repeats)
         row = (f"| {name} | {X.shape[0]:,} x {X.shape[1]:,} | {hi_s:.2f} | {lo_s:.2f} | {hi_s / lo_s:.1f}x | "
                f"{sim_s:.2f} | {rp_s:.2f} |")

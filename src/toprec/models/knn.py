@@ -36,10 +36,10 @@ def rows_topk(block_fn: Callable[[int, int], np.ndarray], n: int, k: int, block:
                 # kth = n - k took 2.6-11.6x as long as at kth = k - 1 (benchmarks/results/similarity.md)
                 np.negative(R, out=R)
                 top = np.argpartition(R, kk - 1, axis=1)[:, :kk]
-                np.negative(R, out=R)
+                vals = -np.take_along_axis(R, top, axis=1)
             else:
                 top = np.broadcast_to(np.arange(n), R.shape)
-            vals = np.take_along_axis(R, top, axis=1)
+                vals = np.take_along_axis(R, top, axis=1)
             keep = vals > 0
             rows_out.append(np.broadcast_to(np.arange(s, e)[:, None], top.shape)[keep])
             cols_out.append(top[keep])
@@ -88,8 +88,8 @@ class ItemKNNParams(Params):
     block: int = Field(2048, ge=1, description="items per similarity block (memory bound)")
 
 
-def knn_similarity(X: sp.csr_matrix, p: ItemKNNParams) -> sp.csr_matrix:
-    """Column j holds the k items most similar to j (zero diagonal)."""
+def similarity_rows(X: sp.csr_matrix, p: ItemKNNParams) -> Callable[[int, int], np.ndarray]:
+    """``block(s, e)``: the dense similarity rows of targets ``s:e`` (before the top-k; zero diagonal)."""
     W = weight_matrix(X, p.weighting, p.bm25_k1, p.bm25_b)
     n = W.shape[1]
     sq = np.asarray(W.multiply(W).sum(axis=0)).ravel().astype(np.float32)  # squared norms
@@ -108,7 +108,12 @@ def knn_similarity(X: sp.csr_matrix, p: ItemKNNParams) -> sp.csr_matrix:
         G[np.arange(e - s), np.arange(s, e)] = 0.0
         return G.astype(np.float32, copy=False)
 
-    return sp.csr_matrix(rows_topk(block, n, p.k, p.block).T)
+    return block
+
+
+def knn_similarity(X: sp.csr_matrix, p: ItemKNNParams) -> sp.csr_matrix:
+    """Column j holds the k items most similar to j (zero diagonal)."""
+    return sp.csr_matrix(rows_topk(similarity_rows(X, p), X.shape[1], p.k, p.block).T)
 
 
 @register
