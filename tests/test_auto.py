@@ -342,3 +342,17 @@ def test_seqrules_starts_where_the_whole_holdout_is_scored(dataset):
     # the first start (the gate's prior): every history item votes, slowly decayed; the model's defaults second
     assert sr.starts == [SEQRULES_START, {}] and SEQRULES_START["last_n"] == 200
     assert sr.space["last_n"] == ("log_int", 1, 200) and sr.space["window"] == ("int", 1, 10)
+
+
+def test_a_short_budget_is_spent_on_members_not_kept_for_a_re_ranker_that_cannot_fit(dataset, tmp_path):
+    """The re-ranker stage is kept for while tuning only when its estimate fits in ``RERANK_MAX_SHARE`` of the
+    budget: its four rankers here (~80 s a priori) once held back more than a 60 s budget, and not even EASE's
+    first trial started ("no member finished a trial within it")."""
+    from toprec.auto import pipeline
+
+    lines: list[str] = []
+    run = pipeline.run_auto(dataset, tmp_path / "auto", 60, last=1, random=4, seed=3, candidates_n=30,
+                            only=["ease", "rp3beta"], log=lines.append)  # fmt: skip
+    assert any("re-ranker not planned" in line for line in lines), lines
+    assert {m["name"] for m in run.members if m["best"]} == {"ease", "rp3beta"}
+    assert run.elapsed_s <= 60 * 1.1

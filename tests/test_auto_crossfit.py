@@ -114,9 +114,21 @@ def test_more_cuts_choose_the_member_written_alone_over_every_cut(dataset, tmp_p
     means = cf.cut_means()
     assert means[labels[0]] == pytest.approx(np.mean([cf.member(labels[0]).mean(), *cf.cuts[labels[0]]]))
     assert cf.best_member() == max(means, key=means.get)
-    # an estimate far too low (a busy machine): the cut that ran past the box is the last one
+    # an estimate far too low (a busy machine): the cut that ran past the box is the last one (the fusion's
+    # estimate, a search timed on auto's cut, is checked below)
     fast = CrossFit(ens, dataset, folds, k=10, seed=0)
+    monkeypatch.setattr(fast, "fusion_seconds", lambda chosen: lambda n: 0.0)
     assert fast.more_cuts(1, 4, lambda lab: 1e-9, box=1e-6) == 1 and all(len(v) == 1 for v in fast.cuts.values())
+    # the fusion searched over the cuts afterwards comes out of the same box: 3 cuts fit, with the fusion 2
+    need = 10.0 * len(labels)
+    fused = CrossFit(ens, dataset, folds, k=10, seed=0)
+    assert fused.more_cuts(1, 4, seconds, box=3.5 * need, most=3) == 3
+    fused = CrossFit(ens, dataset, folds, k=10, seed=0)
+    monkeypatch.setattr(fused, "fusion_seconds", lambda chosen: lambda n: 0.5 * need * n)
+    assert fused.more_cuts(1, 4, seconds, box=3.5 * need, most=3) == 2
+    # measured: one search on auto's cut, scaled up with the number of cuts
+    f = cf.fusion_seconds(labels)
+    assert f(0) == 0.0 and 0.0 < f(1) < f(2) < f(7)
     # the box of the members chosen decides how many cuts: with popularity's refit kept for, none would fit
     boxed = CrossFit(ens, dataset, folds, k=10, seed=0)
     assert boxed.more_cuts(1, 4, seconds, box=lambda chosen: 10.0 * len(chosen) * 2 + 1

@@ -64,7 +64,7 @@ from ..ensemble.folds import per_user_recall
 from ..ensemble.fusion import build_pool, fuse
 from ..ensemble.search import run_search
 from .margin import beats, paired  # noqa: F401 - re-exported: auto's margin
-from .pooled import Cut, per_user_mean
+from .pooled import METHOD, Cut, per_user_mean, search
 
 #: fold-A users below which auto's ensemble and re-ranker choices are cross-fitted (ML-100K 455, the competition
 #: sample 822, Last.fm 946; ML-1M 2,542, where more training users did not help the re-ranker)
@@ -80,6 +80,11 @@ MAX_EXTRA_CUTS = 7
 CONTENDER_SE = 2.0
 #: the re-ranker stage's cost when cross-fitted, in single trainings: fold A, fold B, and both folds (twice the rows)
 RERANK_FITS = 4.0
+#: the fusion over the cuts (:func:`toprec.auto.pooled.decide`): one weight search over c cuts' rows takes
+#: ~c ** POOL_EXP searches over one cut's (ML-100K, 7 members: one cut 0.24-0.49 s, three cuts 1.6 s, the whole
+#: fusion over 6 cuts 20.9 s against 23 s so estimated); with a 2-minute budget it took 31 s that the cuts' box had
+#: not kept, and the run ended 11% past its budget
+POOL_EXP = 1.35
 
 
 def cut_rows(cut, idx: list[int]):
@@ -179,7 +184,8 @@ class CrossFit:
                   most: int = MAX_EXTRA_CUTS) -> int:  # fmt: skip
         """Fit members on more validation cuts of the data (``split.competition`` with seeds
         ``seed + 1000 r``) and score each on its holdout; as many cuts as fit in ``box`` seconds, by
-        ``seconds(label)`` (a member's fit and scoring), at most ``most``. The members (:meth:`cut_members`):
+        ``seconds(label)`` (a member's fit and scoring), together with the fusion searched over them afterwards
+        (:meth:`fusion_seconds`), at most ``most``. The members (:meth:`cut_members`):
         the contenders, then the others, cheapest first, while ``cuts`` cuts of them all fit. Their top-N lists are kept
         (:attr:`cut_lists`): the fusion of those members is then searched and judged over all the cuts
         (:meth:`pooled`). ``saved``: a JSON of the plan and the results, beside it a folder of the lists, written
@@ -200,6 +206,7 @@ class CrossFit:
                 if n == 0:
                     self.cuts = {}
                 return n
+            fusion = self.fusion_seconds(labels) if start <= n else None
         else:
             labels = self.cut_members(seconds, box_of, cuts)
             if len(labels) < 2:
@@ -208,6 +215,9 @@ class CrossFit:
             need = sum(max(0.0, float(seconds(lab))) for lab in labels)
             top = max(cuts, most)
             n = int(min(top, box // need)) if need > 0 else top
+            fusion = self.fusion_seconds(labels) if n > 0 else None
+            while n > 0 and n * need + fusion(n) > box:  # the fusion over the cuts comes out of the same box
+                n -= 1
             self.cuts = {lab: [] for lab in labels} if n > 0 else {}
             self.cut_lists = []
             start = 1
@@ -228,7 +238,7 @@ class CrossFit:
             self.cut_lists.append(self._cut(hold.users, lists, truth))
             made = r - start + 1
             # the estimate was low (a busy machine): no cut past the box
-            stop = r < n and (time.perf_counter() - t0) * (made + 1) / made > box
+            stop = r < n and (time.perf_counter() - t0) * (made + 1) / made + fusion(r + 1) > box
             if saved is not None:
                 self._write(saved, labels, r if stop else n, cut=r)
             if stop:
@@ -323,14 +333,27 @@ class CrossFit:
             self._fusion = self._pooled.first_cut
         return self._pooled
 
+    def fusion_seconds(self, labels: list[str]) -> Callable[[int], float]:
+        """Seconds of :meth:`pooled` after ``n`` extra cuts of the members ``labels``, as a function of ``n``: one
+        weight search over auto's cut, timed now, times ``POOL_EXP`` scaling (:func:`.pooled.decide` searches
+        once over every cut and once leaving each cut out)."""
+        t0 = time.perf_counter()
+        search([self._first_cut(labels)], METHOD, self.k, self.seed)
+        one = time.perf_counter() - t0
+        return lambda n: one * ((n + 1) * n**POOL_EXP + (n + 1) ** POOL_EXP) if n > 0 else 0.0
+
     def _pooled_cuts(self) -> list:
         """Auto's cut (fold A's users then fold B's, the cut members' search lists) and the extra cuts."""
+        return [self._first_cut(list(self.cuts)), *self.cut_lists]
+
+    def _first_cut(self, labels: list[str]) -> Cut:
+        """Auto's cut: fold A's users then fold B's, with the search lists of the members ``labels``."""
         users = np.concatenate([self.a.users, self.b.users])
-        idx = [self.ens.labels.index(lab) for lab in self.cuts]
+        idx = [self.ens.labels.index(lab) for lab in labels]
         lists = [type(la)(users, np.concatenate([la.items, lb.items]), np.concatenate([la.scores, lb.scores]))
                  for la, lb in ((self.lists_a[i], self.lists_b[i]) for i in idx)]  # fmt: skip
         truth = sp.vstack([self.a.truth[self.a.users], self.b.truth[self.b.users]]).tocsr()
-        return [self._cut(users, lists, truth), *self.cut_lists]
+        return self._cut(users, lists, truth)
 
     def fusion(self) -> np.ndarray:
         """The ensemble's method: fold B scored with its (fold-A) weights; fold A with weights searched on fold B

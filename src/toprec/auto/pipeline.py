@@ -54,6 +54,11 @@ RERANK_BASE_S, RERANK_ROW_S = 20.0, 4e-5
 #: own): with the box at exactly the kept time, ML-1M's boosting stopped at 160-205 trees (63-88 s) in two of
 #: two runs; its early stopping usually ends it within 50-180 s
 RERANK_SLACK = 0.05
+#: the re-ranker stage is planned (time kept for it while tuning) only when its a-priori estimate is at most this
+#: share of the budget: ML-100K's four rankers (~120 s) kept more than a 2-minute budget, so not even EASE's
+#: 0.3 s trial started ("no member finished a trial"); a stage that is not planned still runs when tuning
+#: leaves it the time (:func:`rerank_box`)
+RERANK_MAX_SHARE = 0.5
 #: small data with extra validation cuts: the re-ranker trains on the rows of as many cuts as this share of its
 #: stage's box holds, by the time its first ranker (fold A of auto's cut) took
 OVER_CUTS_USE = 0.7
@@ -431,6 +436,10 @@ def run_auto(ds, out: Path, budget_s: float, *, k: int = 10, last: int = 1, rand
 
     rerank_s = rerank_seconds(len(folds.fold_a.users), candidates_n, min(MAX_MEMBERS, len(studies)))
     rerank_fits = RERANK_FITS if crossfits(folds) else 1.0  # small data: the stage trains three rankers
+    if rerank_s * rerank_fits > RERANK_MAX_SHARE * clock.budget:
+        log(f"{clock.stamp()} re-ranker not planned: ~{rerank_s * rerank_fits:.0f}s is more than "
+            f"{RERANK_MAX_SHARE:.0%} of the budget (it still runs if tuning leaves it the time)")  # fmt: skip
+        rerank_fits = 0.0  # nothing kept for it below
 
     def reserve() -> float:
         """Time kept for the ensemble search, the re-ranker stage over every member the ensemble search would
@@ -547,7 +556,9 @@ def run_auto(ds, out: Path, budget_s: float, *, k: int = 10, last: int = 1, rand
                 log(f"{clock.stamp()} the member written alone is chosen over {1 + n_cuts} validation cuts: "
                     + ", ".join(f"{lab} {v:.4f}" for lab, v in sorted(cf.cut_means().items(), key=lambda kv: -kv[1]))
                     + (f" (auto's cut alone: {alt0})" if alt0 != alt else ""))  # fmt: skip
+            pool_t0 = time.perf_counter()
             pool = cf.pooled()  # every member on every cut: the fusion searched and judged over all of them
+            pool_s = time.perf_counter() - pool_t0
             if pool is not None:
                 n_rows, gain, se, holds = pool.users, pool.gain, pool.se, pool.kept
                 if holds:
@@ -562,8 +573,8 @@ def run_auto(ds, out: Path, budget_s: float, *, k: int = 10, last: int = 1, rand
                                   "members_over_cuts": cf.cut_means(), "alternative_one_cut": alt0,
                                   "pooled": pool.report(ens.labels) if pool is not None else None}  # fmt: skip
             if pool is not None:
-                log(f"{clock.stamp()} ensemble ({pool.method}) searched over {pool.cuts} validation cuts, each "
-                    f"judged on the cut left out ({n_rows:,} users): {gain:+.4f} vs the member the other cuts "
+                log(f"{clock.stamp()} ensemble ({pool.method}) searched over {pool.cuts} validation cuts in "
+                    f"{pool_s:.0f}s, each judged on the cut left out ({n_rows:,} users): {gain:+.4f} vs the member the other cuts "
                     f"pick, se {se:.4f}: " + ("kept, " + ", ".join(f"{lab} {w:.2f}" for lab, w in
                                                                    zip(ens.labels, pool.weights) if w > 0)
                                                if holds else f"not kept ({alt} alone)"))  # fmt: skip
