@@ -139,6 +139,8 @@ class CrossFit:
         self._pooled = None
         #: :meth:`more_cuts`'s protocol (last, random): the extra cuts' training sets are cut again from it
         self.protocol: tuple[int, int] | None = None
+        #: :meth:`more_cuts`: the estimated seconds of the fusion over the cuts it planned (:meth:`fusion_seconds`)
+        self.fusion_estimate = 0.0
 
     def _recall(self, recs, fold) -> np.ndarray:
         return per_user_recall(recs, fold, self.k)
@@ -207,6 +209,7 @@ class CrossFit:
                     self.cuts = {}
                 return n
             fusion = self.fusion_seconds(labels) if start <= n else None
+            self.fusion_estimate = fusion(n) if fusion is not None else 0.0
         else:
             labels = self.cut_members(seconds, box_of, cuts)
             if len(labels) < 2:
@@ -218,6 +221,7 @@ class CrossFit:
             fusion = self.fusion_seconds(labels) if n > 0 else None
             while n > 0 and n * need + fusion(n) > box:  # the fusion over the cuts comes out of the same box
                 n -= 1
+            self.fusion_estimate = fusion(n) if fusion is not None else 0.0
             self.cuts = {lab: [] for lab in labels} if n > 0 else {}
             self.cut_lists = []
             start = 1

@@ -573,8 +573,9 @@ def run_auto(ds, out: Path, budget_s: float, *, k: int = 10, last: int = 1, rand
                                   "members_over_cuts": cf.cut_means(), "alternative_one_cut": alt0,
                                   "pooled": pool.report(ens.labels) if pool is not None else None}  # fmt: skip
             if pool is not None:
+                est = f" (estimated {cf.fusion_estimate:.0f}s)" if cf.fusion_estimate else ""
                 log(f"{clock.stamp()} ensemble ({pool.method}) searched over {pool.cuts} validation cuts in "
-                    f"{pool_s:.0f}s, each judged on the cut left out ({n_rows:,} users): {gain:+.4f} vs the member "
+                    f"{pool_s:.0f}s{est}, each judged on the cut left out ({n_rows:,} users): {gain:+.4f} vs the member "
                     f"the other cuts pick, se {se:.4f}: " + ("kept, " + ", ".join(f"{lab} {w:.2f}" for lab, w in
                                                                    zip(ens.labels, pool.weights) if w > 0)
                                                if holds else f"not kept ({alt} alone)"))  # fmt: skip
