@@ -13,8 +13,10 @@ validation from it, as ``bench_auto.py`` does. Reported: each run's wall time (t
 after it, in all), whether the two submissions are the same bytes, what each wrote (auto.json's choice), which
 members' tuned parameters and trial counts differ, and each submission's recall@10 on the test.
 
-Only ML-100K is wired (``benchmarks/data/ml-100k``, made from ../shared/data by ``toprec data fetch``): its
-runs end in ~13 minutes of 30, so the two fit beside each other.
+ML-100K (``benchmarks/data/ml-100k``, made from ../shared/data by ``toprec data fetch``, with its side files):
+its tuning ends when every member reaches its trial cap, so the two runs make the same choices. ML-1M ratings >= 4
+(``bench_side.ml1m``; the events only, no genre or year files, so no CEASE): its tuning ends when the time does,
+so how many trials each member gets depends on the machine's timing, in the run left alone as in the other.
 """
 
 from __future__ import annotations
@@ -39,14 +41,14 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 
-def write_training_folder(data, train, source: Path, folder: Path) -> None:
-    """``train`` as a competition folder: its events by their raw ids, and ``source``'s side files."""
+def write_training_folder(data, train, source: Path | None, folder: Path) -> None:
+    """``train`` as a competition folder: its events by their raw ids, and ``source``'s side files (if any)."""
     folder.mkdir(parents=True, exist_ok=True)
     ev = pd.DataFrame({"user": np.asarray(data.user_ids)[np.asarray(train.user)],
                        "item": np.asarray(data.item_ids)[np.asarray(train.item)],
                        "time": np.asarray(train.time)})  # fmt: skip
     ev.to_csv(folder / "train_ratings.csv", index=False)
-    for side in source.glob("*.tsv"):
+    for side in source.glob("*.tsv") if source is not None else []:
         shutil.copy(side, folder / side.name)
 
 
@@ -87,7 +89,7 @@ def choices(out: Path) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--dataset", default="ml-100k", choices=["ml-100k"])
+    ap.add_argument("--dataset", default="ml-100k", choices=["ml-100k", "ml-1m"])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--budget", default="30m")
     ap.add_argument("--kill-at", default="10m", help="when the second run gets SIGKILL (its whole process group)")
@@ -95,13 +97,14 @@ def main() -> None:
     ap.add_argument("--json", type=Path)
     a = ap.parse_args()
     from bench_auto import ml100k
+    from bench_side import ml1m
 
-    data, last, rnd = ml100k(a.seed)
+    data, last, rnd = ml100k(a.seed) if a.dataset == "ml-100k" else ml1m()
     train, test = split.competition(data, last=last, random=rnd, seed=a.seed)
     work = a.work / f"{a.dataset}_seed{a.seed}"
     shutil.rmtree(work, ignore_errors=True)
     folder = work / "train"
-    write_training_folder(data, train, HERE / "data" / "ml-100k", folder)
+    write_training_folder(data, train, HERE / "data" / "ml-100k" if a.dataset == "ml-100k" else None, folder)
     kill_at = parse_budget(a.kill_at)
     cmd_a = auto_cmd(folder, work / "out-a", work / "a.csv", a.budget, a.seed + 100)
     cmd_b = auto_cmd(folder, work / "out-b", work / "b.csv", a.budget, a.seed + 100)
