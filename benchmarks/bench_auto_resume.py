@@ -137,8 +137,8 @@ def main() -> None:
            "members_differ": diff,
            "test_recall": {"a": recall_on_test(work / "a.csv", data, test),
                            "b": recall_on_test(work / "b.csv", data, test)}}  # fmt: skip
-    print("| dataset, seed | budget s | killed at s | uninterrupted s | killed + rerun s | same bytes | "
-          "written (a / b) | members differing | test recall a / b |")
+    print("| dataset, seed | budget s | killed at s | left alone s (its clock) | killed + rerun s (wall) | "
+          "same bytes | written (a / b) | members differing | test recall a / b |")
     print("| --- | ---: | ---: | ---: | ---: | --- | --- | --- | --- |")
     print(f"| {a.dataset}, {a.seed} | {res['budget_s']:.0f} | {before:.0f} | {wall_a:.0f} | {before + after:.0f} | "
           f"{res['same_bytes']} | {ca['method']} / {cb['method']} | {', '.join(diff) or 'none'} | "

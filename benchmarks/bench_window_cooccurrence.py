@@ -84,13 +84,14 @@ def main() -> None:
     lines = [f"ML-1M ratings >= 4, validation cut (seed {a.seed + 100}) of the training part (test seed {a.seed}); "
              f"{len(users):,} users, recall@10", "",
              "| lists | recall@10 | vs ease | last | random |", "| --- | ---: | ---: | ---: | ---: |"]  # fmt: skip
-    lines += [f"| {name} | {r[0]:.4f} | {100 * (r[0] / base - 1):+.1f}% | {r[1]:.4f} | {r[2]:.4f} |" for name, r in rows]
+    lines += [f"| {name} | {r[0]:.4f} | {100 * (r[0] / base - 1):+.1f}% | {r[1]:.4f} | {r[2]:.4f} |"
+              for name, r in rows]
     text = "\n".join(lines)
     print(text)
     if a.out:
         a.out.write_text(f"# Items rated near each other in time, fused with EASE / EDLAE "
-                         f"(benchmarks/bench_window_cooccurrence.py)\n\n```\npython benchmarks/bench_window_cooccurrence.py "
-                         f"--out {a.out}\n```\n\n{text}\n")  # fmt: skip
+                         f"(benchmarks/bench_window_cooccurrence.py)\n\n```\n"
+                         f"python benchmarks/bench_window_cooccurrence.py --out {a.out}\n```\n\n{text}\n")  # fmt: skip
 
 
 if __name__ == "__main__":
