@@ -29,6 +29,21 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 
+def mask_seen(S, seen) -> np.ndarray:
+    """Scores as float64 with the training items ``seen`` (CSR, rows aligned) at -inf."""
+    S = np.array(S, dtype=np.float64)
+    S[seen.nonzero()] = -np.inf
+    return S
+
+
+def z(S: np.ndarray) -> np.ndarray:
+    """Each row's z-scores over its finite entries (-inf stays -inf): the score fusion's scale."""
+    S = np.where(np.isfinite(S), S, np.nan)
+    m, s = np.nanmean(S, 1, keepdims=True), np.nanstd(S, 1, keepdims=True)
+    out = (S - m) / np.where(s > 0, s, 1.0)
+    return np.where(np.isnan(out), -np.inf, out)
+
+
 def main() -> None:
     from bench_side import ml1m
 
@@ -47,15 +62,7 @@ def main() -> None:
     seen = tr.matrix[users]
 
     def masked(S: np.ndarray) -> np.ndarray:
-        S = np.array(S, dtype=np.float64)
-        S[seen.nonzero()] = -np.inf
-        return S
-
-    def z(S: np.ndarray) -> np.ndarray:
-        S = np.where(np.isfinite(S), S, np.nan)
-        m, s = np.nanmean(S, 1, keepdims=True), np.nanstd(S, 1, keepdims=True)
-        out = (S - m) / np.where(s > 0, s, 1.0)
-        return np.where(np.isnan(out), -np.inf, out)
+        return mask_seen(S, seen)
 
     def parts(top: np.ndarray) -> dict[str, float]:
         out = {"all": metrics.per_user("recall@10", top, val.matrix[users]).mean()}

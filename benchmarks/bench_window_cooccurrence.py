@@ -28,6 +28,7 @@ sys.path.insert(0, str(HERE))
 
 
 def main() -> None:
+    from bench_parts import mask_seen, z
     from bench_side import ml1m
 
     from toprec import metrics, models, split
@@ -46,15 +47,7 @@ def main() -> None:
     seen = tr.matrix[users]
 
     def masked(S) -> np.ndarray:
-        S = np.array(S, dtype=np.float64)
-        S[seen.nonzero()] = -np.inf
-        return S
-
-    def z(S: np.ndarray) -> np.ndarray:
-        S = np.where(np.isfinite(S), S, np.nan)
-        m, s = np.nanmean(S, 1, keepdims=True), np.nanstd(S, 1, keepdims=True)
-        out = (S - m) / np.where(s > 0, s, 1.0)
-        return np.where(np.isnan(out), -np.inf, out)
+        return mask_seen(S, seen)
 
     def parts(S: np.ndarray) -> list[float]:
         top = topk_rows(S, 10)[0]
