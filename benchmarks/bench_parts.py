@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """How much can the last-event part add? EASE + a sequential member on a validation cut, by part.
 
-    python benchmarks/bench_parts.py [--l2 1200] [--seed 0] [--members]
+    python benchmarks/bench_parts.py [--l2 1200] [--seed 0] [--members] [--more]
 
 ML-1M ratings >= 4 (../shared/data), the competition protocol (each user's
 last event + 9 random earlier ones). The test holdout is cut (seed) and set
@@ -13,8 +13,10 @@ that reserve the first s slots for seqrules' top s and fill the rest with
 EASE's. The "additive" row is the issue's estimate: seqrules' last-event hit
 rate and EASE's random-part recall together, which no single 10-item list
 has to reach. ``--members``: also the tuned EDLAE and iALS of auto's ML-1M runs and the best of 15 score fusions
-of them with seqrules, picked on the cut itself (an in-sample upper bound for such a fusion). Prints a markdown
-table.
+of them with seqrules, picked on the cut itself (an in-sample upper bound for such a fusion). ``--more`` (with
+``--members``): two more candidates for that fusion, each added to the best of it at weights picked on the cut:
+a user-user EASE (EASE on the transposed matrix, a users x users solve) and a second iALS (512 factors).
+Prints a markdown table.
 """
 
 from __future__ import annotations
@@ -44,6 +46,18 @@ def z(S: np.ndarray) -> np.ndarray:
     return np.where(np.isnan(out), -np.inf, out)
 
 
+def user_ease(tr, users: np.ndarray, l2: float) -> np.ndarray:
+    """EASE on the transposed matrix: each user's row rebuilt from the other users' rows (zero self-weight),
+    ``B = I - P / diag(P)`` with ``P = (X X^T + l2 I)^-1``; the scores of ``users`` are ``B[:, users]^T X``."""
+    import scipy.sparse as sp
+
+    X = sp.csr_matrix(tr.matrix, dtype=np.float64)
+    P = np.linalg.inv((X @ X.T).toarray() + l2 * np.eye(X.shape[0]))
+    W = -P[users] / np.diag(P)[users, None]
+    W[np.arange(len(users)), users] = 0.0
+    return np.asarray(X.T @ W.T).T
+
+
 def main() -> None:
     from bench_side import ml1m
 
@@ -54,6 +68,7 @@ def main() -> None:
     ap.add_argument("--l2", type=float, default=1200.0)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--members", action="store_true", help="also EDLAE, iALS and their fusion picked on the cut")
+    ap.add_argument("--more", action="store_true", help="with --members: a user-user EASE and iALS 512 added to it")
     a = ap.parse_args()
     data, last, rnd = ml1m()
     train, _test = split.competition(data, last=last, random=rnd, seed=a.seed)  # the test is never used here
@@ -100,6 +115,16 @@ def main() -> None:
         (b, c), best = max(fused.items(), key=lambda kv: kv[1]["all"])
         rows.append((f"best of {len(grid)} fusions z(edlae) + b z(ials) + c z(seqrules), picked on this cut "
                      f"(b={b:g}, c={c:g})", best))  # fmt: skip
+        if a.more:
+            top = zD + b * zI + (c * zR if c else 0.0)
+            ials512 = models.get("ials", factors=512, regularization=100.0, alpha=10.0).fit(tr).score(users)
+            for name, short, S in (("user-user ease l2=1000", "user-user ease", user_ease(tr, users, 1000.0)),
+                                   ("ials factors=512 reg=100 alpha=10", "ials 512", ials512)):
+                zS = z(masked(S))
+                rows.append((name, parts(topk_rows(zS, 10)[0])))
+                extra = {d: parts(topk_rows(top + d * zS, 10)[0]) for d in (0.5, 1.0, 2.0, 3.0)}
+                d, got = max(extra.items(), key=lambda kv: kv[1]["all"])
+                rows.append((f"that best fusion + d z({short}), d picked on this cut (d={d:g})", got))
     e, r = rows[0][1], rows[1][1]
     add = {"last": r["last"], "random": e["random"]}
     add["all"] = (last * add["last"] + rnd * add["random"]) / (last + rnd)
