@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from conftest import write_competition
 from toprec import Dataset
 from toprec.auto import candidates, profile
 from toprec.errors import ToprecError
@@ -49,6 +50,10 @@ def test_auto_end_to_end_and_pipeline_rebuilds_it(competition_dir, tmp_path, eve
         assert m["trials"] >= len(next(c for c in info["plan"] if c["name"] == m["name"])["starts"])
         assert 0 < m["best"]["value"] <= 1
     assert info["chosen"] in ("ensemble", "rerank") or info["chosen"].startswith("member:")
+    crossfit = (info["validation"] or {}).get("crossfit")
+    if crossfit:  # the summary says what decided, beside the fold A/B table where the search began
+        assert f"decided over {crossfit['cuts']} validation cut" in p.stdout or "decided over both folds" in p.stdout
+        assert ("kept;" if crossfit["kept"] else "not kept;") in p.stdout, p.stdout
     assert (out / "report.html").read_text().count("<tr>") >= 4
     page = json.loads((out / "report.json").read_text())["sections"]
     assert [r[0] for r in page["members"]["tables"][0]["rows"]] == [m["name"] for m in info["members"]]
@@ -151,6 +156,49 @@ def test_bad_input_is_one_line(competition_dir, tmp_path, extra, needles):
     for n in needles:
         assert n in lines[0], lines[0]
     assert not sub.exists()
+
+
+def test_a_rerun_into_the_same_out_must_be_the_same_run(competition_dir, tmp_path, events):
+    """--out holds one run's studies and lists: other data, -k, split or members are refused in one line before
+    anything there is read (they were read as this run's: a KeyError traceback for another -k; another dataset's
+    fold-A values and lists for other data); the budget may change."""
+    out, sub = tmp_path / "o", tmp_path / "s.csv"
+
+    def run(data, *extra):
+        return toprec("auto", "--data", data, "--output", sub, "--out", out, "-q", "--members", "ease,rp3beta",
+                      *extra, cwd=tmp_path)  # fmt: skip
+
+    p = run(competition_dir, "--budget", "1s")  # too small: stops after the settings are recorded
+    assert p.returncode == 2 and "too small" in p.stderr, p.stderr
+    assert (out / "run.json").is_file()
+    other = write_competition(tmp_path / "other", events.iloc[: len(events) * 3 // 4])
+    for extra, needle in ((["-k", "5"], "(-k 10 there, -k 5 now)"), (["--seed", "7"], "(--seed 0 there, --seed 7 now)"),
+                          (["--random", "4"], "(--random 9 there, --random 4 now)"),
+                          (["--members", "ease"], "(--members ease,rp3beta there, --members ease now)")):
+        p = run(competition_dir, "--budget", "1s", *extra)
+        lines = [ln for ln in p.stderr.splitlines() if ln.startswith("toprec: error:")]
+        assert p.returncode == 2 and len(lines) == 1 and "Traceback" not in p.stderr, p.stderr
+        assert needle in lines[0] and "another --out starts a new run" in lines[0], lines[0]
+    p = run(other, "--budget", "1s")
+    assert p.returncode == 2 and "holds an auto run of other data" in p.stderr, p.stderr
+    p = run(competition_dir, "--budget", "2s")  # another budget: the same run, so only the budget check speaks
+    assert p.returncode == 2 and "too small" in p.stderr and "other settings" not in p.stderr, p.stderr
+    assert not sub.exists()
+
+
+def test_the_summary_line_of_what_decided():
+    from toprec.cli.render import decided
+
+    fused = {"cuts": 8, "users": 1200, "gain": 0.0021, "se": 0.0009, "kept": True, "alternative": "ease:l2=300",
+             "pooled": {"method": "score"}}  # fmt: skip
+    assert decided(fused).startswith("decided over 8 validation cuts (1,200 users): ensemble +0.0021 vs ease:l2=300, "
+                                     "each cut judged with the weights the other cuts pick, se 0.0009: kept; ")
+    both = {**fused, "cuts": 1, "pooled": None, "kept": False, "gain": -0.001}
+    assert decided(both).startswith("decided over both folds (1,200 users): ensemble -0.0010 vs ease:l2=300, out of "
+                                    "fold, se 0.0009: not kept; ")
+    ranker = {"users": 900, "gain": 0.003, "se": 0.001, "kept": True, "against": "ensemble", "cuts": 8}
+    assert decided(ranker).startswith("decided over 8 validation cuts (900 users): re-ranker +0.0030 vs ensemble "
+                                      "without it, each user scored out of fold, se 0.0010: kept; ")
 
 
 def test_budget_parsing():

@@ -110,6 +110,39 @@ def test_ids_are_opaque_strings(tmp_path):
     assert set(ds.user_ids) == {"alice", "bob"} and set(ds.item_ids) == {"tt01", "x-9"}
 
 
+@pytest.mark.parametrize("fmt", ["folder", "table"])
+def test_numeric_looking_ids_come_back_as_written(tmp_path, cli, fmt):
+    """Zero-padded ids (SKUs, codes) are text: read as numbers they lost their zeros, and no written user id
+    matched an input one. Ids that are numbers as written stay numbers (10.0 is the id 10); a side file's
+    item ids are read the same way, so they still match the events'."""
+    rows = "user,item,time\n000123,007,1\n000123,010,2\n000124,007,3\n000124,011,4\n000125,010,5\n"
+    if fmt == "folder":
+        data = tmp_path / "d"
+        data.mkdir()
+        (data / "train_ratings.csv").write_text(rows)
+        (data / "genres.tsv").write_text("item\tgenre\n007\tDrama\n010\tComedy\n")
+    else:
+        data = tmp_path / "t.csv"
+        data.write_text(rows)
+    ds = Dataset.load(data, cache=False)
+    assert sorted(ds.user_ids) == ["000123", "000124", "000125"] and sorted(ds.item_ids) == ["007", "010", "011"]
+    if fmt == "folder":
+        genres = ds.features["genres"]  # the side file's ids matched the events'
+        assert [genres.of(list(ds.item_ids).index(i)) for i in ("007", "010", "011")] == [["Drama"], ["Comedy"], []]
+    sub = tmp_path / "s.csv"
+    cli("submit", "--data", str(data), "--model", "popularity", "-k", "1", "--output", str(sub), "-q")
+    written = pd.read_csv(sub, dtype=str)
+    assert sorted(written["user"]) == ["000123", "000124", "000125"], written
+    assert set(written["item"]) <= {"007", "010", "011"}, written
+    numbers = tmp_path / "n.csv"
+    numbers.write_text("user,item,time\n1,10.0,1\n-2,11,2\n")
+    ds = Dataset.load(numbers, cache=False)
+    assert ds.user_ids.dtype == ds.item_ids.dtype == np.int64 and sorted(ds.item_ids) == [10, 11]  # 10.0 is 10
+    assert sorted(ds.user_ids) == [-2, 1]
+    numbers.write_text("user,item,time\n1,99999999999999999999,1\n2,11,2\n")  # beyond int64: text
+    assert sorted(Dataset.load(numbers, cache=False).item_ids) == ["11", "99999999999999999999"]
+
+
 def test_filter_keeps_index_space(dataset):
     half = dataset.filter(dataset.time % 2 == 0)
     assert half.n_users == dataset.n_users and half.n_items == dataset.n_items

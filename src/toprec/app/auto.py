@@ -18,15 +18,16 @@ from .. import progress
 from ..errors import ToprecError
 from ..experiment import session
 from ..experiment.config import parse_budget
-from .data import check_k, expect, load_data, order_use, output_file, output_folder
+from .data import check_k, check_unseen, expect, load_data, order_use, output_file, output_folder
 from .output import write_json
 from .results import AutoResult
+from .resume import check_same_run, run_key
 from .submit import complete_lists
 
 
 def auto(cfg) -> AutoResult:
     expect(cfg, "auto")
-    from ..auto import run_auto
+    from ..auto import candidates, profile, run_auto
 
     a, s, k = cfg.auto, cfg.split, cfg.metrics.k
     if s.protocol != "competition":
@@ -34,12 +35,17 @@ def auto(cfg) -> AutoResult:
                           "hidden test (--last N latest + --random M earlier events per user)")  # fmt: skip
     if s.last + s.random == 0:
         raise ToprecError("auto: --last 0 --random 0 holds nothing out to validate on")
+    if a.members is not None and not any(m.strip() for m in a.members):
+        raise ToprecError("--members: no member named (leave it out for the planner's members)")
     output = output_file(cfg.output.submission, cfg.data)
     out = output_folder(a.out, cfg.data, "--out")
     budget = parse_budget(a.budget)
     with session.tracked_run(cfg) as tracker:
         ds = load_data(cfg.data, order_use(cfg))
         check_k(ds, k, "auto")
+        check_unseen(ds, k, "auto")
+        candidates(profile(ds, s.last, s.random), a.device, a.members)  # unknown members: before --out is touched
+        check_same_run(out, run_key(cfg, ds))
         run = run_auto(ds, out, budget, k=k, last=s.last, random=s.random, seed=s.seed, candidates_n=a.candidates,
                        device=a.device, only=a.members, model_dir=out / "model")  # fmt: skip
         complete_lists(run.recs, ds, k, hint="candidate items after fusion (raise --candidates)")

@@ -5,6 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import scipy.sparse as sp
+
 from .. import progress
 from ..errors import ToprecError
 from ..io import check_output
@@ -112,6 +115,24 @@ def check_k(ds, k: int, command: str) -> None:
     if k > ds.n_items:
         raise ToprecError(f"-k {k:,} is more than the {ds.n_items:,} items of the data; {command} needs "
                           f"-k at most {ds.n_items:,}")  # fmt: skip
+
+
+def check_unseen(ds, k: int, command: str) -> None:
+    """A command that writes exactly ``k`` unseen items per user: before any work, a one-line error naming the
+    first user who has seen all but fewer than ``k`` items, instead of failing when the lists are written, after
+    the fits (and a whole ``auto`` budget)."""
+    X = ds.matrix
+    if len(X.indptr) < 2 or int(np.diff(X.indptr).max()) <= ds.n_items - k:
+        return  # no user has enough events to be short (the common case: no deduplication needed)
+    X = sp.csr_matrix(X, copy=True)
+    X.sum_duplicates()
+    seen = np.diff(X.indptr)
+    short = np.flatnonzero(ds.n_items - seen < k)
+    if len(short):
+        u = short[0]
+        raise ToprecError(f"user {ds.user_ids[u]!s} has seen {seen[u]:,} of the {ds.n_items:,} items, so fewer "
+                          f"than -k {k:,} are left to recommend ({len(short):,} user{'s' if len(short) > 1 else ''} "
+                          f"so); {command} writes exactly {k:,} unseen items per user: lower -k")  # fmt: skip
 
 
 def require_data(d) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 from .. import progress
 from ..errors import ToprecError
 from ..experiment import session
-from .data import check_k, expect, load_data, order_use, output_file, output_folder
+from .data import check_k, check_unseen, expect, load_data, order_use, output_file, output_folder
 from .output import write_json
 from .results import EnsembleResult
 from .serving import check_pipeline, save_pipeline
@@ -64,6 +64,7 @@ def ensemble(cfg) -> EnsembleResult:
     with session.tracked_run(cfg) as tracker:
         ds = load_data(cfg.data, order_use(cfg))
         check_k(ds, k, "ensemble")
+        check_unseen(ds, k, "ensemble")
         for m in ens.members:
             m.bind(ds, k, e.candidates)  # member files: one-line errors before any fitting
         report, chosen, warnings = None, "ensemble", []

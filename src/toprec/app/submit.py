@@ -10,7 +10,7 @@ import numpy as np
 from .. import progress
 from ..errors import ToprecError
 from ..experiment import session
-from .data import check_k, expect, load_data, output_file, output_folder
+from .data import check_k, check_unseen, expect, load_data, output_file, output_folder
 from .results import SubmitResult
 from .serving import save_model
 
@@ -34,6 +34,7 @@ def submit(cfg) -> SubmitResult:
         rec = cfg.model_list()[0].build()
         ds = load_data(cfg.data)
         check_k(ds, k, "submit")
+        check_unseen(ds, k, "submit")
         t0 = time.perf_counter()
         with progress.task(f"{rec.name}: fit on {ds.n_events:,} events"):
             rec.fit(ds)

@@ -156,9 +156,11 @@ def candidates(p: dict[str, Any], device: str = "auto", only: list[str] | None =
                              20 * E * I * 2e-8 / speedup + 20, 2, 7,
                              "the test holds each user's last event: a sequential transformer"
                              + ("" if gpu else " (CPU: only with a long budget)")))
-    if only:
+    if only is not None:
         wanted = [n.strip().lower() for n in only if n.strip()]
         known = {c.name for c in out}
+        if not wanted:
+            raise ToprecError(f"--members: no member named (choose from {', '.join(sorted(known))})")
         unknown = [n for n in wanted if n not in known]
         if unknown:
             raise ToprecError(f"--members: '{unknown[0]}' is not an auto member here (choose from "

@@ -150,6 +150,21 @@ def ensemble_report(report: dict[str, Any]) -> None:
         + _z_note(report)
         + f"; {report['search_trials']} search trials"
     )
+    cf = report.get("crossfit")
+    if cf:  # auto: the fold A/B line above is where the search started; the choice was made over the cuts
+        out.print(decided(cf))
+
+
+def decided(cf: dict[str, Any]) -> str:
+    """auto's choice, made over its validation cuts (or both folds), in one line."""
+    where = (f"{cf['cuts']} validation cuts" if cf.get("cuts", 1) > 1 else "both folds") + f" ({cf['users']:,} users)"
+    if "against" in cf:  # the re-ranker, trained on the other users of each cut
+        what = f"re-ranker {cf['gain']:+.4f} vs {cf['against']} without it, each user scored out of fold"
+    else:
+        what = (f"ensemble {cf['gain']:+.4f} vs {cf['alternative']}, "
+                + ("each cut judged with the weights the other cuts pick" if cf.get("pooled") else "out of fold"))
+    return (f"decided over {where}: {what}, se {cf['se']:.4f}: " + ("kept" if cf["kept"] else "not kept")
+            + "; this decides, not fold B alone, and what is written is this search's")  # fmt: skip
 
 
 def _z_note(report: dict[str, Any]) -> str:

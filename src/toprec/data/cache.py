@@ -33,7 +33,8 @@ T = TypeVar("T")
 #: what an entry holds: named arrays and a JSON-able dict
 Arrays = dict[str, np.ndarray]
 
-CACHE_VERSION = 3  # 2: XXH3 content hashes; the sorted CSR column indices stored; 3: how the path is read
+#: 2: XXH3 content hashes; the sorted CSR column indices stored; 3: how the path is read; 4: ids as written
+CACHE_VERSION = 4
 _CHUNK = 1 << 22
 
 

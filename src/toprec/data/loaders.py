@@ -28,7 +28,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -89,10 +89,13 @@ def _read_csv_table(
     names: list[str] | None = None,
     encoding: str = "utf8",
     as_string: bool = False,
+    text_columns: Sequence[str] = (),
 ) -> pa.Table:
-    """Read a delimited file with pyarrow (fast); multi-character separators supported."""
+    """Read a delimited file with pyarrow (fast); multi-character separators supported. ``text_columns`` are read
+    as text (id columns: their digits are kept as written, ``000123`` is not the number 123)."""
     read_opts = pacsv.ReadOptions(column_names=names, encoding=encoding, block_size=1 << 24)
-    convert = pacsv.ConvertOptions(strings_can_be_null=True, quoted_strings_can_be_null=True)
+    convert = pacsv.ConvertOptions(column_types={c: pa.string() for c in text_columns}, strings_can_be_null=True,
+                                   quoted_strings_can_be_null=True)  # fmt: skip
     if as_string:
         # read every column as text; used to find the exact bad row after a failure
         header = names
@@ -148,11 +151,13 @@ def _decodes(v: bytes, encoding: str) -> bool:
         return False
 
 
-def _read_table(path: Path, sep: str = ",", names: list[str] | None = None, encoding: str = "utf8") -> pa.Table:
-    return _check_text(_read_any_table(path, sep, names, encoding), path, encoding)
+def _read_table(path: Path, sep: str = ",", names: list[str] | None = None, encoding: str = "utf8",
+                text_columns: Sequence[str] = ()) -> pa.Table:  # fmt: skip
+    return _check_text(_read_any_table(path, sep, names, encoding, text_columns), path, encoding)
 
 
-def _read_any_table(path: Path, sep: str = ",", names: list[str] | None = None, encoding: str = "utf8") -> pa.Table:
+def _read_any_table(path: Path, sep: str = ",", names: list[str] | None = None, encoding: str = "utf8",
+                    text_columns: Sequence[str] = ()) -> pa.Table:  # fmt: skip
     _check_file(path)
     if path.suffix.lower() in (".parquet", ".pq"):
         import pyarrow.parquet as pq
@@ -162,8 +167,13 @@ def _read_any_table(path: Path, sep: str = ",", names: list[str] | None = None, 
         except Exception as exc:  # noqa: BLE001 - any parquet failure is a bad file
             raise ToprecError(f"{path}: cannot read parquet: {str(exc).splitlines()[0]}") from None
     try:
-        return _read_csv_table(path, sep, names, encoding)
+        return _read_csv_table(path, sep, names, encoding, text_columns=text_columns)
     except pa.ArrowInvalid:
+        if text_columns:
+            try:  # bytes that are not text in an id column: read as bytes, the check names the row
+                return _read_csv_table(path, sep, names, encoding)
+            except pa.ArrowInvalid:
+                pass
         # a column changed type part-way (e.g. a text time): read as text, validate per column below
         return _read_csv_table(path, sep, names, encoding, as_string=True)
     except UnicodeDecodeError as exc:
@@ -184,6 +194,11 @@ def _column(table: pa.Table, path: Path, name: str, role: str) -> pa.ChunkedArra
 #: the longest id accepted (characters); longer is a bad file, not an id
 MAX_ID_CHARS = 256
 _INTEGER = re.compile(r"\s*[-+]?\d+\s*")
+#: ids read as text that are numbers as written: canonical integers (no sign but '-', no leading zero, at most
+#: 18 digits, so within int64), integers written otherwise (``000123``, ``+5``, beyond int64: kept as text), and
+#: numbers with a point or an exponent (``4.0`` is the id 4; ``4.5`` is an error among numeric ids)
+_CANONICAL, _DIGITS = r"^-?(0|[1-9][0-9]{0,17})$", r"^[-+]?[0-9]+$"
+_NUMBER = r"^[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?$"
 
 
 def _ids(col: pa.ChunkedArray, path: Path | None = None, name: str = "", role: str = "id",
@@ -218,6 +233,13 @@ def _ids(col: pa.ChunkedArray, path: Path | None = None, name: str = "", role: s
             r = int(np.flatnonzero(lengths.to_numpy(zero_copy_only=False) > MAX_ID_CHARS)[0])
             raise ToprecError(f"{where} {r + offset}: {role} id in column '{name}' is "
                               f"{lengths[r].as_py():,} characters long (at most {MAX_ID_CHARS})")  # fmt: skip
+        if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+            # ids read as text: numbers only where the text is the number (the written ids come back as read)
+            if pc.all(pc.match_substring_regex(strings, _CANONICAL)).as_py():
+                return pc.cast(strings, pa.int64()).to_numpy().astype(np.int64, copy=False)
+            if not pc.all(pc.match_substring_regex(strings, _DIGITS)).as_py() and \
+                    pc.all(pc.match_substring_regex(strings, _NUMBER)).as_py():
+                return _ids(pc.cast(strings, pa.float64()), path, name, role, lambda: strings, offset)
     return np.asarray(strings.to_numpy(zero_copy_only=False), dtype=object)
 
 
@@ -253,7 +275,7 @@ def read_events(
     ``detect_time``: without ``time_col``, a column that looks like a time (its name, or a
     date/timestamp type) orders the events; ``summary["order"]`` says which order is used.
     """
-    table = _read_table(path, sep, names, encoding)
+    table = _read_table(path, sep, names, encoding, text_columns=(user_col, item_col))
     if table.num_rows == 0:
         raise ToprecError(f"{path}: no events (the file has a header but no rows)")
 
@@ -315,7 +337,7 @@ def _side_file(path: Path) -> pd.DataFrame | None:
     """A competition side file: header ``item<TAB>value``; one row per (item, value)."""
     if not path.exists():
         return None
-    table = _read_table(path, sep="\t")
+    table = _read_table(path, sep="\t", text_columns=("item",))
     if "item" not in table.column_names:
         raise ToprecError(f"{path}: missing column 'item' (found: {', '.join(table.column_names)})")
     if table.num_columns < 2:
