@@ -60,6 +60,20 @@ def test_a_split_relying_on_the_file_order_is_warned_about_once(tmp_path, capsys
     assert "warning" not in capsys.readouterr().err
 
 
+def test_a_time_column_with_one_time_per_user_is_warned_about(tmp_path, capsys):
+    """Every user's events at one time (a day stamp, an export time): "latest" is the file's row order again."""
+    f = tmp_path / "day.csv"
+    f.write_text("user,item,timestamp\n" + "".join(f"{u},{i},{100 + u}\n" for u, i, _ in ROWS))
+    main(["evaluate", "--data", str(f), "--model", "popularity", "--last", "1", "--random", "0", "-k", "2", "-q",
+          "--no-cache"])  # fmt: skip
+    warnings = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("toprec: warning:")]
+    assert len(warnings) == 1 and "no user has events at two different times" in warnings[0], warnings
+    assert "row order" in warnings[0] and "--last 1" in warnings[0]
+    main(["evaluate", "--data", str(_table(tmp_path, "timestamp")), "--model", "popularity", "--last", "1",
+          "--random", "0", "-k", "2", "-q", "--no-cache"])  # fmt: skip
+    assert "warning" not in capsys.readouterr().err  # times that differ within a user: no warning
+
+
 def test_min_rating_says_how_many_events_it_dropped(tmp_path, capsys):
     f = tmp_path / "r.csv"
     f.write_text("user,item,rating\n1,1,5\n1,2,3\n2,1,1\n2,2,4\n")

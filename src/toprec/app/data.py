@@ -39,7 +39,18 @@ def load_data(d, order_use: str | None = None) -> Any:
     if order_use and s.get("order") == "file order":
         warn(f"{path} has no time column: the events are in the file's row order, and {order_use} relies on it "
              "(pass --time-col if a column holds the time)")  # fmt: skip
+    elif order_use and ds.time is not None and ds.n_events > 1 and not _times_differ(ds):
+        warn(f"{path}: no user has events at two different times ({s.get('order', 'the time column')}): the events "
+             f"are in the file's row order, and {order_use} relies on it")  # fmt: skip
     return ds
+
+
+def _times_differ(ds) -> bool:
+    """Whether some user's events are at different times (else "latest" is only the file's row order)."""
+    t, ptr = np.asarray(ds.time), np.asarray(ds.user_ptr)
+    step = np.diff(t) != 0
+    step[ptr[1:-1][(ptr[1:-1] > 0) & (ptr[1:-1] < len(t))] - 1] = False  # a step between two users is not one
+    return bool(step.any())
 
 
 def order_use(cfg) -> str | None:
