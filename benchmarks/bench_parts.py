@@ -15,7 +15,8 @@ rate and EASE's random-part recall together, which no single 10-item list
 has to reach. ``--members``: also the tuned EDLAE and iALS of auto's ML-1M runs and the best of 15 score fusions
 of them with seqrules, picked on the cut itself (an in-sample upper bound for such a fusion). ``--more`` (with
 ``--members``): two more candidates for that fusion, each added to the best of it at weights picked on the cut:
-a user-user EASE (EASE on the transposed matrix, a users x users solve) and a second iALS (512 factors).
+a user-user EASE (EASE on the transposed matrix, a users x users solve), a second iALS (512 factors) and
+ADMM-SLIM (sparse, non-negative item weights).
 Prints a markdown table.
 """
 
@@ -68,7 +69,7 @@ def main() -> None:
     ap.add_argument("--l2", type=float, default=1200.0)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--members", action="store_true", help="also EDLAE, iALS and their fusion picked on the cut")
-    ap.add_argument("--more", action="store_true", help="with --members: a user-user EASE and iALS 512 added to it")
+    ap.add_argument("--more", action="store_true", help="with --members: user-user EASE, iALS 512, ADMM-SLIM")
     a = ap.parse_args()
     data, last, rnd = ml1m()
     train, _test = split.competition(data, last=last, random=rnd, seed=a.seed)  # the test is never used here
@@ -118,8 +119,10 @@ def main() -> None:
         if a.more:
             top = zD + b * zI + (c * zR if c else 0.0)
             ials512 = models.get("ials", factors=512, regularization=100.0, alpha=10.0).fit(tr).score(users)
+            slim = models.get("admm-slim", l1=1.0, l2=200.0).fit(tr).score(users)
             for name, short, S in (("user-user ease l2=1000", "user-user ease", user_ease(tr, users, 1000.0)),
-                                   ("ials factors=512 reg=100 alpha=10", "ials 512", ials512)):
+                                   ("ials factors=512 reg=100 alpha=10", "ials 512", ials512),
+                                   ("admm-slim l1=1 l2=200", "admm-slim", slim)):
                 zS = z(masked(S))
                 rows.append((name, parts(topk_rows(zS, 10)[0])))
                 extra = {d: parts(topk_rows(top + d * zS, 10)[0]) for d in (0.5, 1.0, 2.0, 3.0)}

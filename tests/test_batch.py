@@ -73,6 +73,28 @@ def test_users_file(tmp_path, saved, competition_dir):
     assert list(frame.loc[frame["user"] == "nobody", "item"]) == list(ds.item_ids[pop])
 
 
+def test_users_file_with_zero_padded_ids_of_an_integer_model(tmp_path, cli):
+    """A model of integer ids asked for "01": an unknown user written as "01", never as user 1 (it was: two
+    blocks of rows under user 1, one of them the popular list)."""
+    data = tmp_path / "ints.csv"
+    data.write_text("user,item,time\n" + "".join(f"{u},{i},{u * 10 + i}\n" for u in (1, 2, 3) for i in range(u, u + 4)))
+    model_dir = tmp_path / "model"
+    cli("submit", "--data", data, "--model", "popularity", "--output", tmp_path / "sub.csv", "-k", "2",
+        "--save-model", model_dir, "-q", "--no-track")  # fmt: skip
+    users = tmp_path / "users.csv"
+    users.write_text("user\n1\n01\n7\n")
+    out = tmp_path / "recs.parquet"
+    r = run_batch(model_dir=str(model_dir), output=str(out), users=str(users), k=2)
+    frame = pd.read_parquet(out)
+    assert r.users == 3 and r.unknown_users == 2
+    assert list(frame["user"].unique()) == ["1", "01", "7"] and len(frame) == 6
+    sub = pd.read_csv(tmp_path / "sub.csv")
+    assert list(frame.loc[frame["user"] == "1", "item"]) == list(sub.loc[sub["user"] == 1, "item"])
+    users.write_text("user\n1\n7\n")  # every id a number as written: integers, as the model's
+    run_batch(model_dir=str(model_dir), output=str(out), users=str(users), k=2)
+    assert list(pd.read_parquet(out)["user"].unique()) == [1, 7]
+
+
 @pytest.mark.parametrize("case", ["no_dir", "bad_columns", "no_users_file", "not_a_model", "k_too_big"])
 def test_bad_input_one_line_nothing_written(tmp_path, saved, case):
     out = tmp_path / "recs.parquet"

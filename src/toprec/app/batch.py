@@ -38,6 +38,8 @@ from .saved import SavedModel, SavedPipeline, load_saved
 
 #: users per scoring unit given to one Ray actor (at most; smaller so every actor gets several)
 RAY_UNIT = 8192
+#: an integer id as written (no leading zero or '+', within int64); the loaders read ids so too
+CANONICAL_INT = r"-?(0|[1-9][0-9]{0,17})"
 
 
 # ------------------------------------------------------------------ users
@@ -86,8 +88,8 @@ def select_users(spec: str, saved: SavedModel) -> tuple[np.ndarray, np.ndarray, 
     unknown = int((internal < 0).sum())
     if unknown == 0:
         ids = saved.user_ids[internal]
-    elif saved.user_ids.dtype.kind in "iu" and all(str(g).lstrip("-").isdigit() for g in given):
-        ids = given.astype(np.int64)
+    elif saved.user_ids.dtype.kind in "iu" and pd.Series(given).astype(str).str.fullmatch(CANONICAL_INT).all():
+        ids = given.astype(np.int64)  # every id is a number as written ("01" is not 1: it stays text below)
     else:
         ids = np.asarray([str(g) for g in given], dtype=object)
     return internal, ids, unknown
