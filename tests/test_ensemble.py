@@ -620,6 +620,8 @@ def test_file_member_masks_seen_items_at_the_final_fusion(dataset, tmp_path):
         ("user,item\n", "no rows"),
         ("user,item\nu0,1000\nu0,99999\n", "row 3: item '99999' is not in the dataset"),
         ("user,item\nnobody,1000\n", "row 2: user 'nobody' is not in the dataset"),
+        # ids as written: 01000 is not the item 1000 (it was read as it, silently)
+        ("user,item\nu0,1001\nu0,01000\n", "row 3: item '01000' is not in the dataset"),
         ("user,item,score\nu0,1000,1\nu0,1001,x\n", "row 3: score 'x'"),
         ("user,item\nu0,1000\nu0,1001\nu0,1000\n", "row 4: user 'u0' lists item '1000' twice"),
         ("user,item\nu0,1000\n", "has 1 rows; every user needs at least k=2"),

@@ -143,6 +143,23 @@ def test_numeric_looking_ids_come_back_as_written(tmp_path, cli, fmt):
     assert sorted(Dataset.load(numbers, cache=False).item_ids) == ["11", "99999999999999999999"]
 
 
+def test_a_side_file_matching_no_item_is_warned_about(tmp_path, capsys):
+    """Events with padded ids, a side file without the zeros: they no longer match (ids as written), and the
+    load says so instead of dropping the side feature silently."""
+    from toprec.cli import main
+
+    data = tmp_path / "d"
+    data.mkdir()
+    (data / "train_ratings.csv").write_text("user,item,time\n1,007,1\n1,010,2\n2,007,3\n2,011,4\n")
+    (data / "genres.tsv").write_text("item\tgenre\n7\tDrama\n10\tComedy\n")
+    main(["data", "stats", str(data), "--no-cache"])
+    warnings = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("toprec: warning:")]
+    assert len(warnings) == 1 and "side file 'genres': none of its 2 rows names an item" in warnings[0], warnings
+    (data / "genres.tsv").write_text("item\tgenre\n007\tDrama\n10\tComedy\n")  # one matches: used, no warning
+    main(["data", "stats", str(data), "--no-cache"])
+    assert "warning" not in capsys.readouterr().err
+
+
 def test_filter_keeps_index_space(dataset):
     half = dataset.filter(dataset.time % 2 == 0)
     assert half.n_users == dataset.n_users and half.n_items == dataset.n_items

@@ -169,6 +169,31 @@ def test_bad_requests_get_one_line_json_4xx(client, method, path, kwargs, status
     assert isinstance(msg, str) and "\n" not in msg and "Traceback" not in msg and len(msg) < 600
 
 
+def test_ids_with_slashes_commas_and_spaces(data, tmp_path):
+    """Ids as written reach every route: a '/' in a path id (sent as %2F; it was a 404), and an item id with a
+    comma or edge spaces left out whole by `exclude_id` (`exclude` splits on commas and strips)."""
+    from urllib.parse import quote
+
+    from toprec import Dataset
+
+    ds = Dataset.from_events(np.array([f"AC/DC {u}" for u in data.user_ids[data.user]], dtype=object),
+                             np.array([f" Tiger, Dragon ({i}) " for i in data.item_ids[data.item]], dtype=object),
+                             np.asarray(data.time))  # fmt: skip
+    path = tmp_path / "m"
+    serving.save_model(models.get("ease", l2=50.0).fit(ds), ds, path)
+    with TestClient(create_app(ServeConfig(model_dir=str(path), watch_s=0))) as c:
+        u = str(ds.user_ids[3])
+        r = c.get(f"/v1/users/{quote(u, safe='')}/recommendations", params={"k": 5})
+        assert r.status_code == 200 and r.json()["user"] == u and not r.json()["cold_start"], r.text
+        first, second = r.json()["items"][:2]
+        assert "," in first and first != first.strip()
+        r2 = c.get(f"/v1/users/{quote(u, safe='')}/recommendations",
+                   params=[("k", 5), ("exclude_id", first), ("exclude_id", second)])  # fmt: skip
+        assert r2.json()["items"][:3] == r.json()["items"][2:], r2.text
+        r3 = c.get(f"/v1/items/{quote(first, safe='')}/similar", params={"k": 3})
+        assert r3.status_code == 200 and r3.json()["item"] == first and first not in r3.json()["items"], r3.text
+
+
 def test_health_needs_no_key_and_cors_is_off(client):
     r = client.get("/health", headers={"Origin": "https://evil.example"})
     assert r.status_code == 200 and "access-control-allow-origin" not in r.headers

@@ -38,8 +38,6 @@ from .saved import SavedModel, SavedPipeline, load_saved
 
 #: users per scoring unit given to one Ray actor (at most; smaller so every actor gets several)
 RAY_UNIT = 8192
-#: an integer id as written (no leading zero or '+', within int64); the loaders read ids so too
-CANONICAL_INT = r"-?(0|[1-9][0-9]{0,17})"
 
 
 # ------------------------------------------------------------------ users
@@ -76,6 +74,7 @@ def _read_users_file(path: str) -> np.ndarray:
 def select_users(spec: str, saved: SavedModel) -> tuple[np.ndarray, np.ndarray, int]:
     """(internal indices, external ids, number unknown) of ``spec``: ``all`` or a users file."""
     from ..data.dataset import lookup
+    from ..data.loaders import written_ints
 
     if spec.strip().lower() == "all":
         n = len(saved.user_ids)
@@ -88,7 +87,7 @@ def select_users(spec: str, saved: SavedModel) -> tuple[np.ndarray, np.ndarray, 
     unknown = int((internal < 0).sum())
     if unknown == 0:
         ids = saved.user_ids[internal]
-    elif saved.user_ids.dtype.kind in "iu" and pd.Series(given).astype(str).str.fullmatch(CANONICAL_INT).all():
+    elif saved.user_ids.dtype.kind in "iu" and written_ints(given):
         ids = given.astype(np.int64)  # every id is a number as written ("01" is not 1: it stays text below)
     else:
         ids = np.asarray([str(g) for g in given], dtype=object)

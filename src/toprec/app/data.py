@@ -36,6 +36,11 @@ def load_data(d, order_use: str | None = None) -> Any:
     )
     if ds.n_events == 0:
         raise ToprecError(f"{path}: no events")
+    for key, n in s.items():  # a side file none of whose items is in the events: dropped, said once
+        name = key[: -len("_rows_unknown_item")] if key.endswith("_rows_unknown_item") else None
+        if name and name not in (ds.features or {}):
+            warn(f"{path}: side file '{name}': none of its {n:,} rows names an item of the events (ids are compared "
+                 "as written: '1' is not '0001'); it is not used")  # fmt: skip
     if order_use and s.get("order") == "file order":
         warn(f"{path} has no time column: the events are in the file's row order, and {order_use} relies on it "
              "(pass --time-col if a column holds the time)")  # fmt: skip

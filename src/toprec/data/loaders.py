@@ -197,8 +197,15 @@ _INTEGER = re.compile(r"\s*[-+]?\d+\s*")
 #: ids read as text that are numbers as written: canonical integers (no sign but '-', no leading zero, at most
 #: 18 digits, so within int64), integers written otherwise (``000123``, ``+5``, beyond int64: kept as text), and
 #: numbers with a point or an exponent (``4.0`` is the id 4; ``4.5`` is an error among numeric ids)
-_CANONICAL, _DIGITS = r"^-?(0|[1-9][0-9]{0,17})$", r"^[-+]?[0-9]+$"
+CANONICAL_INT = r"-?(0|[1-9][0-9]{0,17})"
+_CANONICAL, _DIGITS = f"^{CANONICAL_INT}$", r"^[-+]?[0-9]+$"
 _NUMBER = r"^[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?$"
+
+
+def written_ints(values) -> bool:
+    """Whether every id (text as given: a users file, a member file) is an integer as written, so it may be
+    compared with a dataset's integer ids as a number (``01`` is not the id 1; the loaders read ids so)."""
+    return bool(pd.Series(np.asarray(values), dtype=object).astype(str).str.fullmatch(CANONICAL_INT).all())
 
 
 def _ids(col: pa.ChunkedArray, path: Path | None = None, name: str = "", role: str = "id",

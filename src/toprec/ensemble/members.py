@@ -290,12 +290,12 @@ def read_member_file(path: Path, data, k: int, n: int):
 
 
 def _typed(raw: np.ndarray, index_ids: np.ndarray) -> np.ndarray:
-    """File ids (strings) in the dataset's id dtype when they parse as such (``lookup`` compares strings otherwise)."""
-    if index_ids.dtype.kind in "iu":
-        try:
-            return raw.astype(np.int64)
-        except ValueError:
-            return raw
+    """File ids (strings) in the dataset's id dtype when every one is an integer as written (``001`` is not the
+    id 1: it stays text, and ``lookup`` compares strings, so it is an unknown id)."""
+    from ..data.loaders import written_ints
+
+    if index_ids.dtype.kind in "iu" and written_ints(raw):
+        return raw.astype(np.int64)
     return raw
 
 

@@ -32,6 +32,8 @@ Id = Union[StrictInt, Annotated[str, StringConstraints(max_length=MAX_ID_LENGTH)
 # ------------------------------------------------------------------ request / response schema
 K = Annotated[int, Query(ge=1, le=MAX_K, description="list length (capped by the server's max_k)")]
 Exclude = Annotated[str, Query(max_length=20_000, description="comma-separated item ids to leave out")]
+ExcludeId = Annotated[Optional[list[str]], Query(description="one item id to leave out, whole (commas and spaces "
+                                                             "kept); repeat it for more")]
 UserId = Annotated[str, PathParam(min_length=1, max_length=MAX_ID_LENGTH, description="a user id of the training data")]
 ItemId = Annotated[str, PathParam(min_length=1, max_length=MAX_ID_LENGTH, description="an item id of the training data")]
 
@@ -370,11 +372,13 @@ def create_app(cfg: ServeConfig, state: Optional[State] = None) -> "Guard":
         api.add_middleware(CORSMiddleware, allow_origins=cfg.cors_origins, allow_methods=["GET", "POST"],
                            allow_headers=["X-API-Key", "Authorization", "Content-Type"])  # fmt: skip
 
-    @api.get("/v1/users/{user}/recommendations", response_model=None, responses={200: {"model": UserList}, **ERRORS},
+    # {user:path}: an id may hold a '/' (sent as %2F, decoded before routing)
+    @api.get("/v1/users/{user:path}/recommendations", response_model=None,
+             responses={200: {"model": UserList}, **ERRORS},
              summary="Top-k for a known user (unknown: the cold-start list, flagged)")  # fmt: skip
-    def user_recommendations(user: UserId, k: K = 10, exclude: Exclude = ""):
+    def user_recommendations(user: UserId, k: K = 10, exclude: Exclude = "", exclude_id: ExcludeId = None):
         check_k(k)
-        ex = _split_ids(exclude)
+        ex = _split_ids(exclude) + list(exclude_id or ())
         check_len("exclude", ex, cfg.max_history)
         return JSONBody(_payload(servable().answer_for_user(user, k, ex)))
 
@@ -398,7 +402,7 @@ def create_app(cfg: ServeConfig, state: Optional[State] = None) -> "Guard":
                    for q in body.requests]  # fmt: skip
         return JSONBody({"results": [_payload(a) for a in servable().answer(queries, body.k)]})
 
-    @api.get("/v1/items/{item}/similar", response_model=None, responses={200: {"model": HistoryList}, **ERRORS},
+    @api.get("/v1/items/{item:path}/similar", response_model=None, responses={200: {"model": HistoryList}, **ERRORS},
              summary="Items most recommended to someone who has only this item")  # fmt: skip
     def similar_items(item: ItemId, k: K = 10):
         check_k(k)
