@@ -51,9 +51,9 @@ def test_auto_end_to_end_and_pipeline_rebuilds_it(competition_dir, tmp_path, eve
         assert 0 < m["best"]["value"] <= 1
     assert info["chosen"] in ("ensemble", "rerank") or info["chosen"].startswith("member:")
     crossfit = (info["validation"] or {}).get("crossfit")
-    if crossfit:  # the summary says what decided, beside the fold A/B table where the search began
-        assert f"decided over {crossfit['cuts']} validation cut" in p.stdout or "decided over both folds" in p.stdout
-        assert ("kept;" if crossfit["kept"] else "not kept;") in p.stdout, p.stdout
+    assert crossfit, info["validation"]  # small data: the choice is cross-fitted, and the summary says what decided
+    assert f"decided over {crossfit['cuts']} validation cut" in p.stdout or "decided over both folds" in p.stdout
+    assert ("kept;" if crossfit["kept"] else "not kept;") in p.stdout, p.stdout
     assert (out / "report.html").read_text().count("<tr>") >= 4
     page = json.loads((out / "report.json").read_text())["sections"]
     assert [r[0] for r in page["members"]["tables"][0]["rows"]] == [m["name"] for m in info["members"]]
@@ -161,29 +161,34 @@ def test_bad_input_is_one_line(competition_dir, tmp_path, extra, needles):
 def test_a_rerun_into_the_same_out_must_be_the_same_run(competition_dir, tmp_path, events):
     """--out holds one run's studies and lists: other data, -k, split or members are refused in one line before
     anything there is read (they were read as this run's: a KeyError traceback for another -k; another dataset's
-    fold-A values and lists for other data); the budget may change."""
+    fold-A values and lists for other data); the budget may change, and a run that stored nothing binds nothing."""
     out, sub = tmp_path / "o", tmp_path / "s.csv"
 
     def run(data, *extra):
         return toprec("auto", "--data", data, "--output", sub, "--out", out, "-q", "--members", "ease,rp3beta",
                       *extra, cwd=tmp_path)  # fmt: skip
 
-    p = run(competition_dir, "--budget", "1s")  # too small: stops after the settings are recorded
+    p = run(competition_dir, "--budget", "1s")  # too small: stops before it stores anything
     assert p.returncode == 2 and "too small" in p.stderr, p.stderr
-    assert (out / "run.json").is_file()
+    p = run(competition_dir, "--budget", "1s", "-k", "5")  # so another -k is not refused
+    assert p.returncode == 2 and "too small" in p.stderr and "other settings" not in p.stderr, p.stderr
+    p = run(competition_dir, "--budget", "2m")
+    assert p.returncode == 0 and (out / "run.json").is_file() and sub.is_file(), p.stderr
+    first = sub.read_bytes()
+    sub.unlink()
     other = write_competition(tmp_path / "other", events.iloc[: len(events) * 3 // 4])
     for extra, needle in ((["-k", "5"], "(-k 10 there, -k 5 now)"), (["--seed", "7"], "(--seed 0 there, --seed 7 now)"),
                           (["--random", "4"], "(--random 9 there, --random 4 now)"),
                           (["--members", "ease"], "(--members ease,rp3beta there, --members ease now)")):
-        p = run(competition_dir, "--budget", "1s", *extra)
+        p = run(competition_dir, "--budget", "2m", *extra)
         lines = [ln for ln in p.stderr.splitlines() if ln.startswith("toprec: error:")]
         assert p.returncode == 2 and len(lines) == 1 and "Traceback" not in p.stderr, p.stderr
         assert needle in lines[0] and "another --out starts a new run" in lines[0], lines[0]
-    p = run(other, "--budget", "1s")
+    p = run(other, "--budget", "2m")
     assert p.returncode == 2 and "holds an auto run of other data" in p.stderr, p.stderr
-    p = run(competition_dir, "--budget", "2s")  # another budget: the same run, so only the budget check speaks
-    assert p.returncode == 2 and "too small" in p.stderr and "other settings" not in p.stderr, p.stderr
     assert not sub.exists()
+    p = run(competition_dir, "--budget", "3m")  # another budget: the same run, resumed
+    assert p.returncode == 0 and sub.read_bytes() == first, p.stderr
 
 
 def test_the_summary_line_of_what_decided():

@@ -143,6 +143,39 @@ def test_numeric_looking_ids_come_back_as_written(tmp_path, cli, fmt):
     assert sorted(Dataset.load(numbers, cache=False).item_ids) == ["11", "99999999999999999999"]
 
 
+def test_ids_read_as_text_keep_the_old_reading_where_it_was_right(tmp_path):
+    """Edge spaces are not part of a numeric id (as when pyarrow parsed numbers); a header written with spaces
+    still reads its id columns as text; parquet string ids stay text; a .item file's ids match the .inter's;
+    a side-file row without an item is skipped; -0 is not 0."""
+    def load(text: str, name: str = "t.csv"):
+        f = tmp_path / name
+        f.write_text(text)
+        return Dataset.load(f, cache=False)
+
+    ds = load("user,item,time\n1, 2, 3\n1 ,3,4\n")
+    assert list(ds.user_ids) == [1] and list(ds.item_ids) == [2, 3]
+    ds = load("user, item, time\n001, 007, 3\n002, 010, 4\n")
+    assert list(ds.user_ids) == ["001", "002"] and list(ds.item_ids) == ["007", "010"]
+    assert list(load("user,item,time\n0,2,3\n-0,3,4\n").user_ids) == ["-0", "0"]
+    pq = tmp_path / "s.parquet"
+    pd.DataFrame({"user": ["1", "2"], "item": ["1.0", "2.5"]}).to_parquet(pq)
+    ds = Dataset.load(pq, cache=False)
+    assert list(ds.user_ids) == ["1", "2"] and list(ds.item_ids) == ["1.0", "2.5"]
+    rb = tmp_path / "rb"
+    rb.mkdir()
+    (rb / "rb.inter").write_text("user_id:token\titem_id:token\ttimestamp:float\n1\t007\t1\n2\t010\t2\n")
+    (rb / "rb.item").write_text("item_id:token\tmovie_title:token_seq\tclass:token_seq\n007\tBond\tAction\n"
+                                "010\tTen\tDrama\n")  # fmt: skip
+    ds = Dataset.load(rb, cache=False)
+    assert list(ds.titles) == ["Bond", "Ten"] and ds.features["genres"].of(0) == ["Action"]
+    side = tmp_path / "side"
+    side.mkdir()
+    (side / "train_ratings.csv").write_text("user,item,time\n1,007,1\n1,010,2\n")
+    (side / "genres.tsv").write_text("item\tgenre\n007\tDrama\n\tComedy\n010\tHorror\n")
+    ds = Dataset.load(side, cache=False)
+    assert ds.features["genres"].of(0) == ["Drama"] and ds.features["genres"].of(1) == ["Horror"]
+
+
 def test_a_side_file_matching_no_item_is_warned_about(tmp_path, capsys):
     """Events with padded ids, a side file without the zeros: they no longer match (ids as written), and the
     load says so instead of dropping the side feature silently."""

@@ -44,9 +44,9 @@ def load_data(d, order_use: str | None = None) -> Any:
     if order_use and s.get("order") == "file order":
         warn(f"{path} has no time column: the events are in the file's row order, and {order_use} relies on it "
              "(pass --time-col if a column holds the time)")  # fmt: skip
-    elif order_use and ds.time is not None and ds.n_events > 1 and not _times_differ(ds):
-        warn(f"{path}: no user has events at two different times ({s.get('order', 'the time column')}): the events "
-             f"are in the file's row order, and {order_use} relies on it")  # fmt: skip
+    elif order_use and ds.time is not None and ds.n_events > ds.n_users and not _times_differ(ds):
+        warn(f"{path}: no user has events at two different times: the events are in the file's row order, and "
+             f"{order_use} relies on it")  # fmt: skip
     return ds
 
 

@@ -48,10 +48,12 @@ def _show(name: str, value: Any) -> str:
 
 
 def check_same_run(out: Path, key: dict[str, Any]) -> None:
-    """Before anything is read from or written to ``out``: a one-line error when it holds a run of other
+    """Before anything is read from or written to ``out``: a one-line error when it holds a started run of other
     settings; otherwise ``run.json`` records this run's (a folder from before this file is taken as it is)."""
     path = out / RUN_FILE
-    if path.is_file():
+    # a run that stopped before it stored anything (e.g. at the budget check) does not bind the folder
+    started = any((out / f).exists() for f in ("state.json", "studies.db", "lists"))
+    if path.is_file() and started:
         try:
             old = json.loads(path.read_text())
         except (OSError, ValueError):

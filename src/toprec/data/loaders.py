@@ -33,6 +33,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from ..errors import ToprecError
@@ -94,7 +95,9 @@ def _read_csv_table(
     """Read a delimited file with pyarrow (fast); multi-character separators supported. ``text_columns`` are read
     as text (id columns: their digits are kept as written, ``000123`` is not the number 123)."""
     read_opts = pacsv.ReadOptions(column_names=names, encoding=encoding, block_size=1 << 24)
-    convert = pacsv.ConvertOptions(column_types={c: pa.string() for c in text_columns}, strings_can_be_null=True,
+    wanted = set(text_columns)
+    raw = [c for c in _header(path, sep, names, encoding) if c.strip().strip('"').strip() in wanted] if wanted else []
+    convert = pacsv.ConvertOptions(column_types={c: pa.string() for c in {*wanted, *raw}}, strings_can_be_null=True,
                                    quoted_strings_can_be_null=True)  # fmt: skip
     if as_string:
         # read every column as text; used to find the exact bad row after a failure
@@ -122,6 +125,19 @@ def _read_csv_table(
         m = re.search(r"[Rr]ow #(\d+)", str(exc))
         where = f", row {m.group(1)}" if m else ""
         raise ToprecError(f"{path}{where}: cannot parse: {msg}") from None
+
+
+def _header(path: Path, sep: str, names: list[str] | None, encoding: str) -> list[str]:
+    """The column names as the file writes them (spaces kept), from its first line (compressed or not)."""
+    if names is not None:
+        return list(names)
+    try:
+        with pa.input_stream(str(path), compression="detect") as fh:
+            head = fh.read(1 << 16)
+    except (OSError, pa.ArrowException):
+        return []
+    line = head.split(b"\n", 1)[0].decode(encoding, errors="replace").rstrip("\r")
+    return [c.strip('"') for c in line.split(sep)]
 
 
 def _stripped(table: pa.Table) -> pa.Table:
@@ -197,7 +213,7 @@ _INTEGER = re.compile(r"\s*[-+]?\d+\s*")
 #: ids read as text that are numbers as written: canonical integers (no sign but '-', no leading zero, at most
 #: 18 digits, so within int64), integers written otherwise (``000123``, ``+5``, beyond int64: kept as text), and
 #: numbers with a point or an exponent (``4.0`` is the id 4; ``4.5`` is an error among numeric ids)
-CANONICAL_INT = r"-?(0|[1-9][0-9]{0,17})"
+CANONICAL_INT = r"(0|-?[1-9][0-9]{0,17})"
 _CANONICAL, _DIGITS = f"^{CANONICAL_INT}$", r"^[-+]?[0-9]+$"
 _NUMBER = r"^[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?$"
 
@@ -209,11 +225,15 @@ def written_ints(values) -> bool:
 
 
 def _ids(col: pa.ChunkedArray, path: Path | None = None, name: str = "", role: str = "id",
-         text=None, offset: int = 2) -> np.ndarray:  # fmt: skip
+         text=None, offset: int = 2, written: bool = False) -> np.ndarray:  # fmt: skip
     """External ids: int64 when every id is an integer that fits, else the text as read (never merged).
 
     ``text()`` returns the column as read (strings), for columns pyarrow read as floating point
     (an id beyond int64, or a decimal among integers): their digits are not trusted to a double.
+    ``written``: the column was read as text from a delimited file (``text_columns``): it becomes int64
+    only where every id is an integer as written (``000123`` stays text; edge spaces are not part of a
+    number), and numbers with a point or an exponent take the floating-point rule. Other text (a parquet
+    string column) stays text.
     """
     where = f"{path}, row" if path is not None else "row"
     if pa.types.is_integer(col.type):
@@ -232,22 +252,29 @@ def _ids(col: pa.ChunkedArray, path: Path | None = None, name: str = "", role: s
             raise ToprecError(f"{where} {r + offset}: {role} id {str(shown).strip()!r} in column '{name}' is not an "
                               "integer while other ids are numbers; ids must be integers or text")  # fmt: skip
     strings = col.cast(pa.string())
-    if len(strings):
-        import pyarrow.compute as pc
+    if not len(strings):
+        return np.asarray(strings.to_numpy(zero_copy_only=False), dtype=object)
+    enc = strings.combine_chunks().dictionary_encode()  # one hash pass: the checks run on the distinct ids
+    words, codes = enc.dictionary, enc.indices.to_numpy(zero_copy_only=False)
+    lengths = pc.utf8_length(words)
+    if pc.max(lengths).as_py() > MAX_ID_CHARS:
+        r = int(np.flatnonzero(lengths.to_numpy(zero_copy_only=False)[codes] > MAX_ID_CHARS)[0])
+        raise ToprecError(f"{where} {r + offset}: {role} id in column '{name}' is "
+                          f"{lengths[int(codes[r])].as_py():,} characters long (at most {MAX_ID_CHARS})")  # fmt: skip
+    if written:
+        trimmed = pc.utf8_trim_whitespace(words)
 
-        lengths = pc.utf8_length(strings)
-        if pc.max(lengths).as_py() > MAX_ID_CHARS:
-            r = int(np.flatnonzero(lengths.to_numpy(zero_copy_only=False) > MAX_ID_CHARS)[0])
-            raise ToprecError(f"{where} {r + offset}: {role} id in column '{name}' is "
-                              f"{lengths[r].as_py():,} characters long (at most {MAX_ID_CHARS})")  # fmt: skip
-        if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
-            # ids read as text: numbers only where the text is the number (the written ids come back as read)
-            if pc.all(pc.match_substring_regex(strings, _CANONICAL)).as_py():
-                return pc.cast(strings, pa.int64()).to_numpy().astype(np.int64, copy=False)
-            if not pc.all(pc.match_substring_regex(strings, _DIGITS)).as_py() and \
-                    pc.all(pc.match_substring_regex(strings, _NUMBER)).as_py():
-                return _ids(pc.cast(strings, pa.float64()), path, name, role, lambda: strings, offset)
-    return np.asarray(strings.to_numpy(zero_copy_only=False), dtype=object)
+        def every(pattern: str) -> bool:
+            return bool(pc.all(pc.match_substring_regex(trimmed, pattern)).as_py())
+
+        if every(_CANONICAL):
+            return pc.cast(trimmed, pa.int64()).to_numpy()[codes]
+        if every(_DIGITS):  # zero-padded, '+5', beyond int64: the digits as written
+            return np.asarray(trimmed.to_numpy(zero_copy_only=False), dtype=object)[codes]
+        if every(_NUMBER):  # a point or an exponent among numbers: 4.0 is the id 4, 4.5 an error
+            full = pc.utf8_trim_whitespace(strings)
+            return _ids(pc.cast(full, pa.float64()), path, name, role, lambda: full, offset)
+    return np.asarray(words.to_numpy(zero_copy_only=False), dtype=object)[codes]
 
 
 def _numeric(col: pa.ChunkedArray, path: Path, name: str, role: str) -> np.ndarray:
@@ -291,8 +318,9 @@ def read_events(
             return None
         return lambda: _read_csv_table(path, sep, names, encoding, as_string=True).column(name)
 
-    users = _ids(_column(table, path, user_col, "user"), path, user_col, "user", text(user_col), row_offset)
-    items = _ids(_column(table, path, item_col, "item"), path, item_col, "item", text(item_col), row_offset)
+    written = path.suffix.lower() not in (".parquet", ".pq")
+    users = _ids(_column(table, path, user_col, "user"), path, user_col, "user", text(user_col), row_offset, written)
+    items = _ids(_column(table, path, item_col, "item"), path, item_col, "item", text(item_col), row_offset, written)
     order = "file order"
     if time_col is None and detect_time:
         time_col = _time_column(table, exclude=(user_col, item_col, rating_col))
@@ -350,7 +378,9 @@ def _side_file(path: Path) -> pd.DataFrame | None:
     if table.num_columns < 2:
         raise ToprecError(f"{path}: expected two columns 'item' and a value")
     value_col = [c for c in table.column_names if c != "item"][0]
-    frame = pd.DataFrame({"item": _ids(table.column("item"), path, "item", "item"), "value": table.column(value_col).to_pandas()})
+    table = table.filter(pc.is_valid(table.column("item")))  # a row without an item names nothing
+    frame = pd.DataFrame({"item": _ids(table.column("item"), path, "item", "item", written=True),
+                          "value": table.column(value_col).to_pandas()})  # fmt: skip
     return frame.dropna()
 
 
@@ -403,9 +433,9 @@ def read_ml100k(folder: Path, min_rating: float | None = None) -> RawEvents:
             if len(lines) == 19:
                 genres = lines
         cols = ["item", "title", "release", "video", "url"] + [f"g{j}" for j in range(19)]
-        table = _read_table(item_path, sep="|", names=cols, encoding="latin1")
+        table = _read_table(item_path, sep="|", names=cols, encoding="latin1", text_columns=("item",))
         frame = table.to_pandas()
-        item_ids = _ids(table.column("item"))
+        item_ids = _ids(table.column("item"), written=True)
         titles = pd.DataFrame({"item": item_ids, "title": frame["title"]})
         flags = frame[[f"g{j}" for j in range(19)]].fillna(0).to_numpy().astype(bool)
         r, c = np.nonzero(flags)
@@ -422,9 +452,10 @@ def read_ml1m(folder: Path, min_rating: float | None = None) -> RawEvents:
     features, titles = {}, None
     movies = folder / "movies.dat"
     if movies.exists():
-        table = _read_table(movies, sep="::", names=["item", "title", "genres"], encoding="latin1")
+        table = _read_table(movies, sep="::", names=["item", "title", "genres"], encoding="latin1",
+                            text_columns=("item",))  # fmt: skip
         frame = table.to_pandas()
-        item_ids = _ids(table.column("item"))
+        item_ids = _ids(table.column("item"), written=True)
         titles = pd.DataFrame({"item": item_ids, "title": frame["title"]})
         features["genres"] = _explode(item_ids, frame["genres"], "|")
         features["years"] = _years_from_titles(item_ids, frame["title"])
@@ -438,10 +469,10 @@ def read_ml_csv(folder: Path, min_rating: float | None = None) -> RawEvents:
     features, titles = {}, None
     movies = folder / "movies.csv"
     if movies.exists():
-        table = _read_table(movies)
+        table = _read_table(movies, text_columns=("movieId",))
         frame = table.to_pandas()
         if "movieId" in frame and "title" in frame:
-            item_ids = _ids(table.column("movieId"))
+            item_ids = _ids(table.column("movieId"), written=True)
             titles = pd.DataFrame({"item": item_ids, "title": frame["title"]})
             if "genres" in frame:
                 g = _explode(item_ids, frame["genres"], "|")
@@ -458,12 +489,12 @@ def read_hetrec_lastfm(folder: Path, min_rating: float | None = None) -> RawEven
     features, titles = {}, None
     tagged = folder / "user_taggedartists.dat"
     if tagged.exists():
-        table = _read_table(tagged, sep="\t")
+        table = _read_table(tagged, sep="\t", text_columns=("userID", "artistID", "tagID"))
         for col, role in (("userID", "user"), ("artistID", "item"), ("tagID", "tag")):
             _column(table, tagged, col, role)
-        frame = pd.DataFrame({"user": _ids(table.column("userID"), tagged, "userID", "user"),
-                              "item": _ids(table.column("artistID"), tagged, "artistID", "item"),
-                              "value": _ids(table.column("tagID"), tagged, "tagID", "tag")})  # fmt: skip
+        frame = pd.DataFrame({"user": _ids(table.column("userID"), tagged, "userID", "user", written=True),
+                              "item": _ids(table.column("artistID"), tagged, "artistID", "item", written=True),
+                              "value": _ids(table.column("tagID"), tagged, "tagID", "tag", written=True)})  # fmt: skip
         counts = frame.drop_duplicates().groupby(["item", "value"]).size()
         shared = counts[counts >= HETREC_TAG_MIN_USERS].reset_index()[["item", "value"]]
         names_path = folder / "tags.dat"
@@ -476,9 +507,9 @@ def read_hetrec_lastfm(folder: Path, min_rating: float | None = None) -> RawEven
         summary["tags_min_users"] = HETREC_TAG_MIN_USERS
     artists = folder / "artists.dat"
     if artists.exists():
-        table = _read_table(artists, sep="\t")
+        table = _read_table(artists, sep="\t", text_columns=("id",))
         if {"id", "name"} <= set(table.column_names):
-            titles = pd.DataFrame({"item": _ids(table.column("id"), artists, "id", "item"),
+            titles = pd.DataFrame({"item": _ids(table.column("id"), artists, "id", "item", written=True),
                                    "title": table.column("name").to_pandas()})  # fmt: skip
     return RawEvents(users, items, None, features, titles, folder.name, summary | {"format": "hetrec-lastfm"})
 
@@ -514,11 +545,11 @@ def read_recbole(path: Path, min_rating: float | None = None) -> RawEvents:
     features, titles = {}, None
     item_file = inter.with_suffix(".item")
     if item_file.exists():
-        itable = _read_table(item_file, sep="\t")
-        ifields = _recbole_fields(itable)
+        ifields = _recbole_fields(_read_table(item_file, sep="\t"))
         if "item_id" not in ifields:
             raise ToprecError(f"{item_file}: missing column 'item_id:token'")
-        item_ids = _ids(itable.column(ifields["item_id"]))
+        itable = _read_table(item_file, sep="\t", text_columns=(ifields["item_id"],))  # ids as the .inter's
+        item_ids = _ids(itable.column(ifields["item_id"]), written=True)
         rename = {"class": "genres", "genre": "genres", "release_year": "years", "year": "years"}
         for bare, full in ifields.items():
             if bare == "item_id":

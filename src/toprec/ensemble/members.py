@@ -294,8 +294,12 @@ def _typed(raw: np.ndarray, index_ids: np.ndarray) -> np.ndarray:
     id 1: it stays text, and ``lookup`` compares strings, so it is an unknown id)."""
     from ..data.loaders import written_ints
 
-    if index_ids.dtype.kind in "iu" and written_ints(raw):
-        return raw.astype(np.int64)
+    if index_ids.dtype.kind in "iu":
+        import pandas as pd
+
+        trimmed = pd.Series(raw, dtype=object).astype(str).str.strip().to_numpy(dtype=object)  # " 1000" is 1000
+        if written_ints(trimmed):
+            return trimmed.astype(np.int64)
     return raw
 
 
