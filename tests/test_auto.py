@@ -69,7 +69,7 @@ def test_auto_end_to_end_and_pipeline_rebuilds_it(competition_dir, tmp_path, eve
     pipe = yaml.safe_load((out / "pipeline.yaml").read_text())
     assert pipe["command"] == "ensemble" and pipe["ensemble"]["search"] == "none" and not pipe["ensemble"]["validate"]
     if info["chosen"] == "rerank":  # the ranker auto trained (on every validation cut's rows), not trained again
-        assert pipe["ensemble"]["ranker_model"] == str(out / "model" / "rerank")
+        assert pipe["ensemble"]["ranker_model"] == str((out / "model" / "rerank").resolve())
     first = sub.read_bytes()
     sub.unlink()
     p = toprec("run", out / "pipeline.yaml", "--no-track", "-q", cwd=tmp_path)
@@ -164,9 +164,9 @@ def test_a_rerun_into_the_same_out_must_be_the_same_run(competition_dir, tmp_pat
     fold-A values and lists for other data); the budget may change, and a run that stored nothing binds nothing."""
     out, sub = tmp_path / "o", tmp_path / "s.csv"
 
-    def run(data, *extra):
-        return toprec("auto", "--data", data, "--output", sub, "--out", out, "-q", "--members", "ease,rp3beta",
-                      *extra, cwd=tmp_path)  # fmt: skip
+    def run(data, *extra):  # paths relative to the working folder, as a user types them
+        return toprec("auto", "--data", data.relative_to(tmp_path), "--output", "s.csv", "--out", "o", "-q",
+                      "--members", "ease,rp3beta", *extra, cwd=tmp_path)  # fmt: skip
 
     p = run(competition_dir, "--budget", "1s")  # too small: stops before it stores anything
     assert p.returncode == 2 and "too small" in p.stderr, p.stderr
@@ -175,6 +175,11 @@ def test_a_rerun_into_the_same_out_must_be_the_same_run(competition_dir, tmp_pat
     p = run(competition_dir, "--budget", "2m")
     assert p.returncode == 0 and (out / "run.json").is_file() and sub.is_file(), p.stderr
     first = sub.read_bytes()
+    sub.unlink()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()  # pipeline.yaml's paths are absolute: the same file from any working folder
+    p = toprec("run", out / "pipeline.yaml", "--no-track", "-q", cwd=elsewhere)
+    assert p.returncode == 0 and sub.read_bytes() == first and not list(elsewhere.iterdir()), p.stderr
     sub.unlink()
     other = write_competition(tmp_path / "other", events.iloc[: len(events) * 3 // 4])
     for extra, needle in ((["-k", "5"], "(-k 10 there, -k 5 now)"), (["--seed", "7"], "(--seed 0 there, --seed 7 now)"),

@@ -54,7 +54,7 @@ def test_pipeline_yaml_of_a_reranked_run_keeps_the_recency_features(competition_
     model = tmp_path / "model"
     (model / "rerank").mkdir(parents=True)
     pipe = pipeline_config(cfg, run, model)
-    assert pipe.ensemble.ranker_model == str(model / "rerank") and not pipe.ensemble.validate_folds
+    assert pipe.ensemble.ranker_model == str((model / "rerank").resolve()) and not pipe.ensemble.validate_folds
 
 
 def test_pace_scales_the_members_not_yet_measured():

@@ -86,13 +86,15 @@ def pipeline_config(cfg, run, model_dir: Path | None = None):
                 "search": "none", "validate": False, "candidates": cfg.auto.candidates}
     if run.method == "rerank" and model_dir is not None and (model_dir / RERANK_DIR).is_dir():
         # the ranker auto wrote (trained on both folds, or on every validation cut's rows), used as it is
-        ensemble.update(ranker_model=str(model_dir / RERANK_DIR), recency=run.recency)
+        ensemble.update(ranker_model=str((model_dir / RERANK_DIR).resolve()), recency=run.recency)
     elif run.method == "rerank":
         # no saved ranker: it is trained on fold A again (the same folds: users scheme, the run's seed), no fallback
         ensemble.update(validate=True, scheme="users", stratify=True, force=True, recency=run.recency)
+    # absolute paths: `toprec run OUT/pipeline.yaml` rebuilds the same file from any working folder
+    data = cfg.data.model_copy(update={"path": str(Path(cfg.data.path).resolve())})
     return RunConfig.make(
-        command="ensemble", data=cfg.data, split=cfg.split, metrics=cfg.metrics, tracking=cfg.tracking,
-        ensemble=ensemble, output={"submission": cfg.output.submission},
+        command="ensemble", data=data, split=cfg.split, metrics=cfg.metrics, tracking=cfg.tracking,
+        ensemble=ensemble, output={"submission": str(Path(cfg.output.submission).resolve())},
     )  # fmt: skip
 
 
