@@ -47,6 +47,34 @@ def z(S: np.ndarray) -> np.ndarray:
     return np.where(np.isnan(out), -np.inf, out)
 
 
+class ValidationCut:
+    """ML-1M's test holdout cut with ``seed`` and set aside (never scored), then a validation holdout cut the same
+    way from the training part (``seed + 100``), as `toprec auto` would see it: ``tr`` / ``val``, the users."""
+
+    def __init__(self, seed: int):
+        from bench_side import ml1m
+
+        from toprec import split
+
+        data, self.last, self.random = ml1m()
+        train, _test = split.competition(data, last=self.last, random=self.random, seed=seed)  # never used here
+        self.tr, self.val = split.competition(train, last=self.last, random=self.random, seed=seed + 100)
+        self.users = self.val.users
+        self.seen = self.tr.matrix[self.users]
+
+    def masked(self, S) -> np.ndarray:
+        return mask_seen(S, self.seen)
+
+    def parts(self, top: np.ndarray) -> dict[str, float]:
+        """recall@10 of the lists ``top`` overall ("all") and by part ("last", "random")."""
+        from toprec import metrics
+
+        out = {"all": metrics.per_user("recall@10", top, self.val.matrix[self.users]).mean()}
+        for name, M in self.val.parts.items():
+            out[name] = metrics.per_user("recall@10", top, M[self.users]).mean()
+        return out
+
+
 def user_ease(tr, users: np.ndarray, l2: float) -> np.ndarray:
     """EASE on the transposed matrix: each user's row rebuilt from the other users' rows (zero self-weight),
     ``B = I - P / diag(P)`` with ``P = (X X^T + l2 I)^-1``; the scores of ``users`` are ``B[:, users]^T X``."""
@@ -60,9 +88,7 @@ def user_ease(tr, users: np.ndarray, l2: float) -> np.ndarray:
 
 
 def main() -> None:
-    from bench_side import ml1m
-
-    from toprec import metrics, models, split
+    from toprec import models
     from toprec.recommend import topk_rows
 
     ap = argparse.ArgumentParser()
@@ -71,20 +97,9 @@ def main() -> None:
     ap.add_argument("--members", action="store_true", help="also EDLAE, iALS and their fusion picked on the cut")
     ap.add_argument("--more", action="store_true", help="with --members: user-user EASE, iALS 512, ADMM-SLIM")
     a = ap.parse_args()
-    data, last, rnd = ml1m()
-    train, _test = split.competition(data, last=last, random=rnd, seed=a.seed)  # the test is never used here
-    tr, val = split.competition(train, last=last, random=rnd, seed=a.seed + 100)
-    users = val.users
-    seen = tr.matrix[users]
-
-    def masked(S: np.ndarray) -> np.ndarray:
-        return mask_seen(S, seen)
-
-    def parts(top: np.ndarray) -> dict[str, float]:
-        out = {"all": metrics.per_user("recall@10", top, val.matrix[users]).mean()}
-        for name, M in val.parts.items():
-            out[name] = metrics.per_user("recall@10", top, M[users]).mean()
-        return out
+    cut = ValidationCut(a.seed)
+    tr, users, masked, parts = cut.tr, cut.users, cut.masked, cut.parts
+    last, rnd = cut.last, cut.random
 
     rows = []
     SE = masked(models.get("ease", l2=a.l2).fit(tr).score(users))

@@ -28,10 +28,9 @@ sys.path.insert(0, str(HERE))
 
 
 def main() -> None:
-    from bench_parts import mask_seen, z
-    from bench_side import ml1m
+    from bench_parts import ValidationCut, z
 
-    from toprec import metrics, models, split
+    from toprec import models
     from toprec.models.seqrules import transition_counts
     from toprec.recommend import topk_rows
 
@@ -40,20 +39,12 @@ def main() -> None:
     ap.add_argument("--windows", default="1,3,10,30")
     ap.add_argument("--out", type=Path)
     a = ap.parse_args()
-    data, last, rnd = ml1m()
-    train, _test = split.competition(data, last=last, random=rnd, seed=a.seed)  # the test is never used here
-    tr, val = split.competition(train, last=last, random=rnd, seed=a.seed + 100)
-    users = val.users
-    seen = tr.matrix[users]
-
-    def masked(S) -> np.ndarray:
-        return mask_seen(S, seen)
+    cut = ValidationCut(a.seed)
+    tr, users, seen, masked = cut.tr, cut.users, cut.seen, cut.masked
 
     def parts(S: np.ndarray) -> list[float]:
-        top = topk_rows(S, 10)[0]
-        out = [metrics.per_user("recall@10", top, val.matrix[users]).mean()]
-        out += [metrics.per_user("recall@10", top, M[users]).mean() for M in val.parts.values()]
-        return out
+        p = cut.parts(topk_rows(S, 10)[0])
+        return [p["all"], *(p[name] for name in cut.val.parts)]
 
     rows: list[tuple[str, list[float]]] = []
     SE = masked(models.get("ease", l2=1200.0).fit(tr).score(users))

@@ -58,12 +58,16 @@ def test_local_equals_offline_recommend(tmp_path, saved, competition_dir):
     assert out.read_bytes() == out3.read_bytes()
 
 
+def batch_for_users(tmp_path, model_dir, text: str, k: int):
+    """``batch --users FILE`` with ``text`` as the file: the result and the written rows."""
+    users, out = tmp_path / "users.csv", tmp_path / "recs.parquet"
+    users.write_text(text)
+    r = run_batch(model_dir=str(model_dir), output=str(out), users=str(users), k=k)
+    return r, pd.read_parquet(out)
+
+
 def test_users_file(tmp_path, saved, competition_dir):
-    users = tmp_path / "users.csv"
-    users.write_text("user\nu3\nu1\nnobody\nu3\n")
-    out = tmp_path / "recs.parquet"
-    r = run_batch(model_dir=str(saved), output=str(out), users=str(users), k=3)
-    frame = pd.read_parquet(out)
+    r, frame = batch_for_users(tmp_path, saved, "user\nu3\nu1\nnobody\nu3\n", k=3)
     assert r.users == 3 and r.unknown_users == 1
     assert list(frame["user"].unique()) == ["u3", "u1", "nobody"]
     from toprec.models import Recommender
@@ -81,18 +85,13 @@ def test_users_file_with_zero_padded_ids_of_an_integer_model(tmp_path, cli):
     model_dir = tmp_path / "model"
     cli("submit", "--data", data, "--model", "popularity", "--output", tmp_path / "sub.csv", "-k", "2",
         "--save-model", model_dir, "-q", "--no-track")  # fmt: skip
-    users = tmp_path / "users.csv"
-    users.write_text("user\n1\n01\n7\n")
-    out = tmp_path / "recs.parquet"
-    r = run_batch(model_dir=str(model_dir), output=str(out), users=str(users), k=2)
-    frame = pd.read_parquet(out)
+    r, frame = batch_for_users(tmp_path, model_dir, "user\n1\n01\n7\n", k=2)
     assert r.users == 3 and r.unknown_users == 2
     assert list(frame["user"].unique()) == ["1", "01", "7"] and len(frame) == 6
     sub = pd.read_csv(tmp_path / "sub.csv")
     assert list(frame.loc[frame["user"] == "1", "item"]) == list(sub.loc[sub["user"] == 1, "item"])
-    users.write_text("user\n1\n7\n")  # every id a number as written: integers, as the model's
-    run_batch(model_dir=str(model_dir), output=str(out), users=str(users), k=2)
-    assert list(pd.read_parquet(out)["user"].unique()) == [1, 7]
+    _, frame = batch_for_users(tmp_path, model_dir, "user\n1\n7\n", k=2)  # every id a number as written
+    assert list(frame["user"].unique()) == [1, 7]  # integers, as the model's
 
 
 @pytest.mark.parametrize("case", ["no_dir", "bad_columns", "no_users_file", "not_a_model", "k_too_big"])
