@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 
 from .. import progress
 from ..errors import ToprecError
@@ -137,12 +136,7 @@ def check_unseen(ds, k: int, command: str) -> None:
     """A command that writes exactly ``k`` unseen items per user: before any work, a one-line error naming the
     first user who has seen all but fewer than ``k`` items, instead of failing when the lists are written, after
     the fits (and a whole ``auto`` budget)."""
-    X = ds.matrix
-    if len(X.indptr) < 2 or int(np.diff(X.indptr).max()) <= ds.n_items - k:
-        return  # no user has enough events to be short (the common case: no deduplication needed)
-    X = sp.csr_matrix(X, copy=True)
-    X.sum_duplicates()
-    seen = np.diff(X.indptr)
+    seen = np.diff(ds.user_ptr)  # a Dataset holds each (user, item) pair once
     short = np.flatnonzero(ds.n_items - seen < k)
     if len(short):
         u = short[0]
