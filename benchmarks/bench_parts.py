@@ -75,6 +75,26 @@ class ValidationCut:
         return out
 
 
+def strongest_members(cut: ValidationCut) -> tuple[np.ndarray, np.ndarray]:
+    """The masked scores of EDLAE and iALS at the settings auto tuned on ML-1M (session 17), for ``cut``'s users."""
+    from toprec import models
+
+    SD = cut.masked(models.get("edlae", l2=243.43).fit(cut.tr).score(cut.users))
+    SI = cut.masked(models.get("ials", factors=256, regularization=100.0, alpha=10.0).fit(cut.tr).score(cut.users))
+    return SD, SI
+
+
+def best_fusion(cut: ValidationCut, zD, zI, zR) -> tuple[tuple[float, float], int, dict, np.ndarray]:
+    """The best of 15 fusions z(edlae) + b z(ials) + c z(seqrules), picked on ``cut`` itself (in-sample: an upper
+    bound): ``(b, c)``, the grid's size, that fusion's recall by part and its scores."""
+    from toprec.recommend import topk_rows
+
+    grid = [(b, c) for b in (0.5, 1.0, 2.0, 3.0, 5.0) for c in (0.0, 0.1, 0.3)]
+    fused = {(b, c): cut.parts(topk_rows(zD + b * zI + (c * zR if c else 0.0), 10)[0]) for b, c in grid}
+    (b, c), best = max(fused.items(), key=lambda kv: kv[1]["all"])
+    return (b, c), len(grid), best, zD + b * zI + (c * zR if c else 0.0)
+
+
 def user_ease(tr, users: np.ndarray, l2: float) -> np.ndarray:
     """EASE on the transposed matrix: each user's row rebuilt from the other users' rows (zero self-weight),
     ``B = I - P / diag(P)`` with ``P = (X X^T + l2 I)^-1``; the scores of ``users`` are ``B[:, users]^T X``."""
@@ -121,18 +141,13 @@ def main() -> None:
     if a.members:
         # the random part's ceiling: the strongest closed-form and factor members (auto's tuned settings on
         # ML-1M, session 17) fused, the weights picked on this same cut (in-sample: an upper bound for a fusion)
-        SD = masked(models.get("edlae", l2=243.43).fit(tr).score(users))
-        SI = masked(models.get("ials", factors=256, regularization=100.0, alpha=10.0).fit(tr).score(users))
+        SD, SI = strongest_members(cut)
         rows.append(("edlae l2=243", parts(topk_rows(SD, 10)[0])))
         rows.append(("ials factors=256 reg=100 alpha=10", parts(topk_rows(SI, 10)[0])))
-        zD, zI = z(SD), z(SI)
-        grid = [(b, c) for b in (0.5, 1.0, 2.0, 3.0, 5.0) for c in (0.0, 0.1, 0.3)]
-        fused = {(b, c): parts(topk_rows(zD + b * zI + (c * zR if c else 0.0), 10)[0]) for b, c in grid}
-        (b, c), best = max(fused.items(), key=lambda kv: kv[1]["all"])
-        rows.append((f"best of {len(grid)} fusions z(edlae) + b z(ials) + c z(seqrules), picked on this cut "
+        (b, c), n, best, top = best_fusion(cut, z(SD), z(SI), zR)
+        rows.append((f"best of {n} fusions z(edlae) + b z(ials) + c z(seqrules), picked on this cut "
                      f"(b={b:g}, c={c:g})", best))  # fmt: skip
         if a.more:
-            top = zD + b * zI + (c * zR if c else 0.0)
             ials512 = models.get("ials", factors=512, regularization=100.0, alpha=10.0).fit(tr).score(users)
             slim = models.get("admm-slim", l1=1.0, l2=200.0).fit(tr).score(users)
             for name, short, S in (("user-user ease l2=1000", "user-user ease", user_ease(tr, users, 1000.0)),
