@@ -126,7 +126,7 @@ def main() -> None:
     length = np.diff(tr.matrix.indptr)[users]
     tercile = np.digitize(length, np.quantile(length, [1 / 3, 2 / 3]))
     grid = [(bb, cc) for bb in (0.5, 1.0, 2.0, 3.0, 5.0, 8.0) for cc in (0.0, 0.1, 0.3)]
-    tops = {g: topk_rows(zD + g[0] * zI + g[1] * zR, 10)[0] for g in grid}
+    tops = {g: topk_rows(zD + g[0] * zI + (g[1] * zR if g[1] else 0.0), 10)[0] for g in grid}  # 0 * -inf is nan
     picked = np.empty_like(top)
     for t in range(3):
         m = tercile == t
