@@ -58,6 +58,15 @@ def test_auto_end_to_end_and_pipeline_rebuilds_it(competition_dir, tmp_path, eve
     page = json.loads((out / "report.json").read_text())["sections"]
     assert [r[0] for r in page["members"]["tables"][0]["rows"]] == [m["name"] for m in info["members"]]
     assert set(page["members"]["figures"]["tuning"]["series"]) == set(MEMBERS.split(","))
+    # fold B by user activity: buckets of every fold-B user, each column averaging back to that list's fold-B recall
+    v = info["validation"]
+    act = next(t for t in page["ensemble"]["tables"] if t["title"] == "fold B recall@10 by user activity")
+    assert act["columns"][2:] == ["ensemble", *(m["label"] for m in v["members"])]
+    assert sum(row[1] for row in act["rows"]) == v["fold_b"]["users"]
+    for col, recall in [(2, v["ensemble"]["fold_b"]["recall@10"])] + [
+            (3 + j, m["fold_b"]["recall@10"]) for j, m in enumerate(v["members"])]:  # fmt: skip
+        assert sum(row[1] * row[col] for row in act["rows"]) / v["fold_b"]["users"] == pytest.approx(recall)
+    assert "activity" in page["ensemble"]["figures"]
     assert (out / "submission.csv").read_bytes() == sub.read_bytes()
     # OUT/model: the refitted pipeline, servable; it answers every user with the submission's list
     from toprec.app import serving

@@ -457,6 +457,26 @@ def test_validate_reports_each_members_paired_se_on_fold_b(dataset, members3):
         assert m["fold_b_gap_se"] > 0
     best_b = next(m for m in rep["members"] if m["label"] == rep["best_member_fold_b"])
     assert best_b["fold_b_gap_se"] == pytest.approx(rep["gain_fold_b_se"])
+    # fold B by user activity: every fold-B user in one bucket, each list's buckets averaging back to its recall
+    act = rep["recall_by_activity_fold_b"]
+    n = np.asarray(act["users"])
+    assert n.sum() == rep["fold_b"]["users"] and len(act["labels"]) == len(n)
+    assert set(act) == {"labels", "users", "ensemble", *(m["label"] for m in rep["members"])}
+    for name, recall in [("ensemble", rep["ensemble"]["fold_b"]["recall@10"])] + [
+            (m["label"], m["fold_b"]["recall@10"]) for m in rep["members"]]:  # fmt: skip
+        assert (n * np.asarray(act[name])).sum() / n.sum() == pytest.approx(recall)
+
+
+def test_recall_by_activity_by_hand():
+    # 6 fold users with 1, 2, 2, 5, 8, 9 training events; 3 quantile buckets of that activity
+    train = Dataset.from_events(np.repeat(np.arange(6), [1, 2, 2, 5, 8, 9]), np.arange(27) % 10)
+    fold = folds_mod.Fold(np.arange(6), sp.csr_matrix((6, 10)))
+    act = folds_mod.recall_by_activity(fold, train, {"a": np.array([1.0, 0.0, 0.5, 0.2, 0.4, 0.0])})
+    bucket, labels = metrics.user_buckets(np.array([1, 2, 2, 5, 8, 9], dtype=float))
+    assert act["labels"] == labels and act["users"] == np.bincount(bucket).tolist()
+    expected = [np.mean(np.array([1.0, 0.0, 0.5, 0.2, 0.4, 0.0])[bucket == b]) for b in range(len(labels))]
+    assert act["a"] == pytest.approx(expected)
+    assert labels[0].startswith("1–") and labels[-1].endswith("–9")
 
 
 def test_validate_selects_the_reports_method_and_weights(dataset, members3):

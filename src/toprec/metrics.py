@@ -104,6 +104,18 @@ def per_user(name: str, items: np.ndarray, truth: sp.csr_matrix) -> np.ndarray:
     return _FUNCS[metric](hits, n_truth, k)
 
 
+def user_buckets(counts: np.ndarray, n_buckets: int = 5) -> tuple[np.ndarray, list[str]]:
+    """Quantile buckets of training activity (``counts``: each user's training events): bucket index per user and
+    labels ("lo–hi" events). Fewer buckets where quantiles coincide."""
+    edges = np.unique(np.quantile(counts, np.linspace(0, 1, n_buckets + 1)).round())
+    if len(edges) < 2:
+        edges = np.array([counts.min(), counts.max() + 1.0])
+    edges[-1] = max(edges[-1], counts.max()) + 1  # the last bucket includes the maximum
+    b = np.clip(np.searchsorted(edges, counts, side="right") - 1, 0, len(edges) - 2)
+    labels = [f"{int(lo)}–{int(hi) - 1}" for lo, hi in zip(edges[:-1], edges[1:])]
+    return b, labels
+
+
 def coverage(items: np.ndarray, n_items: int, k: int | None = None) -> float:
     it = items if k is None else items[:, :k]
     it = it[it >= 0]

@@ -20,7 +20,7 @@ import scipy.sparse as sp
 from .. import progress
 from ..errors import ToprecError
 from ..recommend import Recommendations
-from .folds import Folds, fold_metrics, gap_se, make_folds, per_user_recall
+from .folds import Folds, fold_metrics, gap_se, make_folds, per_user_recall, recall_by_activity
 from .fusion import METHODS, build_pool, check_method, fuse
 from .members import Member, parse_members
 from .search import SEARCHES, Objective, SearchResult, run_search
@@ -253,8 +253,10 @@ class Ensemble:
         ib = [mm["label"] for mm in members].index(best_b["label"])
         users_b = folds.fold_b.users  # the same users on both sides: gap_se pairs them
         fused_b = per_user_recall(ens_b, folds.fold_b, k)
+        recalls_b = {"ensemble": fused_b}
         for mm, lb in zip(members, lists_b):  # each member's paired se against the ensemble on fold B
-            mm["fold_b_gap_se"] = gap_se(per_user_recall(lb, folds.fold_b, k), users_b, fused_b, users_b)
+            recalls_b[mm["label"]] = per_user_recall(lb, folds.fold_b, k)
+            mm["fold_b_gap_se"] = gap_se(recalls_b[mm["label"]], users_b, fused_b, users_b)
         se_b = members[ib]["fold_b_gap_se"]
         n_used = int((weights > 0).sum())
         holds = bool(gain_b > 0 and n_used > 1)
@@ -301,6 +303,7 @@ class Ensemble:
             "gain_fold_b_z": gain_b / se_b if se_b > 0 else float("nan"),
             "relative_gain_fold_a": gain_a / best_a["fold_a"][r] if best_a["fold_a"][r] > 0 else float("nan"),
             "relative_gain_fold_b": gain_b / best_b["fold_b"][r] if best_b["fold_b"][r] > 0 else float("nan"),
+            "recall_by_activity_fold_b": recall_by_activity(folds.fold_b, folds.confirm_train, recalls_b),
             "holds": holds,
             "warning": "; ".join(warnings) or None,
             "search_trials": result.trials,

@@ -208,6 +208,17 @@ def per_user_recall(recs: Recommendations, fold: Fold, k: int) -> np.ndarray:
     return metrics.per_user(f"recall@{k}", recs.items[:, :k], fold.truth[fold.users])
 
 
+def recall_by_activity(fold: Fold, train, recalls: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Mean recall of the fold's users in quantile buckets of their events in ``train`` (what the lists were fitted
+    on): ``{"labels", "users", name: [mean per bucket]}`` for each ``recalls`` entry (per user, in fold order)."""
+    bucket, labels = metrics.user_buckets(np.asarray(train.user_counts[fold.users], dtype=np.float64))
+    n = np.bincount(bucket, minlength=len(labels))
+    out: dict[str, Any] = {"labels": labels, "users": n.tolist()}
+    for name, r in recalls.items():
+        out[name] = (np.bincount(bucket, weights=r, minlength=len(labels)) / np.maximum(n, 1)).tolist()
+    return out
+
+
 def gap_se(ra: np.ndarray, users_a: np.ndarray, rb: np.ndarray, users_b: np.ndarray) -> float:
     """Standard error of mean(rb) - mean(ra), per-user recalls of two folds.
 

@@ -1,4 +1,5 @@
-"""``toprec auto``'s page: the data's profile, each member's tuning, the ensemble's fold A/B, the choice."""
+"""``toprec auto``'s page: the data's profile, each member's tuning, the ensemble's fold A/B (recall by part and
+by user activity), the choice."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from .html import Page
-from .plots import lines
+from .plots import bars, lines
 
 
 def build_auto_page(title: str, meta: list[str], run, k: int) -> Page:
@@ -44,6 +45,19 @@ def build_auto_page(title: str, meta: list[str], run, k: int) -> Page:
         s.table("folds", ["member", "weight", f"A {r}", f"B {r}", "B last", "B random"], rows)
         s.numbers = {"gain over the best member on fold B": v["gain_fold_b"],
                      "relative": v["relative_gain_fold_b"], "holds": v["holds"]}  # fmt: skip
+        act = v.get("recall_by_activity_fold_b")
+        if act:  # fold B's users in quantile buckets of their training events (a run stored before has none)
+            names = ["ensemble"] + [m["label"] for m in v["members"]]
+            s.table(f"fold B {r} by user activity", ["training events", "users"] + names,
+                    [[lab, n] + [act[name][b] for name in names] for b, (lab, n) in
+                     enumerate(zip(act["labels"], act["users"]))])  # fmt: skip
+            top = sorted(v["members"], key=lambda m: -m["fold_b"][r])[:3]  # the figure: the ensemble and 3 best
+            s.figures.append(bars("activity", f"fold B {r} by user activity", act["labels"],
+                                  {"ensemble": np.asarray(act["ensemble"]),
+                                   **{m["label"].split(":")[0]: np.asarray(act[m["label"]]) for m in top}}, r,
+                                  caption="fold B's users in quantile buckets of their training events: the ensemble "
+                                          "and the three best members on fold B (every member in the table)",
+                                  x_label="training events of the user"))  # fmt: skip
         cf = v.get("crossfit")
         if cf and v["method"] == "rerank" and cf.get("cuts"):  # ... trained on the rows of several cuts
             s.text.append(f"Small data: the re-ranker learnt from the rows of {cf['cuts']} validation cuts. Each user "

@@ -38,25 +38,14 @@ from ..version import __version__
 from ..data.dataset import Dataset
 from ..errors import ToprecError
 from ..keys import csr_keys, isin_sorted
+from ..metrics import user_buckets  # noqa: F401 (the report's activity buckets; tests import it here)
 from . import plots
 from .html import Page
 
 ITEM_BUCKETS = ((0.0, 0.01), (0.01, 0.05), (0.05, 0.2), (0.2, 0.5), (0.5, 1.0))
-N_USER_BUCKETS = 5
 N_CLUSTERS = 8
 #: users on the user-cluster map (a seeded sample; t-SNE is quadratic-ish in them)
 CLUSTER_MAP_USERS = 1500
-
-
-def user_buckets(counts: np.ndarray, n_buckets: int = N_USER_BUCKETS) -> tuple[np.ndarray, list[str]]:
-    """Quantile buckets of training activity: bucket index per user and labels."""
-    edges = np.unique(np.quantile(counts, np.linspace(0, 1, n_buckets + 1)).round())
-    if len(edges) < 2:
-        edges = np.array([counts.min(), counts.max() + 1.0])
-    edges[-1] = max(edges[-1], counts.max()) + 1  # the last bucket includes the maximum
-    b = np.clip(np.searchsorted(edges, counts, side="right") - 1, 0, len(edges) - 2)
-    labels = [f"{int(lo)}–{int(hi) - 1}" for lo, hi in zip(edges[:-1], edges[1:])]
-    return b, labels
 
 
 def item_buckets(popularity: np.ndarray) -> tuple[np.ndarray, list[str]]:
