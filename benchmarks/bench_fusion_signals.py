@@ -17,7 +17,8 @@ this cut too, so each is an in-sample upper bound of what the idea could add:
 - **time**: + w z(log p), p = the item's share of the events in the time slices where the user has events
   (20 slices of equal event mass), weighted by the user's events in each: what was being rated when this user
   was rating.
-- **activity**: (b, c) picked separately for the users' history-length terciles.
+- **activity**: (b, c) picked separately for the users' history-length terciles, against the one pick for all
+  users from the same (wider) grid.
 
 Recall@10 overall and by part. Prints a markdown table.
 """
@@ -128,12 +129,15 @@ def main() -> None:
     grid = [(bb, cc) for bb in (0.5, 1.0, 2.0, 3.0, 5.0, 8.0) for cc in (0.0, 0.1, 0.3)]
     tops = {g: topk_rows(zD + g[0] * zI + (g[1] * zR if g[1] else 0.0), 10)[0] for g in grid}  # 0 * -inf is nan
     picked = np.empty_like(top)
-    for t in range(3):
+    for t in np.unique(tercile):  # tied quantiles can leave a tercile empty
         m = tercile == t
         g = max(grid, key=lambda g: metrics.per_user("recall@10", tops[g][m], cut.val.matrix[users[m]]).mean())
         picked[m] = tops[g][m]
         notes.append(f"tercile {t + 1} (history <= {int(length[m].max())} events, {int(m.sum()):,} users): "
                      f"(b, c) = {g}")  # fmt: skip
+    glob = max(grid, key=lambda g: metrics.per_user("recall@10", tops[g], cut.val.matrix[users]).mean())
+    rows.append((f"(b, c) picked for all users from the same {len(grid)} (b={glob[0]:g}, c={glob[1]:g})",
+                 parts(tops[glob])))  # fmt: skip
     rows.append((f"(b, c) picked per history-length tercile from {len(grid)}", parts(picked)))
 
     base = rows[0][1][0]

@@ -106,13 +106,17 @@ def per_user(name: str, items: np.ndarray, truth: sp.csr_matrix) -> np.ndarray:
 
 def user_buckets(counts: np.ndarray, n_buckets: int = 5) -> tuple[np.ndarray, list[str]]:
     """Quantile buckets of training activity (``counts``: each user's training events): bucket index per user and
-    labels ("lo–hi" events). Fewer buckets where quantiles coincide."""
+    labels ("lo–hi" events). Fewer buckets where quantiles coincide; none empty."""
     edges = np.unique(np.quantile(counts, np.linspace(0, 1, n_buckets + 1)).round())
     if len(edges) < 2:
-        edges = np.array([counts.min(), counts.max() + 1.0])
+        edges = np.array([counts.min(), counts.max()], dtype=np.float64)
     edges[-1] = max(edges[-1], counts.max()) + 1  # the last bucket includes the maximum
     b = np.clip(np.searchsorted(edges, counts, side="right") - 1, 0, len(edges) - 2)
     labels = [f"{int(lo)}–{int(hi) - 1}" for lo, hi in zip(edges[:-1], edges[1:])]
+    used = np.flatnonzero(np.bincount(b, minlength=len(labels)))  # rounded edges can leave a bucket empty: drop it
+    if len(used) < len(labels):
+        b = np.searchsorted(used, b)
+        labels = [labels[j] for j in used]
     return b, labels
 
 

@@ -20,7 +20,7 @@ import scipy.sparse as sp
 from .. import progress
 from ..errors import ToprecError
 from ..recommend import Recommendations
-from .folds import Folds, fold_metrics, gap_se, make_folds, per_user_recall, recall_by_activity
+from .folds import Folds, fold_metrics, gap_se, group_means, make_folds, per_user_recall, recall_by_activity
 from .fusion import METHODS, build_pool, check_method, fuse
 from .members import Member, parse_members
 from .search import SEARCHES, Objective, SearchResult, run_search
@@ -225,11 +225,9 @@ class Ensemble:
         lab = clusters.lookup(fold.users)
         group = np.where(lab >= 0, lab, clusters.k)
         n = np.bincount(group, minlength=clusters.k + 1)
-        out = {"clusters": [str(c) for c in range(clusters.k)] + ["none"], "users": n.tolist()}
-        for name, recs in lists.items():
-            r = per_user_recall(recs, fold, k)
-            out[name] = (np.bincount(group, weights=r, minlength=clusters.k + 1) / np.maximum(n, 1)).tolist()
-        return out
+        recalls = {name: per_user_recall(recs, fold, k) for name, recs in lists.items()}
+        return {"clusters": [str(c) for c in range(clusters.k)] + ["none"], "users": n.tolist(),
+                **group_means(group, clusters.k + 1, recalls)}  # fmt: skip
 
     def _report(self, folds, lists_a, lists_b, ens_a, ens_b, method, weights, result, search, k, min_gain, seed):
         r = f"recall@{k}"

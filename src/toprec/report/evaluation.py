@@ -38,7 +38,7 @@ from ..version import __version__
 from ..data.dataset import Dataset
 from ..errors import ToprecError
 from ..keys import csr_keys, isin_sorted
-from ..metrics import user_buckets  # noqa: F401 (the report's activity buckets; tests import it here)
+from ..metrics import user_buckets
 from . import plots
 from .html import Page
 
