@@ -35,8 +35,6 @@ def auto(cfg) -> AutoResult:
                           "hidden test (--last N latest + --random M earlier events per user)")  # fmt: skip
     if s.last + s.random == 0:
         raise ToprecError("auto: --last 0 --random 0 holds nothing out to validate on")
-    if a.members is not None and not any(m.strip() for m in a.members):
-        raise ToprecError("--members: no member named (leave it out for the planner's members)")
     output = output_file(cfg.output.submission, cfg.data)
     out = output_folder(a.out, cfg.data, "--out")
     budget = parse_budget(a.budget)

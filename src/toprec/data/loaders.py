@@ -137,7 +137,7 @@ def _header(path: Path, sep: str, names: list[str] | None, encoding: str) -> lis
             head = fh.read(1 << 16)
     except (OSError, pa.ArrowException):
         return []
-    line = head.split(b"\n", 1)[0].decode(encoding, errors="replace").rstrip("\r")
+    line = head.split(b"\n", 1)[0].decode(encoding, errors="replace").rstrip("\r").lstrip("\ufeff")
     return [c.strip('"') for c in line.split(sep)]
 
 
@@ -517,9 +517,9 @@ def read_hetrec_lastfm(folder: Path, min_rating: float | None = None) -> RawEven
     return RawEvents(users, items, None, features, titles, folder.name, summary | {"format": "hetrec-lastfm"})
 
 
-def _recbole_fields(table: pa.Table) -> dict[str, str]:
-    """Map bare field names (``user_id``) to the header's ``name:type`` columns."""
-    return {c.split(":")[0]: c for c in table.column_names}
+def _recbole_fields(path: Path) -> dict[str, str]:
+    """Map bare field names (``user_id``) to the header's ``name:type`` columns (read from the header line only)."""
+    return {c.split(":")[0]: c for c in (name.strip() for name in _header(path, "\t", None, "utf8")) if c}
 
 
 def read_recbole(path: Path, min_rating: float | None = None) -> RawEvents:
@@ -531,11 +531,10 @@ def read_recbole(path: Path, min_rating: float | None = None) -> RawEvents:
     else:
         inter = path
     _check_file(inter)
-    table = _read_table(inter, sep="\t")
-    fields = _recbole_fields(table)
+    fields = _recbole_fields(inter)
     for need in ("user_id", "item_id"):
         if need not in fields:
-            raise ToprecError(f"{inter}: missing column '{need}:token' (found: {', '.join(table.column_names)})")
+            raise ToprecError(f"{inter}: missing column '{need}:token' (found: {', '.join(fields.values())})")
     users, items, times, summary = read_events(
         inter,
         fields["user_id"],
@@ -548,7 +547,7 @@ def read_recbole(path: Path, min_rating: float | None = None) -> RawEvents:
     features, titles = {}, None
     item_file = inter.with_suffix(".item")
     if item_file.exists():
-        ifields = _recbole_fields(_read_table(item_file, sep="\t"))
+        ifields = _recbole_fields(item_file)
         if "item_id" not in ifields:
             raise ToprecError(f"{item_file}: missing column 'item_id:token'")
         itable = _read_table(item_file, sep="\t", text_columns=(ifields["item_id"],))  # ids as the .inter's

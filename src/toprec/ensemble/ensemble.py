@@ -224,10 +224,8 @@ class Ensemble:
         """{"users": per cluster, name: mean recall@k per cluster} (the last entry: users with no cluster)."""
         lab = clusters.lookup(fold.users)
         group = np.where(lab >= 0, lab, clusters.k)
-        n = np.bincount(group, minlength=clusters.k + 1)
         recalls = {name: per_user_recall(recs, fold, k) for name, recs in lists.items()}
-        return {"clusters": [str(c) for c in range(clusters.k)] + ["none"], "users": n.tolist(),
-                **group_means(group, clusters.k + 1, recalls)}  # fmt: skip
+        return {"clusters": [str(c) for c in range(clusters.k)] + ["none"], **group_means(group, clusters.k + 1, recalls)}
 
     def _report(self, folds, lists_a, lists_b, ens_a, ens_b, method, weights, result, search, k, min_gain, seed):
         r = f"recall@{k}"

@@ -208,18 +208,19 @@ def per_user_recall(recs: Recommendations, fold: Fold, k: int) -> np.ndarray:
     return metrics.per_user(f"recall@{k}", recs.items[:, :k], fold.truth[fold.users])
 
 
-def group_means(group: np.ndarray, n_groups: int, values: dict[str, np.ndarray]) -> dict[str, list[float]]:
-    """``{name: mean of values[name] per group}`` (``group``: each entry's group in 0..n_groups-1; 0 where empty)."""
-    n = np.maximum(np.bincount(group, minlength=n_groups), 1)
-    return {name: (np.bincount(group, weights=v, minlength=n_groups) / n).tolist() for name, v in values.items()}
+def group_means(group: np.ndarray, n_groups: int, values: dict[str, np.ndarray]) -> dict[str, list]:
+    """``{"users": entries per group, name: mean of values[name] per group}`` (``group``: each entry's group in
+    0..n_groups-1; a mean is 0 where the group is empty)."""
+    n = np.bincount(group, minlength=n_groups)
+    return {"users": n.tolist(), **{name: (np.bincount(group, weights=v, minlength=n_groups) / np.maximum(n, 1)).tolist()
+                                    for name, v in values.items()}}  # fmt: skip
 
 
 def recall_by_activity(fold: Fold, train, recalls: dict[str, np.ndarray]) -> dict[str, Any]:
     """Mean recall of the fold's users in quantile buckets of their events in ``train`` (what the lists were fitted
     on): ``{"labels", "users", name: [mean per bucket]}`` for each ``recalls`` entry (per user, in fold order)."""
     bucket, labels = metrics.user_buckets(np.asarray(train.user_counts[fold.users], dtype=np.float64))
-    n = np.bincount(bucket, minlength=len(labels))
-    return {"labels": labels, "users": n.tolist(), **group_means(bucket, len(labels), recalls)}
+    return {"labels": labels, **group_means(bucket, len(labels), recalls)}
 
 
 def gap_se(ra: np.ndarray, users_a: np.ndarray, rb: np.ndarray, users_b: np.ndarray) -> float:
